@@ -1,0 +1,480 @@
+"""``/etc/twostep/twostep.yaml``, parsed once into frozen dataclasses.
+
+Unknown keys, duplicate keys and wrong types are errors that name the key and the file:
+a typo in a security setting must not silently fall back to a default. Secret files (the
+service password, the keys) are not read here but by ``load_secrets``, which runs only in
+the process that needs them (the daemon) and refuses files others can read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .duration import parse_duration
+from .errors import ConfigError
+from .keyring import Keyring
+from .policy import overrides_from_mapping
+from .records import check_service_name
+from .secretfile import read_secret_file
+from .totp import Algorithm, TotpParams
+
+__all__ = [
+    "DEFAULT_PATH",
+    "DEFAULT_MAIL_SERVICES",
+    "AuditConfig",
+    "Config",
+    "KeysConfig",
+    "LdapConfig",
+    "PolicyConfig",
+    "Secrets",
+    "TotpConfig",
+    "UsersConfig",
+    "config_path",
+    "load_config",
+    "load_secrets",
+    "parse_config",
+]
+
+DEFAULT_PATH = Path("/etc/twostep/twostep.yaml")
+DEFAULT_MAIL_SERVICES = frozenset(
+    {
+        "imap",
+        "pop3",
+        "smtp",
+        "submission",
+        "sieve",
+        "managesieve",
+        "lmtp",
+        "activesync",
+        "eas",
+        "caldav",
+        "carddav",
+        "dav",
+    }
+)
+_MAX_CONFIG_BYTES = 1 << 20
+_SYSLOG_FACILITIES = (
+    "auth",
+    "authpriv",
+    "daemon",
+    "user",
+    "mail",
+    *(f"local{i}" for i in range(8)),
+)
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LdapConfig:
+    uris: tuple[str, ...]
+    bind_dn: str
+    bind_password_file: Path
+    start_tls: bool = False
+    ca_file: Path | None = None
+    timeout: float = 5.0
+    """Seconds for connecting and for each operation."""
+    pool_size: int = 8
+
+
+@dataclass(frozen=True)
+class UsersConfig:
+    base: str
+    filter: str = "(&(objectClass=inetOrgPerson)(uid={username}))"
+    """``{username}`` is replaced by the escaped login name."""
+    username_attribute: str = "uid"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    base: str | None = None
+    """Where ``twostep policy create`` puts class-of-service entries."""
+    default: str | None = None
+    """DN of the policy entry for accounts that name none."""
+    defaults: Mapping[str, bool | int] = field(default_factory=dict)
+    """Site-wide overrides of the built-in defaults in ``Policy``."""
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    current: str
+    directory: Path = Path("/etc/twostep/keys")
+
+
+@dataclass(frozen=True)
+class TotpConfig:
+    issuer: str = "twostep"
+    params: TotpParams = TotpParams()
+    enrollment_lifetime: int = 3600
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    syslog: bool = True
+    facility: str = "auth"
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    ldap: LdapConfig
+    users: UsersConfig
+    keys: KeysConfig
+    policy: PolicyConfig = PolicyConfig()
+    totp: TotpConfig = TotpConfig()
+    mail_services: frozenset[str] = DEFAULT_MAIL_SERVICES
+    audit: AuditConfig = AuditConfig()
+    log_level: str = "info"
+    source: Path | None = None
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What only the daemon holds. ``repr`` shows no secret."""
+
+    bind_password: str = field(repr=False)
+    keyring: Keyring = field(repr=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading YAML strictly
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+_T = TypeVar("_T")
+
+
+class _Section:
+    """One mapping of the file, read key by key; leftover keys are errors."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where or 'top level'}: must be a mapping")
+        self._data: dict[Any, Any] = dict(data)
+        self._where = where
+
+    def _name(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def take(self, key: str, parse: Callable[[object, str], _T], default: _T) -> _T:
+        if key not in self._data:
+            return default
+        return parse(self._data.pop(key), self._name(key))
+
+    def require(self, key: str, parse: Callable[[object, str], _T]) -> _T:
+        if key not in self._data:
+            raise ConfigError(f"{self._name(key)}: required")
+        return parse(self._data.pop(key), self._name(key))
+
+    def section(self, key: str) -> _Section:
+        return _Section(self._data.pop(key, None), self._name(key))
+
+    def raw(self, key: str) -> object:
+        return self._data.pop(key, None)
+
+    def done(self) -> None:
+        if self._data:
+            key = sorted(map(str, self._data))[0]
+            raise ConfigError(f"{self._name(key)}: unknown key")
+
+
+def _string(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 1024 or not value.isprintable():
+        raise ConfigError(f"{where}: must be a non-empty string of printable characters")
+    return value
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: must be true or false")
+    return value
+
+
+def _number(low: float, high: float) -> Callable[[object, str], float]:
+    def parse(value: object, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: must be a number")
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: must be between {low:g} and {high:g}")
+        return float(value)
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[object, str], int]:
+    def parse(value: object, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: must be a whole number")
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _path(value: object, where: str) -> Path:
+    text = _string(value, where)
+    if not text.startswith("/"):
+        raise ConfigError(f"{where}: must be an absolute path")
+    return Path(text)
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object, str], str]:
+    def parse(value: object, where: str) -> str:
+        if value not in options:
+            raise ConfigError(f"{where}: must be one of {', '.join(options)}")
+        return str(value)
+
+    return parse
+
+
+_DN = re.compile(r"[^=,]+=[^,]+(,[^=,]+=[^,]+)*")
+
+
+def _dn(value: object, where: str) -> str:
+    text = _string(value, where)
+    if not _DN.fullmatch(text.replace("\\,", "").replace("\\=", "")):
+        raise ConfigError(f"{where}: {text!r} is not a distinguished name")
+    return text
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _uris(value: object, where: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or len(items) > 16:
+        raise ConfigError(f"{where}: must be a URI or a list of 1 to 16 URIs")
+    uris = []
+    for item in items:
+        uri = _string(item, where)
+        parsed = urllib.parse.urlsplit(uri)
+        if parsed.scheme not in ("ldap", "ldaps", "ldapi") or (
+            parsed.scheme != "ldapi" and not parsed.hostname
+        ):
+            raise ConfigError(f"{where}: {uri!r} is not an ldap://, ldaps:// or ldapi:// URI")
+        uris.append(uri)
+    return tuple(uris)
+
+
+def _filter(value: object, where: str) -> str:
+    text = _string(value, where)
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if (
+        text.count("{username}") != 1
+        or depth != 0
+        or not (text.startswith("(") and text.endswith(")"))
+    ):
+        raise ConfigError(
+            f"{where}: must be a parenthesised LDAP filter containing {{username}} once"
+        )
+    return text
+
+
+def _attribute_name(value: object, where: str) -> str:
+    text = _string(value, where)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,63}", text):
+        raise ConfigError(f"{where}: not an attribute name")
+    return text
+
+
+def _key_id(value: object, where: str) -> str:
+    text = _string(value, where)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", text):
+        raise ConfigError(f"{where}: use 1 to 32 letters, digits, - and _")
+    return text
+
+
+def _services(value: object, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: must be a non-empty list of service names")
+    try:
+        return frozenset(check_service_name(_string(item, where)) for item in value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _policy_defaults(value: object, where: str) -> Mapping[str, bool | int]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    try:
+        return overrides_from_mapping({str(k): v for k, v in value.items()})
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+
+
+def _duration(value: object, where: str) -> int:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if not 60 <= seconds <= 7 * 86400:
+        raise ConfigError(f"{where}: must be between 1 minute and 7 days")
+    return seconds
+
+
+def parse_config(data: object, source: Path | None = None) -> Config:
+    """Validate an already-loaded YAML document; every error names the key."""
+    top = _Section(data, "")
+
+    ldap = top.section("ldap")
+    ldap_config = LdapConfig(
+        uris=ldap.require("uris", _uris),
+        bind_dn=ldap.require("bind_dn", _dn),
+        bind_password_file=ldap.require("bind_password_file", _path),
+        start_tls=ldap.take("start_tls", _bool, False),
+        ca_file=ldap.take("ca_file", _path, None),
+        timeout=ldap.take("timeout", _number(0.1, 60), 5.0),
+        pool_size=ldap.take("pool_size", _integer(1, 64), 8),
+    )
+    ldap.done()
+    for uri in ldap_config.uris:
+        parsed = urllib.parse.urlsplit(uri)
+        if (
+            parsed.scheme == "ldap"
+            and not ldap_config.start_tls
+            and not _is_loopback(parsed.hostname or "")
+        ):
+            raise ConfigError(
+                f"ldap.uris: {uri} would send passwords in clear text; use ldaps://, "
+                "ldapi:// or set ldap.start_tls: true"
+            )
+
+    users = top.section("users")
+    users_config = UsersConfig(
+        base=users.require("base", _dn),
+        filter=users.take("filter", _filter, UsersConfig.filter),
+        username_attribute=users.take("username_attribute", _attribute_name, "uid"),
+    )
+    users.done()
+
+    policy = top.section("policy")
+    policy_config = PolicyConfig(
+        base=policy.take("base", _dn, None),
+        default=policy.take("default", _dn, None),
+        defaults=policy.take("defaults", _policy_defaults, {}),
+    )
+    policy.done()
+
+    keys = top.section("keys")
+    keys_config = KeysConfig(
+        current=keys.require("current", _key_id),
+        directory=keys.take("directory", _path, KeysConfig.directory),
+    )
+    keys.done()
+
+    totp = top.section("totp")
+    issuer = totp.take("issuer", _string, TotpConfig.issuer)
+    algorithm = totp.take("algorithm", _choice(tuple(a.value for a in Algorithm)), "SHA1")
+    digits = totp.take("digits", _integer(6, 8), 6)
+    period = totp.take("period", _integer(15, 300), 30)
+    lifetime = totp.take("enrollment_lifetime", _duration, TotpConfig.enrollment_lifetime)
+    totp.done()
+    totp_config = TotpConfig(issuer, TotpParams(Algorithm(algorithm), digits, period), lifetime)
+
+    services = top.section("services")
+    mail_services = services.take("mail", _services, DEFAULT_MAIL_SERVICES)
+    services.done()
+
+    audit = top.section("audit")
+    audit_config = AuditConfig(
+        syslog=audit.take("syslog", _bool, True),
+        facility=audit.take("facility", _choice(_SYSLOG_FACILITIES), "auth"),
+        file=audit.take("file", _path, None),
+    )
+    audit.done()
+
+    logging_section = top.section("logging")
+    log_level = logging_section.take("level", _choice(_LOG_LEVELS), "info")
+    logging_section.done()
+
+    top.done()
+    return Config(
+        ldap=ldap_config,
+        users=users_config,
+        keys=keys_config,
+        policy=policy_config,
+        totp=totp_config,
+        mail_services=mail_services,
+        audit=audit_config,
+        log_level=log_level,
+        source=source,
+    )
+
+
+def config_path(explicit: str | None = None) -> Path:
+    """``--config`` wins over ``TWOSTEP_CONFIG``, which wins over the default."""
+    return Path(explicit or os.environ.get("TWOSTEP_CONFIG") or DEFAULT_PATH)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(_MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(text) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than 1 MiB")
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
+    try:
+        return parse_config(data, path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_secrets(config: Config) -> Secrets:
+    """Read the service password and the keys; refuse files that others can read."""
+    try:
+        password = read_secret_file(config.ldap.bind_password_file, "ldap.bind_password_file")
+        keyring = Keyring.load(config.keys.directory, config.keys.current)
+    except ConfigError as exc:
+        where = f"{config.source}: " if config.source else ""
+        raise ConfigError(f"{where}{exc}") from None
+    return Secrets(bind_password=password, keyring=keyring)

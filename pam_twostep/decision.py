@@ -1,0 +1,464 @@
+"""The login decision: entry state + what was presented + context -> outcome + changes.
+
+Pure: no I/O, no clock, no global randomness. The one thing it cannot know by itself,
+whether the account password is right, is established by the caller with an LDAP bind
+*only when* ``wants_password`` says so, and handed in as a ``PasswordCheck``.
+
+Mail services (IMAP, POP3, SMTP, ...) send one secret and cannot answer a prompt. With
+two-step on, that secret must be an application passcode; the password is refused, and
+so is password+code glued together: a client stores and replays what it was given, so a
+code inside it would be replayed (and refused) on its next connection, and accepting it
+would turn every mail client into a password oracle for the account. With two-step off,
+the password is checked, where policy allows.
+
+Interactive services (sshd, login, the portal) send the password and then, when two-step
+is on and the device is not trusted, a verification code or a backup code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .account import AccountState, Attr
+from .changes import Change, Modify
+from .codes import (
+    CodeKind,
+    Random,
+    classify,
+    new_device_token,
+    new_id,
+    normalize,
+    split_device_token,
+)
+from .errors import CorruptEntry
+from .hashing import digest_matches, fast_digest, verify_backup_codes
+from .keyring import Keyring
+from .lockout import clear_changes, lock_state, record_failure
+from .policy import Policy
+from .records import Device, Usage, check_label
+from .totp import StepMatch, match_step
+
+__all__ = [
+    "MAX_DEVICES",
+    "USAGE_INTERVAL",
+    "Attempt",
+    "Context",
+    "Decision",
+    "Flow",
+    "Method",
+    "Outcome",
+    "PasswordCheck",
+    "Reason",
+    "conflicted",
+    "decide",
+    "temporary_failure",
+    "unknown_user",
+    "wants_password",
+]
+
+USAGE_INTERVAL = 300
+"""Seconds between two writes of a passcode's or device's 'last used' note."""
+MAX_DEVICES = 20
+"""Trusted devices kept per account; the oldest beyond this are dropped."""
+
+
+class Flow(Enum):
+    MAIL = "mail"
+    INTERACTIVE = "interactive"
+
+
+class Outcome(Enum):
+    ACCEPT = "accept"
+    DENY = "deny"
+    CHALLENGE = "challenge"
+    """Password right, now a code is needed."""
+    TEMPFAIL = "tempfail"
+
+
+class Method(Enum):
+    PASSWORD = "password"
+    PASSCODE = "passcode"
+    TOTP = "totp"
+    BACKUP_CODE = "backup-code"
+    TRUSTED_DEVICE = "trusted-device"
+
+
+class Reason(Enum):
+    UNKNOWN_USER = "unknown-user"
+    MALFORMED = "malformed"
+    LOCKED = "locked"
+    WRONG_PASSWORD = "wrong-password"
+    WRONG_PASSCODE = "wrong-passcode"
+    WRONG_CODE = "wrong-code"
+    REPLAYED = "replayed"
+    PASSWORD_NOT_ACCEPTED = "password-not-accepted"
+    PASSCODES_DISABLED = "passcodes-disabled"
+    PASSCODE_EXPIRED = "passcode-expired"
+    PASSCODE_SCOPE = "passcode-scope"
+    ENROLLMENT_REQUIRED = "enrollment-required"
+    CODE_REQUIRED = "code-required"
+    DIRECTORY_UNAVAILABLE = "directory-unavailable"
+    CORRUPT_ENTRY = "corrupt-entry"
+    KEY_UNAVAILABLE = "key-unavailable"
+    AMBIGUOUS_USER = "ambiguous-user"
+    INTERNAL = "internal"
+
+
+class PasswordCheck(Enum):
+    NOT_CHECKED = "not-checked"
+    RIGHT = "right"
+    WRONG = "wrong"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the client presented. ``repr`` hides the secrets."""
+
+    flow: Flow
+    secret: str
+    """The password (interactive), or the one secret a mail client sent."""
+    code: str | None = None
+    device_token: str | None = None
+    trust_device: bool = False
+    device_label: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"Attempt(flow={self.flow.value}, code={'yes' if self.code else 'no'}, "
+            f"device_token={'yes' if self.device_token else 'no'}, "
+            f"trust_device={self.trust_device})"
+        )
+
+
+@dataclass(frozen=True)
+class Context:
+    service: str
+    remote: str
+    now: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    username: str
+    method: Method | None = None
+    reason: Reason | None = None
+    label: str | None = None
+    """The passcode's label, for the audit event."""
+    device: str | None = None
+    """The trusted device used or created."""
+    device_token: str | None = None
+    """A new device token, to hand to the client once and never to log."""
+    commit: Modify = Modify(())
+    """Must be applied for the outcome to stand."""
+    followups: tuple[Modify, ...] = ()
+    """Bookkeeping; may be lost."""
+    locks: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision({self.outcome.value}, user={self.username!r}, "
+            f"method={self.method and self.method.value}, "
+            f"reason={self.reason and self.reason.value})"
+        )
+
+
+def unknown_user(username: str) -> Decision:
+    return Decision(Outcome.DENY, username, reason=Reason.UNKNOWN_USER)
+
+
+def temporary_failure(username: str, reason: Reason) -> Decision:
+    return Decision(Outcome.TEMPFAIL, username, reason=reason)
+
+
+def wants_password(state: AccountState, policy: Policy, attempt: Attempt, now: int) -> bool:
+    """Whether the caller must check the account password (an LDAP bind) first."""
+    if lock_state(state, policy, now).locked:
+        return False
+    if attempt.flow is Flow.MAIL:
+        return not state.enabled and policy.mail_password
+    return True
+
+
+def _deny(
+    state: AccountState,
+    policy: Policy,
+    ctx: Context,
+    reason: Reason,
+    kind: str,
+    presented: str,
+    random: Random,
+    label: str | None = None,
+) -> Decision:
+    commit, prune, locks = record_failure(
+        state,
+        policy,
+        now=ctx.now,
+        kind=kind,
+        service=ctx.service,
+        address=ctx.remote,
+        presented=presented,
+        random=random,
+    )
+    return Decision(
+        Outcome.DENY,
+        state.username,
+        reason=reason,
+        label=label,
+        commit=commit,
+        followups=(prune,) if prune else (),
+        locks=locks,
+    )
+
+
+def _usage_note(state: AccountState, record_id: str, ctx: Context) -> Modify:
+    old = state.usage_of(record_id)
+    if (
+        old is not None
+        and ctx.now - old.time < USAGE_INTERVAL
+        and (old.address == ctx.remote or ctx.now - old.time < 60)
+    ):
+        return Modify(())
+    new = Usage(record_id, ctx.now, ctx.remote)
+    changes = [Change.delete(Attr.USAGE, old.dump())] if old is not None else []
+    changes.append(Change.add(Attr.USAGE, new.dump()))
+    return Modify(tuple(changes))
+
+
+def _dead_records(state: AccountState, ctx: Context) -> Modify:
+    """Passcodes and devices killed by a password change or expiry, to be swept away."""
+    dead_passcodes = [p for p in state.passcodes if p not in state.live_passcodes(ctx.now)]
+    dead_devices = [d for d in state.devices if d not in state.live_devices(ctx.now)]
+    changes = []
+    if dead_passcodes:
+        changes.append(Change.delete(Attr.PASSCODE, *(p.dump() for p in dead_passcodes)))
+    if dead_devices:
+        changes.append(Change.delete(Attr.DEVICE, *(d.dump() for d in dead_devices)))
+    return Modify(tuple(changes))
+
+
+def _accept(
+    state: AccountState,
+    ctx: Context,
+    method: Method,
+    *,
+    commit: Modify = Modify(()),
+    used: str | None = None,
+    label: str | None = None,
+    device: str | None = None,
+    device_token: str | None = None,
+    extra: Modify = Modify(()),
+) -> Decision:
+    """``used`` is the passcode or device whose 'last used' note may need a refresh."""
+    followups = [clear_changes(state, ctx.remote), _dead_records(state, ctx), extra]
+    if used is not None:
+        followups.append(_usage_note(state, used, ctx))
+    return Decision(
+        Outcome.ACCEPT,
+        state.username,
+        method=method,
+        label=label,
+        device=device,
+        device_token=device_token,
+        commit=commit,
+        followups=tuple(f for f in followups if f),
+    )
+
+
+def _decide_mail(
+    state: AccountState,
+    policy: Policy,
+    attempt: Attempt,
+    ctx: Context,
+    password: PasswordCheck,
+    random: Random,
+) -> Decision:
+    if not state.enabled:
+        if not policy.mail_password:
+            return _deny(
+                state, policy, ctx, Reason.PASSWORD_NOT_ACCEPTED, "password", attempt.secret, random
+            )
+        if password is PasswordCheck.RIGHT:
+            return _accept(state, ctx, Method.PASSWORD)
+        if password is PasswordCheck.WRONG:
+            return _deny(
+                state, policy, ctx, Reason.WRONG_PASSWORD, "password", attempt.secret, random
+            )
+        raise ValueError("the password was not checked")
+
+    presented = normalize(attempt.secret)
+    if not policy.passcodes:
+        return _deny(state, policy, ctx, Reason.PASSCODES_DISABLED, "passcode", presented, random)
+    if classify(presented, 0) is not CodeKind.PASSCODE:
+        return _deny(state, policy, ctx, Reason.WRONG_PASSCODE, "passcode", presented, random)
+    digest = fast_digest("passcode", presented)
+    found = None
+    for passcode in state.passcodes:  # every one, no early exit: right and wrong cost the same
+        if digest_matches(passcode.digest, digest):
+            found = passcode
+    if found is None or found.stamp != state.stamp:
+        return _deny(state, policy, ctx, Reason.WRONG_PASSCODE, "passcode", presented, random)
+    if found.expires and found.expires <= ctx.now:
+        return _deny(
+            state,
+            policy,
+            ctx,
+            Reason.PASSCODE_EXPIRED,
+            "passcode",
+            presented,
+            random,
+            label=found.label,
+        )
+    if not found.allows(ctx.service):
+        return _deny(
+            state,
+            policy,
+            ctx,
+            Reason.PASSCODE_SCOPE,
+            "passcode",
+            presented,
+            random,
+            label=found.label,
+        )
+    return _accept(state, ctx, Method.PASSCODE, used=found.id, label=found.label)
+
+
+def _trusted_device(
+    state: AccountState, policy: Policy, token: str | None, now: int
+) -> Device | None:
+    if not token or not policy.trusted_devices:
+        return None
+    parts = split_device_token(token)
+    if parts is None:
+        return None
+    device = next((d for d in state.live_devices(now) if d.id == parts[0]), None)
+    if device is None or not digest_matches(device.digest, fast_digest("device", parts[1])):
+        return None
+    return device
+
+
+def _new_device(
+    state: AccountState, policy: Policy, attempt: Attempt, ctx: Context, random: Random
+) -> tuple[Device, str, Modify]:
+    device_id = new_id(random)
+    token = new_device_token(random, device_id)
+    try:
+        label = check_label(attempt.device_label.strip()[:64]) if attempt.device_label else ""
+    except ValueError:
+        label = ""
+    device = Device(
+        id=device_id,
+        label=label or f"{ctx.service} device",
+        created=ctx.now,
+        digest=fast_digest("device", token),
+        expires=ctx.now + policy.device_lifetime,
+        stamp=state.stamp,
+    )
+    live = sorted(state.live_devices(ctx.now), key=lambda d: d.created)
+    excess = live[: max(0, len(live) + 1 - MAX_DEVICES)]
+    drop = Modify((Change.delete(Attr.DEVICE, *(d.dump() for d in excess)),) if excess else ())
+    return device, token, drop
+
+
+def _decide_interactive(
+    state: AccountState,
+    policy: Policy,
+    attempt: Attempt,
+    ctx: Context,
+    password: PasswordCheck,
+    keys: Keyring,
+    random: Random,
+) -> Decision:
+    if password is PasswordCheck.WRONG:
+        return _deny(state, policy, ctx, Reason.WRONG_PASSWORD, "password", attempt.secret, random)
+    if password is not PasswordCheck.RIGHT:
+        raise ValueError("the password was not checked")
+    if not state.enabled:
+        if policy.required:
+            return Decision(Outcome.DENY, state.username, reason=Reason.ENROLLMENT_REQUIRED)
+        return _accept(state, ctx, Method.PASSWORD)
+
+    device = _trusted_device(state, policy, attempt.device_token, ctx.now)
+    if device is not None:
+        return _accept(state, ctx, Method.TRUSTED_DEVICE, used=device.id, device=device.id)
+    if not attempt.code:
+        return Decision(Outcome.CHALLENGE, state.username, reason=Reason.CODE_REQUIRED)
+
+    if state.secret is None or state.params is None:  # parse_account refuses such entries
+        raise CorruptEntry(Attr.SECRET, "two-step is on but there is no secret")
+    code = normalize(attempt.code)
+    kind = classify(code, state.params.digits)
+    if kind is CodeKind.TOTP:
+        try:
+            key = keys.open(state.secret, context=state.uuid.encode())
+        except ValueError as exc:
+            raise CorruptEntry(Attr.SECRET, str(exc)) from None
+        match, step = match_step(
+            key,
+            code,
+            now=ctx.now,
+            params=state.params,
+            window=policy.totp_window,
+            watermark=state.last_step,
+        )
+        if match is StepMatch.REPLAYED:
+            return _deny(state, policy, ctx, Reason.REPLAYED, "code", code, random)
+        if match is StepMatch.NO_MATCH or step is None:
+            return _deny(state, policy, ctx, Reason.WRONG_CODE, "code", code, random)
+        # Compare-and-swap: delete the watermark we read, add the new one, in ONE modify.
+        old = (
+            ()
+            if state.last_step is None
+            else (Change.delete(Attr.LAST_STEP, str(state.last_step)),)
+        )
+        commit = Modify((*old, Change.add(Attr.LAST_STEP, str(step))), guarded=True)
+        method = Method.TOTP
+    elif kind is CodeKind.BACKUP_CODE:
+        index = verify_backup_codes(state.backup_codes, code)
+        if index is None:
+            return _deny(state, policy, ctx, Reason.WRONG_CODE, "code", code, random)
+        commit = Modify((Change.delete(Attr.BACKUP_CODE, state.backup_codes[index]),), guarded=True)
+        method = Method.BACKUP_CODE
+    else:
+        return _deny(state, policy, ctx, Reason.WRONG_CODE, "code", code, random)
+
+    if attempt.trust_device and policy.trusted_devices:
+        device, token, drop = _new_device(state, policy, attempt, ctx, random)
+        return _accept(
+            state,
+            ctx,
+            method,
+            commit=commit.then(Change.add(Attr.DEVICE, device.dump())),
+            device=device.id,
+            device_token=token,
+            extra=drop,
+        )
+    return _accept(state, ctx, method, commit=commit)
+
+
+def decide(
+    state: AccountState,
+    policy: Policy,
+    attempt: Attempt,
+    ctx: Context,
+    *,
+    password: PasswordCheck,
+    keys: Keyring,
+    random: Random,
+) -> Decision:
+    """The outcome of one login attempt and the directory changes that go with it."""
+    lock = lock_state(state, policy, ctx.now)
+    if lock.locked:
+        return Decision(Outcome.DENY, state.username, reason=Reason.LOCKED)
+    if attempt.flow is Flow.MAIL:
+        return _decide_mail(state, policy, attempt, ctx, password, random)
+    return _decide_interactive(state, policy, attempt, ctx, password, keys, random)
+
+
+def conflicted(
+    state: AccountState, policy: Policy, attempt: Attempt, ctx: Context, random: Random
+) -> Decision:
+    """A guarded commit lost its race: the code was used by a concurrent login."""
+    presented = normalize(attempt.code or "")
+    return _deny(state, policy, ctx, Reason.REPLAYED, "code", presented, random)

@@ -1,0 +1,370 @@
+"""The directory: the only module that imports ldap3.
+
+It speaks in the core's terms (``RawEntry`` in, ``Modify`` out) and translates every
+ldap3 outcome into ours: a lost compare-and-swap is ``Conflict``, a user's wrong
+password is ``False``, and *everything else* that goes wrong (unreachable, slow,
+refused, schema missing) is ``DirectoryUnavailable``, a temporary failure. ldap3 runs
+with exceptions on, so no failure can hide in a result code.
+
+Connections bound as the service identity are pooled (one thread uses one connection
+at a time) and opened against the configured URIs in order, starting with the last one
+that worked. Password checks bind as the user on a fresh connection of their own, so a
+user's identity never leaks into a pooled connection. Every operation has a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import TypeVar
+
+from ldap3 import (
+    BASE,
+    MODIFY_ADD,
+    MODIFY_DELETE,
+    MODIFY_REPLACE,
+    NONE,
+    SUBTREE,
+    Connection,
+    Server,
+    Tls,
+)
+from ldap3.core import exceptions as ldap_errors
+from ldap3.utils.conv import escape_filter_chars
+
+from .account import RawEntry
+from .changes import Change, Modify, Op
+from .config import LdapConfig, UsersConfig
+from .errors import Conflict, DirectoryUnavailable
+
+__all__ = ["Directory", "escape_filter"]
+
+log = logging.getLogger(__name__)
+
+_OPS = {Op.ADD: MODIFY_ADD, Op.DELETE: MODIFY_DELETE, Op.REPLACE: MODIFY_REPLACE}
+# A modify that deletes a value someone else already deleted, or adds a single value that
+# someone else already added, lost a race: these are the compare-and-swap failures.
+_CONFLICTS = (
+    ldap_errors.LDAPNoSuchAttributeResult,
+    ldap_errors.LDAPAttributeOrValueExistsResult,
+    ldap_errors.LDAPConstraintViolationResult,
+)
+_MAX_ENTRY_VALUES = 4000
+_MAX_PASSWORD = 1024
+_T = TypeVar("_T")
+
+
+def escape_filter(value: str) -> str:
+    """RFC 4515 escaping of a value placed inside a search filter."""
+    return str(escape_filter_chars(value))
+
+
+class Directory:
+    def __init__(self, ldap: LdapConfig, users: UsersConfig, bind_password: str) -> None:
+        self._config = ldap
+        self._users = users
+        self._password = bind_password
+        self._servers = [self._server(uri) for uri in ldap.uris]
+        self._preferred = 0
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(ldap.pool_size)
+
+    def _server(self, uri: str) -> Server:
+        parsed = urllib.parse.urlsplit(uri)
+        tls = None
+        if parsed.scheme == "ldaps" or self._config.start_tls:
+            tls = Tls(
+                validate=ssl.CERT_REQUIRED,
+                ca_certs_file=str(self._config.ca_file) if self._config.ca_file else None,
+                version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        timeout = self._config.timeout
+        if parsed.scheme == "ldapi":
+            path = urllib.parse.unquote(parsed.netloc or parsed.path)
+            return Server(
+                "ldapi://" + urllib.parse.quote(path, safe=""),
+                get_info=NONE,
+                connect_timeout=timeout,
+            )
+        return Server(
+            parsed.hostname or "",
+            port=parsed.port,
+            use_ssl=parsed.scheme == "ldaps",
+            tls=tls,
+            get_info=NONE,
+            connect_timeout=timeout,
+        )
+
+    # -- connections ------------------------------------------------------------------
+
+    def _open(self, user: str | None, password: str | None) -> Connection:
+        """A bound connection to the first server that answers; raises ldap3 errors."""
+        count = len(self._servers)
+        last: Exception | None = None
+        for offset in range(count):
+            index = (self._preferred + offset) % count
+            # ldap3 remembers a failed address for 5 s; we keep our own order instead, so a
+            # server that comes back is used again at once.
+            self._servers[index].reset_availability()
+            conn = Connection(
+                self._servers[index],
+                user=user,
+                password=password,
+                raise_exceptions=True,
+                receive_timeout=math.ceil(self._config.timeout),
+                auto_referrals=False,
+                read_only=False,
+            )
+            try:
+                conn.open()
+                if self._config.start_tls and not self._servers[index].ssl:
+                    conn.start_tls(read_server_info=False)
+                conn.bind()
+            except ldap_errors.LDAPInvalidCredentialsResult:
+                _quietly_close(conn)
+                raise
+            except (
+                ldap_errors.LDAPCommunicationError,
+                ldap_errors.LDAPStartTLSError,
+                ldap_errors.LDAPBusyResult,
+                ldap_errors.LDAPUnavailableResult,
+                ldap_errors.LDAPUnwillingToPerformResult,
+                OSError,
+            ) as exc:
+                _quietly_close(conn)
+                last = exc
+                log.warning("ldap server %s unusable: %s", self._servers[index], type(exc).__name__)
+                continue
+            self._preferred = index
+            return conn
+        raise DirectoryUnavailable(f"no LDAP server answered ({type(last).__name__})")
+
+    @contextmanager
+    def _service(self) -> Iterator[Connection]:
+        """A pooled connection bound as the service; broken ones are dropped."""
+        if not self._slots.acquire(timeout=self._config.timeout):
+            raise DirectoryUnavailable("all LDAP connections are busy")
+        conn: Connection | None = None
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self._open_service()
+            yield conn
+        except BaseException:
+            # Whatever went wrong, this connection's state is unknown: do not pool it.
+            if conn is not None:
+                _quietly_close(conn)
+            conn = None
+            raise
+        finally:
+            if conn is not None:
+                with self._lock:
+                    self._idle.append(conn)
+            self._slots.release()
+
+    def _open_service(self) -> Connection:
+        try:
+            return self._open(self._config.bind_dn, self._password)
+        except ldap_errors.LDAPInvalidCredentialsResult:
+            raise DirectoryUnavailable("the service identity's password was refused") from None
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(
+                f"cannot bind as the service ({type(exc).__name__})"
+            ) from None
+
+    def _run(self, what: str, operation: Callable[[Connection], _T], *, retry: bool) -> _T:
+        """Run ``operation`` on a service connection, translating errors.
+
+        Reads are retried once on a fresh connection: a pooled connection may have gone
+        stale when the server restarted. Writes are not, because a write whose answer was
+        lost may have been applied.
+        """
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            try:
+                with self._service() as conn:
+                    return operation(conn)
+            except _CONFLICTS as exc:
+                raise Conflict(f"{what}: {type(exc).__name__}") from None
+            except (
+                ldap_errors.LDAPCommunicationError,
+                ldap_errors.LDAPSessionTerminatedByServerError,
+                ldap_errors.LDAPResponseTimeoutError,
+                ldap_errors.LDAPSocketReceiveError,
+                ldap_errors.LDAPSocketSendError,
+                OSError,
+            ) as exc:
+                if attempt + 1 < attempts:
+                    continue
+                raise DirectoryUnavailable(f"{what}: {type(exc).__name__}") from None
+            except ldap_errors.LDAPException as exc:
+                raise DirectoryUnavailable(f"{what}: {_describe(exc)}") from None
+        raise DirectoryUnavailable(what)  # pragma: no cover - the loop always returns or raises
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _quietly_close(conn)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def find_account(self, username: str, attributes: Sequence[str]) -> RawEntry | None:
+        """The one entry the user filter finds for ``username``, or None.
+
+        More than one match is a configuration problem, reported as a temporary failure
+        rather than guessing which entry was meant.
+        """
+        search_filter = self._users.filter.replace("{username}", escape_filter(username))
+        entries = self._search(self._users.base, search_filter, attributes, SUBTREE, limit=2)
+        if len(entries) > 1:
+            raise DirectoryUnavailable("the user filter matches more than one entry")
+        return entries[0] if entries else None
+
+    def read(self, dn: str, attributes: Sequence[str]) -> RawEntry | None:
+        try:
+            entries = self._search(dn, "(objectClass=*)", attributes, BASE, limit=1)
+        except _NoSuchObjectError:
+            return None
+        return entries[0] if entries else None
+
+    def search(
+        self, base: str, search_filter: str, attributes: Sequence[str], limit: int = 1000
+    ) -> list[RawEntry]:
+        try:
+            return self._search(base, search_filter, attributes, SUBTREE, limit=limit)
+        except _NoSuchObjectError:
+            return []
+
+    def _search(
+        self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int
+    ) -> list[RawEntry]:
+        def operation(conn: Connection) -> list[RawEntry]:
+            try:
+                conn.search(
+                    base,
+                    search_filter,
+                    search_scope=scope,
+                    attributes=list(attributes),
+                    size_limit=limit,
+                    time_limit=max(1, int(self._config.timeout)),
+                )
+            except ldap_errors.LDAPNoSuchObjectResult:
+                raise _NoSuchObjectError() from None
+            return [
+                _raw_entry(item)
+                for item in conn.response or ()
+                if item.get("type") == "searchResEntry"
+            ]
+
+        return self._run("search", operation, retry=True)
+
+    # -- writes -----------------------------------------------------------------------
+
+    def modify(self, dn: str, modify: Modify) -> None:
+        """Apply one modify request atomically; ``Conflict`` if a deleted value was gone."""
+        if not modify:
+            return
+        grouped: dict[str, list[tuple[str, list[str]]]] = {}
+        for change in modify.changes:
+            grouped.setdefault(change.attribute, []).append((_OPS[change.op], list(change.values)))
+
+        def operation(conn: Connection) -> None:
+            conn.modify(dn, grouped)
+
+        self._run("modify", operation, retry=False)
+
+    def add_values_if_missing(self, dn: str, attribute: str, value: str) -> None:
+        """Add one value, treating 'already there' as success (objectClass on first use)."""
+        with suppress(Conflict):
+            self.modify(dn, Modify((Change.add(attribute, value),)))
+
+    def add_entry(
+        self, dn: str, object_classes: Sequence[str], attributes: dict[str, list[str]]
+    ) -> None:
+        def operation(conn: Connection) -> None:
+            conn.add(dn, list(object_classes), attributes)
+
+        self._run("add", operation, retry=False)
+
+    def delete_entry(self, dn: str) -> None:
+        def operation(conn: Connection) -> None:
+            conn.delete(dn)
+
+        self._run("delete", operation, retry=False)
+
+    # -- user binds -------------------------------------------------------------------
+
+    def check_password(self, dn: str, password: str) -> bool:
+        """Whether ``password`` is the account's password, by binding as the user.
+
+        An empty password is refused here: LDAP treats it as an anonymous bind, which
+        "succeeds" (RFC 4513 5.1.2).
+        """
+        if not password or "\0" in password or len(password) > _MAX_PASSWORD:
+            return False
+        try:
+            conn = self._open(dn, password)
+        except ldap_errors.LDAPInvalidCredentialsResult:
+            return False
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"password check: {_describe(exc)}") from None
+        _quietly_close(conn)
+        return True
+
+    def change_password(self, dn: str, old: str, new: str) -> bool:
+        """RFC 3062 password modify, bound as the user; False if ``old`` is wrong."""
+        if not old or "\0" in old or len(old) > _MAX_PASSWORD:
+            return False
+        if not new or "\0" in new or len(new) > _MAX_PASSWORD:
+            raise ValueError("a new password has 1 to 1024 characters and no NUL")
+        try:
+            conn = self._open(dn, old)
+        except ldap_errors.LDAPInvalidCredentialsResult:
+            return False
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"password change: {_describe(exc)}") from None
+        try:
+            conn.extend.standard.modify_password(user=dn, old_password=old, new_password=new)
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"password change: {_describe(exc)}") from None
+        finally:
+            _quietly_close(conn)
+        return True
+
+
+class _NoSuchObjectError(Exception):
+    pass
+
+
+def _raw_entry(item: dict[str, object]) -> RawEntry:
+    raw = item.get("raw_attributes")
+    if not isinstance(raw, Mapping):
+        raise DirectoryUnavailable("a search result without attributes")
+    attributes: dict[str, tuple[bytes, ...]] = {}
+    total = 0
+    for name, listed in raw.items():
+        values = tuple(v for v in listed if isinstance(v, bytes))
+        total += len(values)
+        attributes[str(name).lower()] = values
+    if total > _MAX_ENTRY_VALUES:
+        raise DirectoryUnavailable("an entry with implausibly many values")
+    return RawEntry(dn=str(item.get("dn", "")), attributes=attributes)
+
+
+def _describe(exc: Exception) -> str:
+    description = getattr(exc, "description", None)
+    return f"{type(exc).__name__}" + (f" ({description})" if description else "")
+
+
+def _quietly_close(conn: Connection) -> None:
+    # Closing a broken connection may fail in any way; there is nothing left to do about it.
+    with suppress(Exception):
+        conn.unbind()

@@ -1,0 +1,624 @@
+"""The engine: read an account, decide, write the changes, audit. The only place they meet.
+
+Everything that authenticates or manages (the daemon's request handlers, tests) goes
+through an ``Engine``, so every path applies the same decision, the same directory
+writes and the same audit event. Time and randomness are injected: production passes
+``time.time`` and ``secrets.token_bytes``, tests pass their own.
+
+Authentication fails closed here: any exception a login raises becomes a TEMPFAIL
+decision (logged with its traceback for the operator, never shown to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TypeVar
+
+from . import enrollment, management
+from .account import ACCOUNT_CLASS, AccountState, Attr, parse_account
+from .audit import AuditEvent, AuditSink
+from .changes import Change, Modify
+from .codes import Random
+from .config import Config
+from .decision import (
+    Attempt,
+    Context,
+    Decision,
+    Flow,
+    Method,
+    Outcome,
+    PasswordCheck,
+    Reason,
+    conflicted,
+    decide,
+    temporary_failure,
+    unknown_user,
+    wants_password,
+)
+from .directory import Directory
+from .errors import (
+    Conflict,
+    CorruptEntry,
+    DirectoryUnavailable,
+    KeyUnavailable,
+    NotFound,
+    RefusalReason,
+    Refused,
+    TemporaryFailure,
+)
+from .keyring import Keyring
+from .lockout import lock_state, record_failure
+from .policy import POLICY_ATTRIBUTES, Policy, overrides_from_ldap, resolve_policy
+
+__all__ = ["Engine", "check_username"]
+
+log = logging.getLogger(__name__)
+
+_POLICY_TTL = 30
+"""Seconds a class-of-service entry is cached: policy edits apply within this delay."""
+_MAX_USERNAME = 256
+_SERVICE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+_ADDRESS = re.compile(r"[0-9A-Fa-f.:]{1,45}")
+_T = TypeVar("_T")
+
+
+def check_username(username: object) -> str | None:
+    """The username if it is one we will look up: 1-256 printable characters, trimmed."""
+    if (
+        not isinstance(username, str)
+        or not 0 < len(username) <= _MAX_USERNAME
+        or not username.isprintable()
+        or username != username.strip()
+    ):
+        return None
+    return username
+
+
+def _context(service: str, remote: str, now: int) -> Context:
+    """Service and address as recorded: anything unexpected is replaced, not trusted."""
+    service = service.lower() if isinstance(service, str) else ""
+    return Context(
+        service=service if _SERVICE.fullmatch(service) else "unknown",
+        remote=remote if isinstance(remote, str) and _ADDRESS.fullmatch(remote) else "",
+        now=now,
+    )
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    state: AccountState
+    policy: Policy
+    policy_dn: str | None
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        directory: Directory,
+        keyring: Keyring,
+        audit: AuditSink,
+        *,
+        clock: Callable[[], float] = time.time,
+        random: Random = secrets.token_bytes,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self._keys = keyring
+        self._audit = audit
+        self._clock = clock
+        self._random = random
+        self._attributes = sorted(
+            {
+                config.users.username_attribute,
+                Attr.UUID,
+                Attr.OBJECT_CLASS,
+                Attr.PASSWORD,
+                *Attr.STATE,
+                *POLICY_ATTRIBUTES,
+            }
+        )
+        self._policies: dict[str, tuple[float, dict[str, bool | int] | None]] = {}
+        self._policy_lock = threading.Lock()
+
+    # -- shared steps -----------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _load(self, username: str) -> _Loaded | None:
+        raw = self.directory.find_account(username, self._attributes)
+        if raw is None:
+            return None
+        state = parse_account(raw, username, self.config.users.username_attribute)
+        policy_dn = state.policy_dn or self.config.policy.default
+        cos = self._policy_entry(policy_dn) if policy_dn else {}
+        if cos is None:
+            raise CorruptEntry(
+                Attr.POLICY, f"names a policy entry that does not exist: {policy_dn}"
+            )
+        policy = resolve_policy(self.config.policy.defaults, cos, state.overrides)
+        return _Loaded(state, policy, policy_dn)
+
+    def _policy_entry(self, dn: str) -> dict[str, bool | int] | None:
+        now = self._clock()
+        with self._policy_lock:
+            cached = self._policies.get(dn)
+        if cached is not None and now - cached[0] < _POLICY_TTL:
+            return cached[1]
+        raw = self.directory.read(dn, POLICY_ATTRIBUTES)
+        values = overrides_from_ldap(raw.attributes) if raw is not None else None
+        with self._policy_lock:
+            self._policies[dn] = (now, values)
+        return values
+
+    def forget_policies(self) -> None:
+        """Drop cached policy entries (after ``policy set``, or on reload)."""
+        with self._policy_lock:
+            self._policies.clear()
+
+    def _write(self, state: AccountState, modify: Modify) -> None:
+        if not modify:
+            return
+        if not state.has_class:
+            self.directory.add_values_if_missing(state.dn, Attr.OBJECT_CLASS, ACCOUNT_CLASS)
+        self.directory.modify(state.dn, modify)
+
+    def _bookkeeping(self, state: AccountState, modifies: Collection[Modify]) -> None:
+        for modify in modifies:
+            try:
+                self._write(state, modify)
+            except (Conflict, TemporaryFailure) as exc:
+                log.debug("bookkeeping write for %s skipped: %s", state.username, exc)
+
+    def _emit(self, event: AuditEvent) -> None:
+        try:
+            self._audit.emit(event)
+        except Exception:
+            log.exception("audit event lost")
+
+    # -- logins -----------------------------------------------------------------------
+
+    def authenticate(
+        self, username: str, attempt: Attempt, *, service: str, remote: str = ""
+    ) -> Decision:
+        """Decide one login and apply its changes. Never raises; never accepts by accident."""
+        ctx = _context(service, remote, self._now())
+        name = check_username(username)
+        try:
+            if name is None:
+                decision = Decision(Outcome.DENY, "", reason=Reason.MALFORMED)
+            else:
+                decision = self._authenticate(name, attempt, ctx)
+        except CorruptEntry as exc:
+            log.warning("user %r: stored two-step value unusable: %s", name, exc)
+            decision = temporary_failure(name or "", Reason.CORRUPT_ENTRY)
+        except KeyUnavailable as exc:
+            log.error("user %r: %s", name, exc)
+            decision = temporary_failure(name or "", Reason.KEY_UNAVAILABLE)
+        except DirectoryUnavailable as exc:
+            log.warning("directory unavailable: %s", exc)
+            decision = temporary_failure(name or "", Reason.DIRECTORY_UNAVAILABLE)
+        except Exception:
+            log.exception("login of %r failed unexpectedly", name)
+            decision = temporary_failure(name or "", Reason.INTERNAL)
+        self._emit(
+            AuditEvent(
+                time=ctx.now,
+                action="login",
+                user=decision.username or (name or "")[:64],
+                outcome=decision.outcome.value,
+                service=ctx.service,
+                remote=ctx.remote,
+                method=decision.method.value if decision.method else None,
+                reason=decision.reason.value if decision.reason else None,
+                label=decision.label,
+                device=decision.device,
+            )
+        )
+        return decision
+
+    def _authenticate(self, username: str, attempt: Attempt, ctx: Context) -> Decision:
+        loaded = self._load(username)
+        if loaded is None:
+            return unknown_user(username)
+        state, policy = loaded.state, loaded.policy
+        check = PasswordCheck.NOT_CHECKED
+        if wants_password(state, policy, attempt, ctx.now):
+            right = self.directory.check_password(state.dn, attempt.secret)
+            check = PasswordCheck.RIGHT if right else PasswordCheck.WRONG
+        decision = decide(
+            state, policy, attempt, ctx, password=check, keys=self._keys, random=self._random
+        )
+        if decision.commit:
+            try:
+                self._write(state, decision.commit)
+            except Conflict:
+                if not decision.commit.guarded:
+                    raise DirectoryUnavailable(
+                        "unexpected conflict on an unguarded write"
+                    ) from None
+                decision = conflicted(state, policy, attempt, ctx, self._random)
+                self._bookkeeping(state, (decision.commit,))
+        self._bookkeeping(state, decision.followups)
+        return decision
+
+    # -- management -------------------------------------------------------------------
+
+    def _require(self, username: str) -> _Loaded:
+        name = check_username(username)
+        loaded = self._load(name) if name is not None else None
+        if loaded is None:
+            raise NotFound(RefusalReason.UNKNOWN_USER, f"no such user: {str(username)[:64]!r}")
+        return loaded
+
+    def _manage(
+        self,
+        action: str,
+        username: str,
+        actor: str | None,
+        change: Callable[[_Loaded, int], tuple[_T, Modify, Modify]],
+        *,
+        service: str = "twostep",
+        remote: str = "",
+        label: str | None = None,
+        device: str | None = None,
+    ) -> _T:
+        """Run one management change with its audit event, whatever the outcome."""
+        ctx = _context(service, remote, self._now())
+        user = str(username)[:64]
+        try:
+            loaded = self._require(username)
+            user = loaded.state.username
+            result, modify, cleanup = change(loaded, ctx.now)
+            try:
+                self._write(loaded.state, modify)
+            except Conflict:
+                raise Refused(
+                    RefusalReason.CONFLICT, "the account changed at the same time; try again"
+                ) from None
+            self._bookkeeping(loaded.state, (cleanup,))
+        except Refused as exc:
+            self._emit(
+                AuditEvent(
+                    time=ctx.now,
+                    action=action,
+                    user=user,
+                    outcome="refused",
+                    service=ctx.service,
+                    remote=ctx.remote,
+                    reason=exc.reason.value,
+                    label=label,
+                    device=device,
+                    actor=actor,
+                )
+            )
+            raise
+        except TemporaryFailure:
+            self._emit(
+                AuditEvent(
+                    time=ctx.now,
+                    action=action,
+                    user=user,
+                    outcome="error",
+                    service=ctx.service,
+                    remote=ctx.remote,
+                    label=label,
+                    device=device,
+                    actor=actor,
+                )
+            )
+            raise
+        self._emit(
+            AuditEvent(
+                time=ctx.now,
+                action=action,
+                user=user,
+                outcome="ok",
+                service=ctx.service,
+                remote=ctx.remote,
+                label=label,
+                device=device,
+                actor=actor,
+            )
+        )
+        return result
+
+    def _count_failure(self, loaded: _Loaded, kind: str, presented: str, ctx: Context) -> None:
+        commit, prune, _ = record_failure(
+            loaded.state,
+            loaded.policy,
+            now=ctx.now,
+            kind=kind,
+            service=ctx.service,
+            address=ctx.remote,
+            presented=presented,
+            random=self._random,
+        )
+        self._write(loaded.state, commit)
+        self._bookkeeping(loaded.state, (prune,))
+
+    @staticmethod
+    def _refuse_if_locked(loaded: _Loaded, now: int) -> None:
+        if lock_state(loaded.state, loaded.policy, now).locked:
+            raise Refused(RefusalReason.LOCKED, "the account is locked; ask an administrator")
+
+    def _check_password(self, loaded: _Loaded, password: str, ctx: Context) -> None:
+        """Refuse a locked account or a wrong password; a wrong one counts as a failure."""
+        self._refuse_if_locked(loaded, ctx.now)
+        if not self.directory.check_password(loaded.state.dn, password):
+            self._count_failure(loaded, "password", password, ctx)
+            raise Refused(RefusalReason.WRONG_PASSWORD, "the password is not right")
+
+    def status(self, username: str) -> management.AccountStatus:
+        loaded = self._require(username)
+        return management.status(loaded.state, loaded.policy, loaded.policy_dn, self._now())
+
+    def enroll_begin(
+        self,
+        username: str,
+        password: str,
+        *,
+        actor: str | None = None,
+        service: str = "twostep",
+        remote: str = "",
+    ) -> enrollment.EnrollmentStart:
+        """Check the password, then create a pending secret (the active one is untouched)."""
+
+        def change(loaded: _Loaded, now: int) -> tuple[enrollment.EnrollmentStart, Modify, Modify]:
+            self._check_password(loaded, password, _context(service, remote, now))
+            start, modify = enrollment.begin(
+                loaded.state,
+                loaded.policy,
+                params=self.config.totp.params,
+                issuer=self.config.totp.issuer,
+                lifetime=self.config.totp.enrollment_lifetime,
+                keys=self._keys,
+                now=now,
+                random=self._random,
+            )
+            return start, modify, Modify(())
+
+        return self._manage("enroll-begin", username, actor, change, service=service, remote=remote)
+
+    def enroll_confirm(
+        self,
+        username: str,
+        code: str,
+        *,
+        actor: str | None = None,
+        service: str = "twostep",
+        remote: str = "",
+    ) -> list[str]:
+        """Turn two-step on with the pending secret; returns the backup codes to show once."""
+
+        def change(loaded: _Loaded, now: int) -> tuple[list[str], Modify, Modify]:
+            self._refuse_if_locked(loaded, now)
+            try:
+                return (
+                    *enrollment.confirm(
+                        loaded.state,
+                        loaded.policy,
+                        code,
+                        keys=self._keys,
+                        now=now,
+                        random=self._random,
+                    ),
+                    Modify(()),
+                )
+            except Refused as exc:
+                if exc.reason is RefusalReason.WRONG_CODE:
+                    self._count_failure(loaded, "code", code, _context(service, remote, now))
+                raise
+
+        return self._manage(
+            "enroll-confirm", username, actor, change, service=service, remote=remote
+        )
+
+    def regenerate_backup_codes(self, username: str, *, actor: str | None = None) -> list[str]:
+        def change(loaded: _Loaded, now: int) -> tuple[list[str], Modify, Modify]:
+            return (
+                *management.regenerate_backup_codes(loaded.state, loaded.policy, self._random),
+                Modify(()),
+            )
+
+        return self._manage("codes-regenerate", username, actor, change)
+
+    def add_passcode(
+        self,
+        username: str,
+        label: str,
+        *,
+        services: Collection[str] = (),
+        lifetime: int | None = None,
+        actor: str | None = None,
+    ) -> management.NewPasscode:
+        def change(loaded: _Loaded, now: int) -> tuple[management.NewPasscode, Modify, Modify]:
+            new, modify = management.add_passcode(
+                loaded.state,
+                loaded.policy,
+                label=label,
+                services=services,
+                lifetime=lifetime,
+                mail_services=self.config.mail_services,
+                now=now,
+                random=self._random,
+            )
+            return new, modify, Modify(())
+
+        return self._manage("passcode-add", username, actor, change, label=label[:64])
+
+    def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> None:
+        self._manage(
+            "passcode-revoke",
+            username,
+            actor,
+            lambda loaded, now: (None, *management.revoke_passcode(loaded.state, label)),
+            label=label[:64],
+        )
+
+    def revoke_all_passcodes(self, username: str, *, actor: str | None = None) -> None:
+        self._manage(
+            "passcode-revoke-all",
+            username,
+            actor,
+            lambda loaded, now: (None, *management.revoke_all_passcodes(loaded.state)),
+        )
+
+    def revoke_device(self, username: str, device_id: str, *, actor: str | None = None) -> None:
+        self._manage(
+            "device-revoke",
+            username,
+            actor,
+            lambda loaded, now: (None, *management.revoke_device(loaded.state, device_id)),
+            device=device_id[:16],
+        )
+
+    def revoke_other_devices(
+        self, username: str, keep_id: str, *, actor: str | None = None
+    ) -> None:
+        self._manage(
+            "device-revoke-others",
+            username,
+            actor,
+            lambda loaded, now: (None, *management.revoke_other_devices(loaded.state, keep_id)),
+            device=keep_id[:16],
+        )
+
+    def revoke_all_devices(self, username: str, *, actor: str | None = None) -> None:
+        self._manage(
+            "device-revoke-all",
+            username,
+            actor,
+            lambda loaded, now: (None, *management.revoke_all_devices(loaded.state)),
+        )
+
+    def unlock(self, username: str, *, actor: str | None = None) -> None:
+        self._manage(
+            "unlock",
+            username,
+            actor,
+            lambda loaded, now: (None, management.unlock_modify(), Modify(())),
+        )
+
+    def reset(self, username: str, *, actor: str | None = None) -> None:
+        """Admin: wipe all two-step state, devices, passcodes and the lock."""
+        self._manage(
+            "reset",
+            username,
+            actor,
+            lambda loaded, now: (None, management.reset_modify(), Modify(())),
+        )
+
+    def disable(
+        self,
+        username: str,
+        *,
+        password: str | None = None,
+        code: str | None = None,
+        admin: bool = False,
+        actor: str | None = None,
+        service: str = "twostep",
+        remote: str = "",
+    ) -> None:
+        """Turn two-step off: an admin may; a user must present password and a code."""
+
+        def change(loaded: _Loaded, now: int) -> tuple[None, Modify, Modify]:
+            if not loaded.state.enabled:
+                raise Refused(
+                    RefusalReason.NOT_ENABLED, "two-step verification is not on for this account"
+                )
+            if not admin:
+                if loaded.policy.required:
+                    raise Refused(
+                        RefusalReason.REQUIRED_BY_POLICY,
+                        "policy requires two-step verification for this account",
+                    )
+                self._verify_second_factor(username, password or "", code or "", service, remote)
+            return None, management.disable_modify(), Modify(())
+
+        self._manage("disable", username, actor, change, service=service, remote=remote)
+
+    def _verify_second_factor(
+        self, username: str, password: str, code: str, service: str, remote: str
+    ) -> None:
+        """Re-authentication with password and code, through the login decision itself."""
+        decision = self.authenticate(
+            username, Attempt(Flow.INTERACTIVE, password, code=code), service=service, remote=remote
+        )
+        if decision.outcome is Outcome.TEMPFAIL:
+            raise DirectoryUnavailable("re-authentication could not be decided")
+        if decision.outcome is not Outcome.ACCEPT or decision.method not in (
+            Method.TOTP,
+            Method.BACKUP_CODE,
+        ):
+            reason = (
+                RefusalReason.LOCKED
+                if decision.reason is Reason.LOCKED
+                else RefusalReason.WRONG_PASSWORD
+                if decision.reason is Reason.WRONG_PASSWORD
+                else RefusalReason.WRONG_CODE
+            )
+            raise Refused(reason, "the password and code were not accepted")
+
+    def change_password(
+        self,
+        username: str,
+        old: str,
+        new: str,
+        *,
+        keep_device: str | None = None,
+        actor: str | None = None,
+        service: str = "twostep",
+        remote: str = "",
+    ) -> None:
+        """Change the password as the user (RFC 3062); every passcode and device dies, but
+        ``keep_device``, the device the change was made from."""
+
+        def change(loaded: _Loaded, now: int) -> tuple[None, Modify, Modify]:
+            self._refuse_if_locked(loaded, now)
+            if not new or len(new) > 1024 or not new.isprintable():
+                raise Refused(
+                    RefusalReason.INVALID_INPUT,
+                    "a new password has 1 to 1024 printable characters",
+                )
+            if not self.directory.change_password(loaded.state.dn, old, new):
+                self._count_failure(loaded, "password", old, _context(service, remote, now))
+                raise Refused(RefusalReason.WRONG_PASSWORD, "the password is not right")
+            fresh = self._require(username).state
+            modify = Modify(
+                (
+                    Change.replace(Attr.PASSCODE),
+                    *(
+                        Change.delete(Attr.DEVICE, d.dump())
+                        for d in fresh.devices
+                        if d.id != keep_device
+                    ),
+                )
+            )
+            if keep_device:
+                modify = modify.then(
+                    *management.restamp_device(fresh, keep_device, fresh.stamp).changes
+                )
+            return None, modify, Modify((Change.replace(Attr.USAGE),))
+
+        self._manage("password-change", username, actor, change, service=service, remote=remote)
+
+    def assign_policy(
+        self, username: str, policy_dn: str | None, *, actor: str | None = None
+    ) -> None:
+        """Point an account at a class-of-service entry (None: back to the default)."""
+
+        def change(loaded: _Loaded, now: int) -> tuple[None, Modify, Modify]:
+            if policy_dn is not None and self.directory.read(policy_dn, ["objectClass"]) is None:
+                raise NotFound(RefusalReason.NO_SUCH_POLICY, f"no policy entry {policy_dn!r}")
+            values = (policy_dn,) if policy_dn else ()
+            return None, Modify((Change.replace(Attr.POLICY, *values),)), Modify(())
+
+        self._manage("policy-assign", username, actor, change)

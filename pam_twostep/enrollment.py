@@ -1,0 +1,129 @@
+"""Turning two-step on: begin (new secret, pending) and confirm (a code proves the app has it).
+
+The new secret is kept as a *pending* enrollment, sealed like the active one but in its
+own attribute, until a code computed from it comes back. So an abandoned or failed
+enrollment never disturbs an active secret, and re-enrolling a new phone is the same
+two steps. Confirming swaps the secret in, sets the watermark to the confirming code's
+step (that code cannot be used again to log in) and issues fresh backup codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .account import AccountState, Attr
+from .changes import Change, Modify
+from .codes import Random, group, new_backup_code
+from .errors import CorruptEntry, RefusalReason, Refused
+from .hashing import SALT_BYTES, hash_backup_code
+from .keyring import NONCE_BYTES, Keyring
+from .policy import Policy
+from .records import Pending
+from .totp import SECRET_BYTES, StepMatch, TotpParams, encode_secret, match_step, provisioning_uri
+
+__all__ = ["EnrollmentStart", "begin", "confirm", "issue_backup_codes"]
+
+
+@dataclass(frozen=True)
+class EnrollmentStart:
+    """What the user needs to set up the app; shown once, never logged."""
+
+    secret: str = field(repr=False)
+    """Base32, as apps expect when the key is typed."""
+    grouped: str = field(repr=False)
+    """The same key in groups of four, for typing."""
+    uri: str = field(repr=False)
+    """otpauth:// URI for the QR code."""
+    params: TotpParams
+    expires: int
+
+
+def issue_backup_codes(count: int, random: Random) -> tuple[list[str], tuple[str, ...]]:
+    """(codes to show once, grouped; their argon2id hashes to store)."""
+    codes = [new_backup_code(random) for _ in range(count)]
+    hashes = tuple(hash_backup_code(code, random(SALT_BYTES)) for code in codes)
+    return [group(code, 5) for code in codes], hashes
+
+
+def begin(
+    state: AccountState,
+    policy: Policy,
+    *,
+    params: TotpParams,
+    issuer: str,
+    lifetime: int,
+    keys: Keyring,
+    now: int,
+    random: Random,
+) -> tuple[EnrollmentStart, Modify]:
+    if not policy.available and not state.enabled:
+        raise Refused(
+            RefusalReason.NOT_AVAILABLE, "two-step verification is not available for this account"
+        )
+    secret = random(SECRET_BYTES)
+    sealed = keys.seal(secret, context=state.uuid.encode(), nonce=random(NONCE_BYTES))
+    pending = Pending(sealed=sealed, params=params, created=now, expires=now + lifetime)
+    encoded = encode_secret(secret)
+    start = EnrollmentStart(
+        secret=encoded,
+        grouped=group(encoded, 4, " "),
+        uri=provisioning_uri(secret, account=state.username, issuer=issuer, params=params),
+        params=params,
+        expires=pending.expires,
+    )
+    return start, Modify((Change.replace(Attr.PENDING, pending.dump()),))
+
+
+def confirm(
+    state: AccountState,
+    policy: Policy,
+    code: str,
+    *,
+    keys: Keyring,
+    now: int,
+    random: Random,
+) -> tuple[list[str], Modify]:
+    """The backup codes to show once, and the guarded modify that turns two-step on."""
+    pending = state.pending
+    if pending is None:
+        raise Refused(
+            RefusalReason.NO_PENDING_ENROLLMENT,
+            "there is no enrollment to confirm; begin one first",
+        )
+    if pending.expires <= now:
+        raise Refused(
+            RefusalReason.PENDING_EXPIRED, "the enrollment has expired; begin again for a new key"
+        )
+    try:
+        secret = keys.open(pending.sealed, context=state.uuid.encode())
+    except ValueError as exc:
+        raise CorruptEntry(Attr.PENDING, str(exc)) from None
+    match, step = match_step(
+        secret,
+        "".join(code.split()),
+        now=now,
+        params=pending.params,
+        window=policy.totp_window,
+        watermark=None,
+    )
+    if match is not StepMatch.MATCH or step is None:
+        raise Refused(
+            RefusalReason.WRONG_CODE,
+            "that code does not match the new key; check the app's clock and retry",
+        )
+    shown, hashes = issue_backup_codes(policy.backup_codes, random)
+    params = pending.params
+    modify = Modify(
+        (
+            Change.delete(Attr.PENDING, pending.dump()),
+            Change.replace(Attr.SECRET, pending.sealed),
+            Change.replace(Attr.ALGORITHM, params.algorithm.value),
+            Change.replace(Attr.DIGITS, str(params.digits)),
+            Change.replace(Attr.PERIOD, str(params.period)),
+            Change.replace(Attr.LAST_STEP, str(step)),
+            Change.replace(Attr.BACKUP_CODE, *hashes),
+            Change.replace(Attr.ENABLED, "TRUE"),
+        ),
+        guarded=True,
+    )
+    return shown, modify

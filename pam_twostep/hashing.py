@@ -1,0 +1,73 @@
+"""How the secrets we hand out are stored: hashed, never reversibly.
+
+Two schemes, chosen by the entropy of what is hashed (NIST SP 800-63B 5.1.2.2):
+
+* backup codes carry 50 bits, so they get a salted slow hash (argon2id, small work
+  factor: they are single use and every attempt counts towards lock-out);
+* passcodes (120 bits) and device tokens (256 bits) are beyond guessing, so an approved
+  one-way function suffices: domain-separated SHA-256. A login therefore costs one fast
+  hash however many passcodes the user holds, and a wrong passcode costs the same as a
+  right one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from argon2 import low_level
+from argon2.exceptions import VerificationError
+
+__all__ = ["fast_digest", "digest_matches", "hash_backup_code", "verify_backup_codes"]
+
+_ARGON2_TIME = 2
+_ARGON2_MEMORY_KIB = 8192
+_ARGON2_PARALLELISM = 1
+_ARGON2_HASH_LEN = 32
+SALT_BYTES = 16
+
+
+def hash_backup_code(normalized: str, salt: bytes) -> str:
+    """argon2id PHC string; the salt comes from the caller's random source."""
+    if len(salt) != SALT_BYTES:
+        raise ValueError("salt must be 16 bytes")
+    return low_level.hash_secret(
+        normalized.encode("ascii"),
+        salt,
+        time_cost=_ARGON2_TIME,
+        memory_cost=_ARGON2_MEMORY_KIB,
+        parallelism=_ARGON2_PARALLELISM,
+        hash_len=_ARGON2_HASH_LEN,
+        type=low_level.Type.ID,
+    ).decode("ascii")
+
+
+def verify_backup_codes(hashes: Sequence[str], normalized: str) -> int | None:
+    """Index of the stored hash that ``normalized`` matches, or None.
+
+    Every hash is tried, with no early exit, so a right code and a wrong one cost the
+    same. A hash that is not a valid PHC string simply does not match; the caller has
+    already refused entries whose values do not parse.
+    """
+    found: int | None = None
+    secret = normalized.encode("ascii", "replace")
+    for index, encoded in enumerate(hashes):
+        try:
+            if low_level.verify_secret(encoded.encode("ascii"), secret, low_level.Type.ID):
+                found = index if found is None else found
+        except (VerificationError, ValueError):
+            continue
+    return found
+
+
+def fast_digest(purpose: str, secret: str) -> str:
+    """SHA-256 over a purpose label and the secret, base64url without padding."""
+    raw = hashlib.sha256(f"twostep:{purpose}\0{secret}".encode()).digest()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def digest_matches(stored: str, presented: str) -> bool:
+    """Constant-time equality of two digests."""
+    return hmac.compare_digest(stored.encode("ascii", "replace"), presented.encode("ascii"))

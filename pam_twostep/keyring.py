@@ -1,0 +1,133 @@
+"""The keys that seal TOTP secrets at rest, and the sealing itself (AES-256-GCM).
+
+A TOTP secret must be recoverable (the verifier computes codes from it), so it cannot be
+hashed; it is encrypted with a key that lives in a file outside the directory. Each
+sealed value names its key, so a new key can become current while values sealed with
+older keys stay readable until they are re-sealed. The entry's ``entryUUID`` is bound in
+as associated data: a value copied onto another entry does not open.
+
+Key files are ``<key id>.key`` in the key directory, each holding 32 random bytes in
+base64 on one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import ConfigError, KeyUnavailable
+from .secretfile import read_secret_file
+
+__all__ = ["KEY_BYTES", "NONCE_BYTES", "Keyring", "write_key_file"]
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+_SCHEME = "aes256gcm"
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_B64 = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_SEALED = 1024
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _b64decode(text: str) -> bytes:
+    if not _B64.fullmatch(text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Keyring:
+    """Keys by id, and which one seals new values."""
+
+    def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
+        for key_id, key in keys.items():
+            if not _KEY_ID.fullmatch(key_id):
+                raise ConfigError(f"key id {key_id!r}: use letters, digits, - and _ only")
+            if len(key) != KEY_BYTES:
+                raise ConfigError(f"key {key_id}: must be {KEY_BYTES} bytes")
+        if current not in keys:
+            raise ConfigError(f"keys.current: no key file for key id {current!r}")
+        self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self.current = current
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._aead)
+
+    @classmethod
+    def load(cls, directory: Path, current: str) -> Keyring:
+        """Every ``*.key`` file in ``directory``; unsafe or malformed files are refused."""
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError as exc:
+            raise ConfigError(f"keys.directory {directory}: {exc.strerror}") from None
+        keys: dict[str, bytes] = {}
+        for name in names:
+            if not name.endswith(".key"):
+                continue
+            path = directory / name
+            text = read_secret_file(path, "keys.directory: key file")
+            try:
+                key = base64.b64decode(text, validate=True)
+            except binascii.Error:
+                raise ConfigError(f"key file {path}: not base64") from None
+            if len(key) != KEY_BYTES:
+                raise ConfigError(f"key file {path}: must hold {KEY_BYTES} bytes, has {len(key)}")
+            keys[name[: -len(".key")]] = key
+        if not keys:
+            raise ConfigError(f"keys.directory {directory}: no *.key files")
+        return cls(keys, current)
+
+    def seal(self, plaintext: bytes, *, context: bytes, nonce: bytes) -> str:
+        """``aes256gcm:<key id>:<nonce>:<ciphertext+tag>`` under the current key."""
+        if len(nonce) != NONCE_BYTES:
+            raise ValueError("nonce must be 12 bytes")
+        sealed = self._aead[self.current].encrypt(nonce, plaintext, context)
+        return f"{_SCHEME}:{self.current}:{_b64encode(nonce)}:{_b64encode(sealed)}"
+
+    def key_of(self, sealed: str) -> str:
+        """The key id a sealed value names (for re-sealing after rotation)."""
+        return self._parse(sealed)[0]
+
+    def open(self, sealed: str, *, context: bytes) -> bytes:
+        """The plaintext; ``ValueError`` if the value is malformed or does not authenticate,
+        ``KeyUnavailable`` if it names a key we do not hold."""
+        key_id, nonce, ciphertext = self._parse(sealed)
+        aead = self._aead.get(key_id)
+        if aead is None:
+            raise KeyUnavailable(f"value sealed with key {key_id!r}, which is not loaded")
+        try:
+            return aead.decrypt(nonce, ciphertext, context)
+        except InvalidTag:
+            raise ValueError("does not decrypt with its key (altered or moved?)") from None
+
+    @staticmethod
+    def _parse(sealed: str) -> tuple[str, bytes, bytes]:
+        if len(sealed) > _MAX_SEALED:
+            raise ValueError("sealed value too long")
+        parts = sealed.split(":")
+        if len(parts) != 4 or parts[0] != _SCHEME or not _KEY_ID.fullmatch(parts[1]):
+            raise ValueError("not a sealed value")
+        nonce = _b64decode(parts[2])
+        ciphertext = _b64decode(parts[3])
+        if len(nonce) != NONCE_BYTES or len(ciphertext) < 16:
+            raise ValueError("not a sealed value")
+        return parts[1], nonce, ciphertext
+
+
+def write_key_file(path: Path, key: bytes) -> None:
+    """Create a new key file, readable by its owner only; never overwrite one."""
+    if len(key) != KEY_BYTES:
+        raise ValueError("key must be 32 bytes")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(base64.b64encode(key).decode("ascii") + "\n")

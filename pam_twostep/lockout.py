@@ -1,0 +1,125 @@
+"""Lock-out: failures of every kind counted per account within a window.
+
+Each failure is its own attribute value, so concurrent failures never overwrite each
+other (an add of a unique value cannot conflict). Past ``lockout_max_failures`` within
+``lockout_window`` the account is locked for ``lockout_duration`` (0 = until an admin
+unlocks), and while locked nothing is checked and nothing is written: no factor gets
+around it. A success clears the failures counted from its own address.
+
+Two refinements keep real users out of trouble without helping attackers:
+
+* the same wrong secret repeated within the window counts once (a stale mail client
+  polling with an old password would otherwise lock its owner out); each failure keeps a
+  32-bit salted fingerprint of what was presented for this. A guesser gains nothing from
+  repeating a guess;
+* failures from before a lock that has expired do not count again.
+
+Under parallel guessing the limit holds within the number of guesses in flight at once
+(each reads the count before any of them writes): that slack is documented, not hidden.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .account import AccountState, Attr, format_time
+from .changes import Change, Modify
+from .codes import Random
+from .policy import Policy
+from .records import Failure
+
+__all__ = [
+    "LockState",
+    "clear_changes",
+    "fingerprint",
+    "lock_state",
+    "record_failure",
+    "unlock_modify",
+]
+
+
+@dataclass(frozen=True)
+class LockState:
+    locked: bool
+    until: int | None
+    """When the lock ends; None while locked means until an administrator unlocks."""
+    recent: int
+    """Failures that count now."""
+
+
+def _counting_since(state: AccountState, policy: Policy, now: int) -> int:
+    since = now - policy.lockout_window
+    if state.locked_at is not None:
+        since = max(since, state.locked_at)
+    return since
+
+
+def lock_state(state: AccountState, policy: Policy, now: int) -> LockState:
+    if state.locked_at is not None:
+        if policy.lockout_duration == 0:
+            return LockState(True, None, len(state.failures))
+        until = state.locked_at + policy.lockout_duration
+        if now < until:
+            return LockState(True, until, len(state.failures))
+    since = _counting_since(state, policy, now)
+    return LockState(False, None, sum(1 for f in state.failures if f.time > since))
+
+
+def fingerprint(state: AccountState, kind: str, presented: str) -> str:
+    """32 bits of a salted hash: enough to spot a repeat, too little to confirm a guess."""
+    material = f"twostep-failure\0{state.uuid}\0{kind}\0{presented}".encode()
+    return hashlib.sha256(material).hexdigest()[:8]
+
+
+def record_failure(
+    state: AccountState,
+    policy: Policy,
+    *,
+    now: int,
+    kind: str,
+    service: str,
+    address: str,
+    presented: str,
+    random: Random,
+) -> tuple[Modify, Modify, bool]:
+    """(commit, pruning follow-up, whether this failure locks the account).
+
+    A repeat of a failure already counted in the window returns an empty commit.
+    """
+    since = _counting_since(state, policy, now)
+    recent = [f for f in state.failures if f.time > since]
+    stale = [f for f in state.failures if f.time <= since]
+    prune = Modify((Change.delete(Attr.FAILURE, *(f.dump() for f in stale)),) if stale else ())
+    mark = fingerprint(state, kind, presented)
+    if any(f.nonce.startswith(mark) for f in recent):
+        return Modify(()), prune, False
+    failure = Failure(
+        time=now, nonce=mark + random(4).hex(), kind=kind, service=service, address=address
+    )
+    changes = [Change.add(Attr.FAILURE, failure.dump())]
+    locks = len(recent) + 1 >= policy.lockout_max_failures
+    if locks:
+        changes.append(Change.replace(Attr.LOCKED_AT, format_time(now)))
+    return Modify(tuple(changes)), prune, locks
+
+
+def clear_changes(state: AccountState, address: str) -> Modify:
+    """After a success: forget the failures from the same address, and an expired lock.
+
+    Only that address's (NIST SP 800-63B 5.2.2): otherwise a mail client that logs in every
+    minute with its passcode would wipe the count of someone guessing codes elsewhere.
+    """
+    changes = []
+    mine = [f for f in state.failures if f.address == address]
+    if mine and len(mine) == len(state.failures):
+        changes.append(Change.replace(Attr.FAILURE))
+    elif mine:
+        changes.append(Change.delete(Attr.FAILURE, *(f.dump() for f in mine)))
+    if state.locked_at is not None:
+        changes.append(Change.replace(Attr.LOCKED_AT))
+    return Modify(tuple(changes))
+
+
+def unlock_modify() -> Modify:
+    return Modify((Change.replace(Attr.FAILURE), Change.replace(Attr.LOCKED_AT)))

@@ -1,0 +1,296 @@
+"""The structured values stored in multi-valued two-step attributes, and their strict parsers.
+
+Each passcode, trusted device, usage note, failure and pending enrollment is one
+attribute value: compact JSON with sorted keys and ASCII only, so the value read back is
+byte-for-byte the value written. That matters: consuming or replacing a value is an LDAP
+modify that deletes *exactly* that value, which is how concurrent writers are told apart.
+
+Parsers accept only what the writers produce (known keys, right types, bounded sizes)
+and raise ``ValueError`` otherwise; the account layer turns that into ``CorruptEntry``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .totp import Algorithm, TotpParams
+
+__all__ = [
+    "MAX_LABEL_LENGTH",
+    "MAX_VALUE_LENGTH",
+    "Device",
+    "Failure",
+    "Passcode",
+    "Pending",
+    "Usage",
+    "check_label",
+    "check_service_name",
+]
+
+MAX_VALUE_LENGTH = 2048
+MAX_LABEL_LENGTH = 64
+_MAX_SERVICES = 16
+_MAX_TIME = 1 << 40
+_SERVICE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_ID = re.compile(r"[2-9a-hj-np-z]{8}")
+_DIGEST = re.compile(r"[A-Za-z0-9_-]{43}")
+_STAMP = re.compile(r"[0-9a-f]{32}")
+_NONCE = re.compile(r"[0-9a-f]{8,32}")
+_ADDRESS = re.compile(r"[0-9A-Fa-f.:%a-zA-Z_-]{0,64}")
+
+
+def check_label(label: str) -> str:
+    """A label people chose: 1-64 printable characters, no leading or trailing space."""
+    if not 1 <= len(label) <= MAX_LABEL_LENGTH:
+        raise ValueError(f"a label has 1 to {MAX_LABEL_LENGTH} characters")
+    if label != label.strip() or not label.isprintable():
+        raise ValueError("a label has printable characters and no surrounding spaces")
+    return label
+
+
+def check_service_name(name: str) -> str:
+    if not _SERVICE.fullmatch(name):
+        raise ValueError(f"{name[:40]!r} is not a service name (like imap, pop3, smtp)")
+    return name
+
+
+def _dump(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+
+
+def _load(
+    value: str, keys: frozenset[str], optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    if len(value) > MAX_VALUE_LENGTH:
+        raise ValueError("value too long")
+    try:
+        data = json.loads(value)
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError("not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    present = frozenset(data)
+    if not keys <= present or not present <= keys | optional:
+        raise ValueError("unexpected or missing keys")
+    return data
+
+
+def _time(data: dict[str, Any], key: str) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_TIME:
+        raise ValueError(f"{key}: not a time")
+    return value
+
+
+def _text(data: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"{key}: malformed")
+    return value
+
+
+def _label(data: dict[str, Any]) -> str:
+    value = data["label"]
+    if not isinstance(value, str):
+        raise ValueError("label: malformed")
+    return check_label(value)
+
+
+@dataclass(frozen=True)
+class Passcode:
+    """An application passcode; ``stamp`` ties it to the password it was created under."""
+
+    id: str
+    label: str
+    digest: str
+    created: int
+    expires: int
+    """0 = never."""
+    services: tuple[str, ...]
+    """Empty = every mail service."""
+    stamp: str
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"id", "label", "h", "created", "expires", "services", "pw"}
+    )
+
+    def dump(self) -> str:
+        return _dump(
+            {
+                "id": self.id,
+                "label": self.label,
+                "h": self.digest,
+                "created": self.created,
+                "expires": self.expires,
+                "services": list(self.services),
+                "pw": self.stamp,
+            }
+        )
+
+    @classmethod
+    def load(cls, value: str) -> Passcode:
+        data = _load(value, cls._KEYS)
+        services = data["services"]
+        if not isinstance(services, list) or len(services) > _MAX_SERVICES:
+            raise ValueError("services: malformed")
+        for name in services:
+            if not isinstance(name, str):
+                raise ValueError("services: malformed")
+            check_service_name(name)
+        return cls(
+            id=_text(data, "id", _ID),
+            label=_label(data),
+            digest=_text(data, "h", _DIGEST),
+            created=_time(data, "created"),
+            expires=_time(data, "expires"),
+            services=tuple(services),
+            stamp=_text(data, "pw", _STAMP),
+        )
+
+    def allows(self, service: str) -> bool:
+        return not self.services or service in self.services
+
+
+@dataclass(frozen=True)
+class Device:
+    """A trusted device (browser, workstation) that may skip the code until ``expires``."""
+
+    id: str
+    label: str
+    digest: str
+    created: int
+    expires: int
+    stamp: str
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset({"id", "label", "h", "created", "expires", "pw"})
+
+    def dump(self) -> str:
+        return _dump(
+            {
+                "id": self.id,
+                "label": self.label,
+                "h": self.digest,
+                "created": self.created,
+                "expires": self.expires,
+                "pw": self.stamp,
+            }
+        )
+
+    @classmethod
+    def load(cls, value: str) -> Device:
+        data = _load(value, cls._KEYS)
+        return cls(
+            id=_text(data, "id", _ID),
+            label=_label(data),
+            digest=_text(data, "h", _DIGEST),
+            created=_time(data, "created"),
+            expires=_time(data, "expires"),
+            stamp=_text(data, "pw", _STAMP),
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """When and from where a passcode or device was last used (written at most every few
+    minutes, not on every login)."""
+
+    id: str
+    time: int
+    address: str
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset({"id", "t", "addr"})
+
+    def dump(self) -> str:
+        return _dump({"id": self.id, "t": self.time, "addr": self.address})
+
+    @classmethod
+    def load(cls, value: str) -> Usage:
+        data = _load(value, cls._KEYS)
+        return cls(
+            id=_text(data, "id", _ID), time=_time(data, "t"), address=_text(data, "addr", _ADDRESS)
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt. ``nonce`` starts with a fingerprint of what was presented (to
+    count a repeated wrong secret once) and keeps two failures in one second distinct."""
+
+    time: int
+    nonce: str
+    kind: str
+    service: str
+    address: str
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset({"t", "n", "kind", "svc", "addr"})
+
+    def dump(self) -> str:
+        return _dump(
+            {
+                "t": self.time,
+                "n": self.nonce,
+                "kind": self.kind,
+                "svc": self.service,
+                "addr": self.address,
+            }
+        )
+
+    @classmethod
+    def load(cls, value: str) -> Failure:
+        data = _load(value, cls._KEYS)
+        return cls(
+            time=_time(data, "t"),
+            nonce=_text(data, "n", _NONCE),
+            kind=_text(data, "kind", _SERVICE),
+            service=_text(data, "svc", _SERVICE),
+            address=_text(data, "addr", _ADDRESS),
+        )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An enrollment begun but not confirmed: its own secret, never the active one."""
+
+    sealed: str
+    params: TotpParams
+    created: int
+    expires: int
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"secret", "alg", "digits", "period", "created", "expires"}
+    )
+
+    def dump(self) -> str:
+        return _dump(
+            {
+                "secret": self.sealed,
+                "alg": self.params.algorithm.value,
+                "digits": self.params.digits,
+                "period": self.params.period,
+                "created": self.created,
+                "expires": self.expires,
+            }
+        )
+
+    @classmethod
+    def load(cls, value: str) -> Pending:
+        data = _load(value, cls._KEYS)
+        sealed = data["secret"]
+        if not isinstance(sealed, str) or len(sealed) > 1024:
+            raise ValueError("secret: malformed")
+        digits, period = data["digits"], data["period"]
+        if not isinstance(digits, int) or not isinstance(period, int):
+            raise ValueError("digits/period: malformed")
+        try:
+            params = TotpParams(Algorithm(data["alg"]), digits, period)
+        except (ValueError, TypeError):
+            raise ValueError("alg/digits/period: malformed") from None
+        return cls(
+            sealed=sealed,
+            params=params,
+            created=_time(data, "created"),
+            expires=_time(data, "expires"),
+        )
