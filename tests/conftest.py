@@ -1,0 +1,117 @@
+"""Shared fixtures: one private slapd per session, entries reset for every test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.slapd import (
+    DEFAULT_POLICY,
+    PEOPLE,
+    POLICIES,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    Slapd,
+)
+
+from pam_twostep.audit import MemorySink
+from pam_twostep.config import Config, load_secrets, parse_config
+from pam_twostep.directory import Directory
+from pam_twostep.engine import Engine
+from pam_twostep.keyring import write_key_file
+
+T0 = 1_800_000_000  # a fixed "now" for tests: 2027-01-15
+
+
+class Clock:
+    """The injected clock: tests move time by assignment, never by patching."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def slapd_server() -> Iterator[Slapd]:
+    directory = Path(tempfile.mkdtemp(prefix="twostep-slapd-"))
+    server = Slapd.create(directory / "ldap")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def slapd(slapd_server: Slapd) -> Slapd:
+    if slapd_server.process is None or not slapd_server.process.alive():
+        slapd_server.start()
+    slapd_server.reset()
+    return slapd_server
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    """A key directory and service password file with safe permissions."""
+    directory = tmp_path / "etc"
+    (directory / "keys").mkdir(parents=True)
+    os.chmod(directory / "keys", 0o700)
+    write_key_file(directory / "keys" / "k1.key", secrets.token_bytes(32))
+    password = directory / "ldap.secret"
+    password.write_text(SERVICE_PASSWORD + "\n")
+    os.chmod(password, 0o600)
+    return directory
+
+
+def config_data(slapd: Slapd, secrets_dir: Path, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ldap": {
+            "uris": [slapd.uri],
+            "bind_dn": SERVICE_DN,
+            "bind_password_file": str(secrets_dir / "ldap.secret"),
+            "timeout": 3,
+            "pool_size": 16,
+        },
+        "users": {"base": PEOPLE},
+        "policy": {"base": POLICIES, "default": DEFAULT_POLICY},
+        "keys": {"current": "k1", "directory": str(secrets_dir / "keys")},
+        "totp": {"issuer": "Example Mail"},
+        "audit": {"syslog": False},
+    }
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return data
+
+
+@pytest.fixture
+def config(slapd: Slapd, secrets_dir: Path) -> Config:
+    return parse_config(config_data(slapd, secrets_dir))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def audit() -> MemorySink:
+    return MemorySink()
+
+
+@pytest.fixture
+def engine(config: Config, clock: Clock, audit: MemorySink) -> Iterator[Engine]:
+    loaded = load_secrets(config)
+    directory = Directory(config.ldap, config.users, loaded.bind_password)
+    try:
+        yield Engine(config, directory, loaded.keyring, audit, clock=clock)
+    finally:
+        directory.close()

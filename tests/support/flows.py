@@ -1,0 +1,43 @@
+"""Short-hands for engine tests: enroll a user, log in by each route."""
+
+from __future__ import annotations
+
+from support.slapd import USERS
+
+from pam_twostep.decision import Attempt, Decision, Flow
+from pam_twostep.engine import Engine
+from pam_twostep.totp import decode_secret, totp
+
+
+def enroll(engine: Engine, now: float, user: str = "alice") -> tuple[bytes, list[str]]:
+    shown = engine.enroll_begin(user, USERS[user])
+    key = decode_secret(shown.secret)
+    return key, engine.enroll_confirm(user, totp(key, now))
+
+
+def mail_login(
+    engine: Engine, user: str, secret: str, service: str = "imap", remote: str = "192.0.2.10"
+) -> Decision:
+    return engine.authenticate(user, Attempt(Flow.MAIL, secret), service=service, remote=remote)
+
+
+def interactive_login(
+    engine: Engine,
+    user: str,
+    code: str | None = None,
+    *,
+    password: str | None = None,
+    device_token: str | None = None,
+    trust: bool = False,
+    service: str = "sshd",
+    remote: str = "192.0.2.20",
+) -> Decision:
+    attempt = Attempt(
+        Flow.INTERACTIVE,
+        USERS[user] if password is None else password,
+        code=code,
+        device_token=device_token,
+        trust_device=trust,
+        device_label="Laptop",
+    )
+    return engine.authenticate(user, attempt, service=service, remote=remote)

@@ -1,0 +1,255 @@
+"""twostep.yaml: strict parsing, errors that name the key and the file."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pam_twostep.config import (
+    DEFAULT_PATH,
+    config_path,
+    load_config,
+    load_secrets,
+    parse_config,
+)
+from pam_twostep.errors import ConfigError
+from pam_twostep.totp import Algorithm
+
+GOOD: dict[str, Any] = {
+    "ldap": {
+        "uris": ["ldap://127.0.0.1:3890/", "ldaps://ldap2.example.org/"],
+        "bind_dn": "cn=twostep,ou=services,dc=example,dc=org",
+        "bind_password_file": "/etc/twostep/ldap.secret",
+    },
+    "users": {"base": "ou=people,dc=example,dc=org"},
+    "keys": {"current": "k1"},
+}
+
+
+def with_(path: str, value: object) -> dict[str, Any]:
+    data = copy.deepcopy(GOOD)
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return data
+
+
+def test_minimal_config_gets_defaults() -> None:
+    config = parse_config(GOOD)
+    assert config.ldap.timeout == 5.0
+    assert config.users.filter == "(&(objectClass=inetOrgPerson)(uid={username}))"
+    assert config.totp.params.algorithm is Algorithm.SHA1
+    assert config.totp.enrollment_lifetime == 3600
+    assert "imap" in config.mail_services
+    assert config.audit.facility == "auth"
+
+
+def test_full_config() -> None:
+    data = with_(
+        "totp",
+        {
+            "issuer": "Example",
+            "algorithm": "SHA256",
+            "digits": 8,
+            "period": 60,
+            "enrollment_lifetime": "2h",
+        },
+    )
+    data["policy"] = {
+        "default": "cn=default,ou=policies,dc=example,dc=org",
+        "defaults": {"backup_codes": 12, "device_lifetime": "14d"},
+    }
+    data["services"] = {"mail": ["imap", "smtp"]}
+    data["audit"] = {"syslog": False, "file": "/var/log/twostep/audit.log"}
+    data["logging"] = {"level": "debug"}
+    config = parse_config(data)
+    assert config.totp.params.digits == 8
+    assert config.totp.enrollment_lifetime == 7200
+    assert config.policy.defaults == {"backup_codes": 12, "device_lifetime": 1209600}
+    assert config.mail_services == {"imap", "smtp"}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("ldap.uri", "ldap://x", "ldap.uri: unknown key"),
+        ("colour", "blue", "colour: unknown key"),
+        ("ldap.timeout", "5", "ldap.timeout: must be a number"),
+        ("ldap.timeout", 0, "ldap.timeout: must be between"),
+        ("ldap.pool_size", True, "ldap.pool_size: must be a whole number"),
+        ("ldap.uris", [], "ldap.uris: must be a URI"),
+        ("ldap.uris", ["http://x/"], "is not an ldap://"),
+        ("ldap.uris", ["ldap://ldap.example.org/"], "clear text"),
+        ("ldap.bind_dn", "twostep", "not a distinguished name"),
+        ("ldap.bind_password_file", "ldap.secret", "absolute path"),
+        ("users.filter", "(uid=%s)", "{username}"),
+        ("users.filter", "(uid={username}", "{username}"),
+        ("users.filter", "uid={username}", "{username}"),
+        ("users.username_attribute", "u id", "not an attribute name"),
+        ("keys.current", "k/1", "keys.current"),
+        ("totp.algorithm", "MD5", "totp.algorithm: must be one of"),
+        ("totp.digits", 4, "totp.digits"),
+        ("totp.enrollment_lifetime", "30s", "between 1 minute"),
+        ("policy.defaults", {"backup_codes": 99}, "policy.defaults.backup_codes"),
+        ("policy.defaults", {"bogus": 1}, "policy.defaults.bogus: unknown"),
+        ("services.mail", ["IMAP"], "services.mail"),
+        ("audit.facility", "kern", "audit.facility"),
+        ("logging.level", "loud", "logging.level"),
+        ("ldap", "ldap://x", "ldap: must be a mapping"),
+    ],
+)
+def test_errors_name_the_key(path: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("{", r"\{")):
+        parse_config(with_(path, value))
+
+
+@pytest.mark.parametrize(
+    "missing", ["ldap", "users", "keys", "ldap.uris", "ldap.bind_dn", "users.base", "keys.current"]
+)
+def test_required_keys(missing: str) -> None:
+    data = copy.deepcopy(GOOD)
+    *parents, last = missing.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    del node[last]
+    with pytest.raises(ConfigError, match="required"):
+        parse_config(data)
+
+
+def test_starttls_allows_remote_ldap() -> None:
+    data = with_("ldap.uris", ["ldap://ldap.example.org/"])
+    data["ldap"]["start_tls"] = True
+    assert parse_config(data).ldap.start_tls
+
+
+def test_load_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "twostep.yaml"
+    path.write_text(yaml.safe_dump(with_("ldap.colour", 1)))
+    with pytest.raises(ConfigError, match=f"{path}: ldap.colour: unknown key"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ldap: [\n", "line"),
+        ("a: 1\na: 2\n", "duplicate key 'a'"),
+        ("!!python/object/apply:os.system ['true']\n", "could not determine"),
+        ("- 1\n- 2\n", "top level: must be a mapping"),
+        ("\xff\xfe", ""),
+    ],
+)
+def test_load_bad_yaml(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "twostep.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_load_missing_and_huge(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"#" * (1 << 20) + b"\n")
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_config(huge)
+
+
+def test_billion_laughs_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="required"):
+        load_config(path)
+
+
+def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TWOSTEP_CONFIG", raising=False)
+    assert config_path() == DEFAULT_PATH
+    monkeypatch.setenv("TWOSTEP_CONFIG", "/tmp/env.yaml")
+    assert config_path() == Path("/tmp/env.yaml")
+    assert config_path("/tmp/arg.yaml") == Path("/tmp/arg.yaml")
+
+
+def test_secrets_are_checked_and_named(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    secret = tmp_path / "ldap.secret"
+    secret.write_text("pw")
+    os.chmod(secret, 0o644)
+    data = with_("ldap.bind_password_file", str(secret))
+    data["keys"]["directory"] = str(tmp_path / "keys")
+    config = parse_config(data, tmp_path / "twostep.yaml")
+    with pytest.raises(ConfigError, match=r"twostep.yaml: ldap.bind_password_file .*everyone"):
+        load_secrets(config)
+    os.chmod(secret, 0o600)
+    with pytest.raises(ConfigError, match=r"no \*\.key"):
+        load_secrets(config)
+
+
+def test_secrets_repr_hides_them(secrets_dir: Path) -> None:
+    data = with_("ldap.bind_password_file", str(secrets_dir / "ldap.secret"))
+    data["keys"]["directory"] = str(secrets_dir / "keys")
+    loaded = load_secrets(parse_config(data))
+    assert loaded.bind_password not in repr(loaded)
+
+
+_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30)
+)
+_tree = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["ldap", "users", "keys", "policy", "totp", "services", "audit", "logging", "other"]
+        ),
+        _tree,
+        max_size=6,
+    )
+)
+def test_arbitrary_documents_give_config_errors_only(document: dict[str, Any]) -> None:
+    with contextlib.suppress(ConfigError):
+        parse_config(document)
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(
+        [
+            "ldap.timeout",
+            "ldap.pool_size",
+            "ldap.uris",
+            "users.filter",
+            "totp.digits",
+            "policy.defaults",
+            "services.mail",
+            "keys.current",
+        ]
+    ),
+    _tree,
+)
+def test_arbitrary_values_give_config_errors_only(path: str, value: object) -> None:
+    try:
+        parse_config(with_(path, value))
+    except ConfigError as exc:
+        assert path.split(".", 1)[0] in str(exc)

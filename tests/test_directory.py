@@ -1,0 +1,170 @@
+"""The ldap3 layer against the real slapd: lookups, compare-and-swap, binds, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import config_data
+from support.slapd import PEOPLE, USERS, Slapd, user_dn
+
+from pam_twostep.account import Attr
+from pam_twostep.changes import Change, Modify
+from pam_twostep.config import Config, load_secrets, parse_config
+from pam_twostep.directory import Directory, escape_filter
+from pam_twostep.errors import Conflict, DirectoryUnavailable
+
+ATTRS = ["uid", "entryUUID", "objectClass", "userPassword", Attr.LAST_STEP]
+
+
+def directory_for(slapd: Slapd, secrets_dir: Path, **ldap: object) -> Directory:
+    config: Config = parse_config(config_data(slapd, secrets_dir, ldap=ldap))
+    return Directory(config.ldap, config.users, load_secrets(config).bind_password)
+
+
+@pytest.fixture
+def directory(slapd: Slapd, secrets_dir: Path) -> Iterator[Directory]:
+    result = directory_for(slapd, secrets_dir)
+    yield result
+    result.close()
+
+
+def test_find_account(directory: Directory) -> None:
+    entry = directory.find_account("alice", ATTRS)
+    assert entry is not None and entry.dn == user_dn("alice")
+    assert entry.get("uid") == (b"alice",)
+    assert entry.get("entryUUID")
+    assert directory.find_account("nobody", ATTRS) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["*", "a*", "*)(uid=*", "alice)(uid=bob", "\\", "al\x00ice", "(", ")", "\\2a"]
+)
+def test_filter_metacharacters_are_escaped(directory: Directory, name: str) -> None:
+    assert directory.find_account(name, ATTRS) is None
+
+
+def test_escape_filter() -> None:
+    assert escape_filter("a*(b)\\\x00") == "a\\2a\\28b\\29\\5c\\00"
+
+
+def test_check_password(directory: Directory) -> None:
+    dn = user_dn("alice")
+    assert directory.check_password(dn, USERS["alice"])
+    assert not directory.check_password(dn, "wrong")
+    assert not directory.check_password(dn, "")  # an anonymous bind would "succeed"
+    assert not directory.check_password(dn, "x\x00y")
+    assert not directory.check_password(dn, "x" * 2000)
+    assert not directory.check_password(f"uid=nobody,{PEOPLE}", "x")
+
+
+def test_compare_and_swap(directory: Directory, slapd: Slapd) -> None:
+    dn = user_dn("alice")
+    slapd.set_attributes(
+        dn, objectClass=["inetOrgPerson", "twostepAccount"], twostepTOTPLastStep=["5"]
+    )
+    directory.modify(
+        dn, Modify((Change.delete(Attr.LAST_STEP, "5"), Change.add(Attr.LAST_STEP, "6")))
+    )
+    with pytest.raises(Conflict):
+        directory.modify(
+            dn, Modify((Change.delete(Attr.LAST_STEP, "5"), Change.add(Attr.LAST_STEP, "7")))
+        )
+    with pytest.raises(Conflict):  # single-valued: a second add loses too
+        directory.modify(dn, Modify((Change.add(Attr.LAST_STEP, "8"),)))
+    assert slapd.entry(dn)[Attr.LAST_STEP.lower()] == [b"6"]
+
+
+def test_the_service_cannot_write_outside_its_attributes(directory: Directory) -> None:
+    with pytest.raises(DirectoryUnavailable, match="InsufficientAccess"):
+        directory.modify(user_dn("alice"), Modify((Change.replace("mail", "x@example.org"),)))
+
+
+def test_fail_over_to_the_next_uri(slapd: Slapd, secrets_dir: Path) -> None:
+    dead = "ldap://127.0.0.1:9"  # discard port: nothing listens
+    directory = directory_for(slapd, secrets_dir, uris=[dead, slapd.uri])
+    assert directory.find_account("alice", ATTRS) is not None
+    directory.close()
+    ldapi = directory_for(slapd, secrets_dir, uris=[slapd.ldapi])
+    assert ldapi.find_account("alice", ATTRS) is not None
+    assert ldapi.check_password(user_dn("alice"), USERS["alice"])
+    ldapi.close()
+
+
+def test_a_server_that_never_answers_times_out(slapd: Slapd, secrets_dir: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        only_silent = directory_for(
+            slapd, secrets_dir, uris=[f"ldap://127.0.0.1:{port}"], timeout=1
+        )
+        started = time.monotonic()
+        with pytest.raises(DirectoryUnavailable):
+            only_silent.find_account("alice", ATTRS)
+        assert time.monotonic() - started < 5
+        both = directory_for(
+            slapd, secrets_dir, uris=[f"ldap://127.0.0.1:{port}", slapd.uri], timeout=1
+        )
+        assert both.find_account("alice", ATTRS) is not None
+    finally:
+        silent.close()
+
+
+def test_stopped_and_restarted_server(directory: Directory, slapd: Slapd) -> None:
+    assert directory.find_account("alice", ATTRS) is not None  # a pooled connection exists
+    slapd.stop()
+    try:
+        with pytest.raises(DirectoryUnavailable):
+            directory.find_account("alice", ATTRS)
+        with pytest.raises(DirectoryUnavailable):
+            directory.check_password(user_dn("alice"), USERS["alice"])
+    finally:
+        slapd.start()
+    assert directory.find_account("alice", ATTRS) is not None  # recovered by itself
+
+
+def test_a_frozen_server_does_not_hang_us(directory: Directory, slapd: Slapd) -> None:
+    assert directory.find_account("alice", ATTRS) is not None
+    assert slapd.process is not None
+    os.kill(slapd.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DirectoryUnavailable):
+            directory.find_account("alice", ATTRS)
+        assert time.monotonic() - started < 15
+    finally:
+        os.kill(slapd.process.pid, signal.SIGCONT)
+    assert directory.find_account("alice", ATTRS) is not None
+
+
+def test_pool_is_shared_by_threads(directory: Directory) -> None:
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                assert directory.find_account("bob", ATTRS) is not None
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_wrong_service_password_is_unavailable(slapd: Slapd, secrets_dir: Path) -> None:
+    (secrets_dir / "ldap.secret").write_text("not the password")
+    directory = directory_for(slapd, secrets_dir)
+    with pytest.raises(DirectoryUnavailable, match="service"):
+        directory.find_account("alice", ATTRS)

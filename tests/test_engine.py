@@ -1,0 +1,590 @@
+"""Every behaviour of the core, end to end against the real slapd: read, decide, write."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import Clock, config_data
+from support.flows import enroll, interactive_login, mail_login
+from support.slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
+    POLICIES,
+    USERS,
+    Slapd,
+    ssha,
+    user_dn,
+)
+
+from pam_twostep import hashing
+from pam_twostep.account import Attr
+from pam_twostep.audit import MemorySink
+from pam_twostep.config import load_secrets, parse_config
+from pam_twostep.decision import Method, Outcome, Reason
+from pam_twostep.directory import Directory
+from pam_twostep.engine import Engine
+from pam_twostep.errors import NotFound, RefusalReason, Refused
+from pam_twostep.totp import totp
+
+# -- application passcodes -------------------------------------------------------------
+
+
+def test_passcode_life_cycle(engine: Engine, clock: Clock, audit: MemorySink) -> None:
+    enroll(engine, clock.now)
+    new = engine.add_passcode("alice", "Thunderbird")
+    groups = new.passcode.split("-")
+    assert [len(g) for g in groups] == [4] * 6 and new.passcode == new.passcode.upper()
+    assert mail_login(engine, "alice", new.passcode.replace("-", "").lower()).method is (
+        Method.PASSCODE
+    )
+    assert mail_login(engine, "alice", USERS["alice"]).reason is Reason.WRONG_PASSCODE
+    engine.revoke_passcode("alice", "thunderbird")  # labels match without regard to case
+    assert mail_login(engine, "alice", new.passcode).reason is Reason.WRONG_PASSCODE
+    assert new.passcode not in repr(new)
+    assert [e.label for e in audit.events if e.action.startswith("passcode")] == [
+        "Thunderbird",
+        "thunderbird",
+    ]
+
+
+def test_passcode_refusals(engine: Engine, clock: Clock, slapd: Slapd) -> None:
+    with pytest.raises(Refused) as caught:
+        engine.add_passcode("alice", "Phone")
+    assert caught.value.reason is RefusalReason.NOT_ENABLED
+    enroll(engine, clock.now)
+    engine.add_passcode("alice", "Phone")
+    slapd.set_attributes(user_dn("alice"), twostepPasscodeLimit=["2"])  # a per-account override
+    engine.forget_policies()
+    cases: list[tuple[dict[str, Any], RefusalReason]] = [
+        ({"label": "PHONE"}, RefusalReason.LABEL_TAKEN),
+        ({"label": ""}, RefusalReason.INVALID_INPUT),
+        ({"label": "x" * 65}, RefusalReason.INVALID_INPUT),
+        ({"label": "tab\there"}, RefusalReason.INVALID_INPUT),
+        ({"label": "Mail", "services": ["sshd"]}, RefusalReason.INVALID_INPUT),
+        ({"label": "Mail", "services": ["IMAP;drop"]}, RefusalReason.INVALID_INPUT),
+        ({"label": "Mail", "lifetime": -5}, RefusalReason.INVALID_INPUT),
+    ]
+    for arguments, reason in cases:
+        with pytest.raises(Refused) as caught:
+            engine.add_passcode("alice", **arguments)
+        assert caught.value.reason is reason, arguments
+    engine.add_passcode("alice", "Tablet")
+    with pytest.raises(Refused) as caught:
+        engine.add_passcode("alice", "Laptop")
+    assert caught.value.reason is RefusalReason.LIMIT_REACHED
+    with pytest.raises(NotFound):
+        engine.revoke_passcode("alice", "nothing")
+    with pytest.raises(NotFound):
+        engine.add_passcode("nobody", "x")
+
+
+def test_passcode_scope_and_expiry(engine: Engine, clock: Clock) -> None:
+    enroll(engine, clock.now)
+    imap_only = engine.add_passcode("alice", "Reader", services=["imap"])
+    assert mail_login(engine, "alice", imap_only.passcode, "imap").outcome is Outcome.ACCEPT
+    assert mail_login(engine, "alice", imap_only.passcode, "smtp").reason is Reason.PASSCODE_SCOPE
+    short = engine.add_passcode("alice", "Short", lifetime=3600)
+    assert engine.status("alice").passcodes[-1].expires == int(clock.now) + 3600
+    clock.advance(3600)
+    assert mail_login(engine, "alice", short.passcode).reason is Reason.PASSCODE_EXPIRED
+    assert [p.label for p in engine.status("alice").passcodes] == ["Reader"]
+
+
+def test_policy_caps_passcode_lifetime(engine: Engine, clock: Clock, slapd: Slapd) -> None:
+    slapd.set_attributes(f"cn=default,{POLICIES}", twostepPasscodeLifetime=["86400"])
+    enroll(engine, clock.now)
+    engine.add_passcode("alice", "Forever")
+    engine.add_passcode("alice", "Long", lifetime=10 * 86400)
+    engine.add_passcode("alice", "Short", lifetime=60)
+    expiries = [p.expires - int(clock.now) for p in engine.status("alice").passcodes]
+    assert expiries == [86400, 86400, 60]
+
+
+def test_passcode_login_costs_no_slow_hash_however_many(
+    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enroll(engine, clock.now)
+    passcodes = [engine.add_passcode("alice", f"Client {i}").passcode for i in range(25)]
+    calls: list[int] = []
+    real = hashing.low_level.verify_secret
+
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(hashing.low_level, "verify_secret", counting)
+    assert mail_login(engine, "alice", passcodes[-1]).outcome is Outcome.ACCEPT
+    assert mail_login(engine, "alice", "A" * 24).outcome is Outcome.DENY
+    assert calls == []
+
+
+def test_last_use_is_recorded_without_a_write_per_login(
+    engine: Engine, clock: Clock, slapd: Slapd
+) -> None:
+    enroll(engine, clock.now)
+    passcode = engine.add_passcode("alice", "Thunderbird").passcode
+    assert engine.status("alice").passcodes[0].last_used is None
+    mail_login(engine, "alice", passcode, remote="192.0.2.77")
+    used = engine.status("alice").passcodes[0]
+    assert (used.last_used, used.last_address) == (int(clock.now), "192.0.2.77")
+    before = slapd.entry(user_dn("alice"))[Attr.USAGE.lower()]
+    for _ in range(5):
+        clock.advance(10)
+        mail_login(engine, "alice", passcode, remote="192.0.2.77")
+    assert slapd.entry(user_dn("alice"))[Attr.USAGE.lower()] == before
+    clock.advance(300)
+    mail_login(engine, "alice", passcode, remote="192.0.2.78")
+    assert engine.status("alice").passcodes[0].last_address == "192.0.2.78"
+
+
+# -- a password change kills every passcode, whichever way it happens ------------------
+
+
+def change_with_ldappasswd(slapd: Slapd, engine: Engine, new: str) -> None:
+    subprocess.run(
+        [
+            "ldappasswd",
+            "-x",
+            "-H",
+            slapd.uri,
+            "-D",
+            user_dn("alice"),
+            "-w",
+            USERS["alice"],
+            "-a",
+            USERS["alice"],
+            "-s",
+            new,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def change_with_admin_ldapmodify(slapd: Slapd, engine: Engine, new: str) -> None:
+    ldif = (
+        f"dn: {user_dn('alice')}\nchangetype: modify\nreplace: userPassword\n"
+        f"userPassword: {ssha(new)}\n"
+    )
+    subprocess.run(
+        ["ldapmodify", "-x", "-H", slapd.uri, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD],
+        input=ldif.encode(),
+        check=True,
+        capture_output=True,
+    )
+
+
+def change_with_our_tools(slapd: Slapd, engine: Engine, new: str) -> None:
+    engine.change_password("alice", USERS["alice"], new)
+
+
+@pytest.mark.parametrize(
+    "change", [change_with_ldappasswd, change_with_admin_ldapmodify, change_with_our_tools]
+)
+def test_password_change_revokes_passcodes_and_devices(
+    engine: Engine, clock: Clock, slapd: Slapd, change: Callable[[Slapd, Engine, str], None]
+) -> None:
+    key, _ = enroll(engine, clock.now)
+    passcode = engine.add_passcode("alice", "Thunderbird").passcode
+    clock.advance(30)
+    trusted = interactive_login(engine, "alice", totp(key, clock.now), trust=True)
+    assert trusted.device_token
+    change(slapd, engine, "brand-new-password-1")
+    assert mail_login(engine, "alice", passcode).reason is Reason.WRONG_PASSCODE
+    device_login = interactive_login(
+        engine, "alice", password="brand-new-password-1", device_token=trusted.device_token
+    )
+    assert device_login.outcome is Outcome.CHALLENGE
+    status = engine.status("alice")
+    assert status.passcodes == () and status.devices == ()
+    assert status.enabled  # the authenticator itself survives a password change
+
+
+def test_our_password_change_can_keep_the_current_device(engine: Engine, clock: Clock) -> None:
+    key, _ = enroll(engine, clock.now)
+    clock.advance(30)
+    here = interactive_login(engine, "alice", totp(key, clock.now), trust=True)
+    clock.advance(30)
+    there = interactive_login(engine, "alice", totp(key, clock.now), trust=True)
+    assert here.device and here.device_token and there.device_token
+    engine.change_password("alice", USERS["alice"], "another-pw-77", keep_device=here.device)
+    assert (
+        interactive_login(
+            engine, "alice", password="another-pw-77", device_token=here.device_token
+        ).method
+        is Method.TRUSTED_DEVICE
+    )
+    assert (
+        interactive_login(
+            engine, "alice", password="another-pw-77", device_token=there.device_token
+        ).outcome
+        is Outcome.CHALLENGE
+    )
+    with pytest.raises(Refused) as caught:
+        engine.change_password("alice", "not-it", "x-new-pw")
+    assert caught.value.reason is RefusalReason.WRONG_PASSWORD
+    with pytest.raises(Refused) as caught:
+        engine.change_password("alice", "another-pw-77", "")
+    assert caught.value.reason is RefusalReason.INVALID_INPUT
+
+
+# -- trusted devices -------------------------------------------------------------------
+
+
+def test_trusted_devices(engine: Engine, clock: Clock) -> None:
+    key, _ = enroll(engine, clock.now)
+    tokens = []
+    for _ in range(3):
+        clock.advance(30)
+        decision = interactive_login(
+            engine, "alice", totp(key, clock.now), trust=True, service="portal"
+        )
+        tokens.append((decision.device, decision.device_token))
+    devices = engine.status("alice").devices
+    assert [d.id for d in devices] == [t[0] for t in tokens]
+    assert all(d.label == "Laptop" and d.expires == d.created + 30 * 86400 for d in devices)
+    first, second, third = tokens
+    assert interactive_login(engine, "alice", device_token=first[1]).method is (
+        Method.TRUSTED_DEVICE
+    )
+    engine.revoke_device("alice", str(first[0]))
+    assert interactive_login(engine, "alice", device_token=first[1]).outcome is Outcome.CHALLENGE
+    engine.revoke_other_devices("alice", str(third[0]))
+    assert interactive_login(engine, "alice", device_token=second[1]).outcome is (Outcome.CHALLENGE)
+    assert interactive_login(engine, "alice", device_token=third[1]).outcome is Outcome.ACCEPT
+    engine.revoke_all_devices("alice")
+    assert engine.status("alice").devices == ()
+    with pytest.raises(NotFound):
+        engine.revoke_device("alice", "nosuchid")
+
+
+def test_trusted_device_expires(engine: Engine, clock: Clock) -> None:
+    key, _ = enroll(engine, clock.now)
+    clock.advance(30)
+    token = interactive_login(engine, "alice", totp(key, clock.now), trust=True).device_token
+    clock.advance(30 * 86400 - 1)
+    assert interactive_login(engine, "alice", device_token=token).outcome is Outcome.ACCEPT
+    clock.advance(1)
+    assert interactive_login(engine, "alice", device_token=token).outcome is Outcome.CHALLENGE
+
+
+# -- backup codes ----------------------------------------------------------------------
+
+
+def test_backup_codes_work_once_and_regenerate(engine: Engine, clock: Clock) -> None:
+    _, codes = enroll(engine, clock.now)
+    assert interactive_login(engine, "alice", codes[0].lower().replace("-", " ")).method is (
+        Method.BACKUP_CODE
+    )
+    assert interactive_login(engine, "alice", codes[0]).reason is Reason.WRONG_CODE
+    assert engine.status("alice").backup_codes == 9
+    fresh = engine.regenerate_backup_codes("alice")
+    assert len(fresh) == 10 and not set(fresh) & set(codes)
+    assert interactive_login(engine, "alice", codes[1]).reason is Reason.WRONG_CODE
+    assert interactive_login(engine, "alice", fresh[1]).outcome is Outcome.ACCEPT
+
+
+# -- lock-out --------------------------------------------------------------------------
+
+
+def test_failures_of_every_kind_lock_and_nothing_gets_around_it(
+    engine: Engine, clock: Clock
+) -> None:
+    key, codes = enroll(engine, clock.now)
+    passcode = engine.add_passcode("alice", "Phone").passcode
+    attempts: list[Callable[[int], object]] = [
+        lambda i: mail_login(engine, "alice", f"wrong passcode {i}"),
+        lambda i: interactive_login(engine, "alice", password=f"wrong password {i}"),
+        lambda i: interactive_login(engine, "alice", f"{i:06d}"),
+        lambda i: interactive_login(engine, "alice", f"2345678{i:03d}"[:10]),
+    ]
+    for i in range(10):
+        attempts[i % 4](i)
+    status = engine.status("alice")
+    assert status.locked and status.locked_until == int(clock.now) + 3600
+    clock.advance(30)
+    assert mail_login(engine, "alice", passcode).reason is Reason.LOCKED
+    assert interactive_login(engine, "alice", totp(key, clock.now)).reason is Reason.LOCKED
+    assert interactive_login(engine, "alice", codes[0]).reason is Reason.LOCKED
+    engine.unlock("alice")
+    assert mail_login(engine, "alice", passcode).outcome is Outcome.ACCEPT
+    assert engine.status("alice").recent_failures == 0
+
+
+def test_lock_ends_after_its_duration(engine: Engine, clock: Clock) -> None:
+    for i in range(10):
+        mail_login(engine, "bob", f"guess {i}")
+    assert mail_login(engine, "bob", USERS["bob"]).reason is Reason.LOCKED
+    clock.advance(3600)
+    assert mail_login(engine, "bob", USERS["bob"]).outcome is Outcome.ACCEPT
+
+
+def test_lock_until_admin_unlocks(engine: Engine, clock: Clock, slapd: Slapd) -> None:
+    slapd.set_attributes(
+        f"cn=default,{POLICIES}", twostepLockoutDuration=["0"], twostepLockoutMaxFailures=["3"]
+    )
+    for i in range(3):
+        mail_login(engine, "bob", f"guess {i}")
+    clock.advance(365 * 86400)
+    assert mail_login(engine, "bob", USERS["bob"]).reason is Reason.LOCKED
+    engine.unlock("bob")
+    assert mail_login(engine, "bob", USERS["bob"]).outcome is Outcome.ACCEPT
+
+
+def test_a_success_clears_failures_from_its_address_only(engine: Engine) -> None:
+    mail_login(engine, "bob", "guess 1", remote="192.0.2.1")
+    mail_login(engine, "bob", "guess 2", remote="198.51.100.2")
+    mail_login(engine, "bob", USERS["bob"], remote="192.0.2.1")
+    assert engine.status("bob").recent_failures == 1
+
+
+# -- concurrency -----------------------------------------------------------------------
+
+
+def race(count: int, login: Callable[[], Any]) -> list[Any]:
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = login()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_one_backup_code_presented_in_parallel_passes_once(
+    engine: Engine, clock: Clock, slapd: Slapd
+) -> None:
+    slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"])
+    _, codes = enroll(engine, clock.now)
+    for code in codes[:3]:
+        results = race(12, lambda code=code: interactive_login(engine, "alice", code))
+        assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
+        assert all(r.reason in (None, Reason.REPLAYED, Reason.WRONG_CODE) for r in results)
+        engine.unlock("alice")
+    assert engine.status("alice").backup_codes == 7
+
+
+def test_one_totp_code_presented_in_parallel_passes_once(
+    engine: Engine, clock: Clock, slapd: Slapd
+) -> None:
+    slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"])
+    key, _ = enroll(engine, clock.now)
+    for _ in range(3):
+        clock.advance(30)
+        code = totp(key, clock.now)
+        results = race(12, lambda code=code: interactive_login(engine, "alice", code))
+        assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
+        assert {r.reason for r in results} <= {None, Reason.REPLAYED}
+        engine.unlock("alice")
+
+
+# -- hostile input ---------------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "*",
+    "alice*",
+    "*)(uid=*",
+    "alice)(|(uid=*",
+    "\\2a",
+    "alice\\",
+    "a,lice",
+    "uid=alice",
+    "alice+cn=x",
+    "<alice>",
+    "#alice",
+    "alice;bob",
+    "(alice)",
+    "alice\x00",
+    "\x00",
+    "",
+    " alice",
+    "alice ",
+    "al\nice",
+    "al\tice",
+    "x" * 300,
+    "ALICE\u0000bob",
+    "\u202ealice",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_usernames_reach_nobody(
+    engine: Engine, clock: Clock, slapd: Slapd, audit: MemorySink, name: str
+) -> None:
+    before = slapd.snapshot()
+    for secret in (USERS["alice"], "*"):
+        decision = mail_login(engine, name, secret)
+        assert decision.outcome is Outcome.DENY
+        assert decision.reason in (Reason.UNKNOWN_USER, Reason.MALFORMED)
+    assert slapd.snapshot() == before
+    assert all(len(e.user) <= 64 for e in audit.events)
+
+
+def test_oversized_secrets_are_denied_not_crashed(engine: Engine, clock: Clock) -> None:
+    enroll(engine, clock.now, "bob")
+    for secret in ("x" * 100_000, "\x00" * 10, "é" * 5000):
+        assert mail_login(engine, "alice", secret).outcome is Outcome.DENY
+        assert interactive_login(engine, "bob", "1" * 100_000).outcome is Outcome.DENY
+        assert interactive_login(engine, "bob", password=secret).outcome is Outcome.DENY
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        (Attr.PASSCODE, "not json"),
+        (Attr.SECRET, "aes256gcm:k1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAA"),
+        (Attr.SECRET, "aes256gcm:k9:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAAAA"),
+        (Attr.LOCKED_AT, "2026010100Z"),
+        (Attr.FAILURE, "{}"),
+        (Attr.ALGORITHM, "MD5"),
+    ],
+)
+def test_corrupt_values_hurt_only_their_owner(
+    engine: Engine, clock: Clock, slapd: Slapd, audit: MemorySink, attribute: str, value: str
+) -> None:
+    key, _ = enroll(engine, clock.now)
+    enroll(engine, clock.now, "carol")
+    passcode = engine.add_passcode("carol", "Phone").passcode
+    slapd.set_attributes(user_dn("alice"), **{attribute: [value]})
+    before = slapd.snapshot()
+    clock.advance(30)
+    decision = interactive_login(engine, "alice", totp(key, clock.now))
+    assert decision.outcome is Outcome.TEMPFAIL
+    assert decision.reason in (Reason.CORRUPT_ENTRY, Reason.KEY_UNAVAILABLE)
+    assert slapd.snapshot() == before  # nothing written for a user we could not read
+    assert audit.events[-1].outcome == "tempfail" and audit.events[-1].user == "alice"
+    assert mail_login(engine, "carol", passcode).outcome is Outcome.ACCEPT
+    assert mail_login(engine, "bob", USERS["bob"]).outcome is Outcome.ACCEPT
+
+
+# -- policy ----------------------------------------------------------------------------
+
+
+def test_policy_entries_and_overrides(engine: Engine, clock: Clock, slapd: Slapd) -> None:
+    staff = f"cn=staff,{POLICIES}"
+    admin = slapd.admin()
+    admin.add(
+        staff,
+        ["applicationProcess", "twostepPolicy"],
+        {"cn": "staff", "twostepRequired": "TRUE", "twostepBackupCodeCount": "5"},
+    )
+    admin.unbind()
+    engine.assign_policy("alice", staff)
+    status = engine.status("alice")
+    assert status.policy.required and status.policy.backup_codes == 5
+    assert status.policy_dn == staff
+    assert interactive_login(engine, "alice").reason is Reason.ENROLLMENT_REQUIRED
+    _, codes = enroll(engine, clock.now)
+    assert len(codes) == 5
+    slapd.set_attributes(user_dn("alice"), twostepBackupCodeCount=["7"])
+    assert len(engine.regenerate_backup_codes("alice")) == 7
+    with pytest.raises(Refused) as caught:
+        engine.disable("alice", password=USERS["alice"], code=codes[0])
+    assert caught.value.reason is RefusalReason.REQUIRED_BY_POLICY
+    with pytest.raises(NotFound):
+        engine.assign_policy("alice", f"cn=none,{POLICIES}")
+    engine.assign_policy("alice", None)
+    assert engine.status("alice").policy_dn.startswith("cn=default")  # type: ignore[union-attr]
+
+
+def test_a_dangling_policy_is_a_temporary_failure(engine: Engine, slapd: Slapd) -> None:
+    slapd.set_attributes(
+        user_dn("bob"),
+        objectClass=["inetOrgPerson", "twostepAccount"],
+        twostepPolicyDN=[f"cn=gone,{POLICIES}"],
+    )
+    assert mail_login(engine, "bob", USERS["bob"]).outcome is Outcome.TEMPFAIL
+    assert mail_login(engine, "carol", USERS["carol"]).outcome is Outcome.ACCEPT
+
+
+# -- turning off and resetting ---------------------------------------------------------
+
+
+def test_disable_needs_password_and_code_or_an_admin(engine: Engine, clock: Clock) -> None:
+    _, codes = enroll(engine, clock.now)
+    engine.add_passcode("alice", "Phone")
+    with pytest.raises(Refused) as caught:
+        engine.disable("alice", password=USERS["alice"], code="000000")
+    assert caught.value.reason is RefusalReason.WRONG_CODE
+    with pytest.raises(Refused) as caught:
+        engine.disable("alice", password="nope", code=codes[0])
+    assert caught.value.reason is RefusalReason.WRONG_PASSWORD
+    engine.disable("alice", password=USERS["alice"], code=codes[0])
+    status = engine.status("alice")
+    assert not status.enabled and status.passcodes == () and status.backup_codes == 0
+    assert mail_login(engine, "alice", USERS["alice"]).outcome is Outcome.ACCEPT
+    enroll(engine, clock.now + 30)
+    engine.disable("alice", admin=True, actor="root")
+    with pytest.raises(Refused):
+        engine.disable("alice", admin=True)
+
+
+def test_reset_wipes_everything_but_the_policy(engine: Engine, clock: Clock, slapd: Slapd) -> None:
+    enroll(engine, clock.now)
+    engine.add_passcode("alice", "Phone")
+    engine.assign_policy("alice", f"cn=default,{POLICIES}")
+    for i in range(10):
+        mail_login(engine, "alice", f"wrong {i}")
+    engine.reset("alice", actor="root")
+    entry = slapd.entry(user_dn("alice"))
+    left = {name for name in entry if name.startswith("twostep")}
+    assert left == {Attr.POLICY.lower()}
+    assert mail_login(engine, "alice", USERS["alice"]).outcome is Outcome.ACCEPT
+
+
+# -- audit -----------------------------------------------------------------------------
+
+
+def test_audit_events_carry_who_what_how_and_never_a_secret(
+    engine: Engine, clock: Clock, audit: MemorySink
+) -> None:
+    key, codes = enroll(engine, clock.now)
+    passcode = engine.add_passcode("alice", "Thunderbird").passcode
+    clock.advance(30)
+    code = totp(key, clock.now)
+    device = interactive_login(engine, "alice", code, trust=True, remote="203.0.113.5")
+    mail_login(engine, "alice", passcode, remote="203.0.113.6")
+    interactive_login(engine, "alice", codes[0], remote="203.0.113.7")
+    mail_login(engine, "alice", "wrong", remote="203.0.113.8")
+    logins = [e for e in audit.events if e.action == "login"]
+    assert [(e.outcome, e.method, e.remote, e.service) for e in logins] == [
+        ("accept", "totp", "203.0.113.5", "sshd"),
+        ("accept", "passcode", "203.0.113.6", "imap"),
+        ("accept", "backup-code", "203.0.113.7", "sshd"),
+        ("deny", None, "203.0.113.8", "imap"),
+    ]
+    assert logins[0].device == device.device and logins[1].label == "Thunderbird"
+    text = "\n".join(e.to_json() for e in audit.events)
+    for secret in (
+        USERS["alice"],
+        passcode,
+        passcode.replace("-", ""),
+        code,
+        *codes,
+        str(device.device_token),
+    ):
+        assert secret not in text
+
+
+# -- the directory's part --------------------------------------------------------------
+
+
+def test_ambiguous_user_filter_is_a_temporary_failure(slapd: Slapd, secrets_dir: Any) -> None:
+    config = parse_config(
+        config_data(slapd, secrets_dir, users={"filter": "(|(uid={username})(sn=Bob))"})
+    )
+    loaded = load_secrets(config)
+    directory = Directory(config.ldap, config.users, loaded.bind_password)
+    engine = Engine(config, directory, loaded.keyring, MemorySink())
+    assert mail_login(engine, "alice", USERS["alice"]).reason is Reason.DIRECTORY_UNAVAILABLE
+    directory.close()

@@ -1,0 +1,120 @@
+"""Lock-out arithmetic: window, limit, duration, repeats, and who clears what."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+
+from support.states import NOW, plain_state
+
+from pam_twostep.account import AccountState, Attr
+from pam_twostep.changes import Op
+from pam_twostep.lockout import clear_changes, fingerprint, lock_state, record_failure
+from pam_twostep.policy import Policy
+from pam_twostep.records import Failure
+
+POLICY = Policy(lockout_max_failures=3, lockout_window=600, lockout_duration=900)
+
+
+def fail(
+    state: AccountState, presented: str, now: int = NOW, address: str = "192.0.2.1"
+) -> tuple[AccountState, bool, bool]:
+    """Apply one failure to an in-memory state: (new state, counted, locks)."""
+    commit, _, locks = record_failure(
+        state,
+        POLICY,
+        now=now,
+        kind="password",
+        service="imap",
+        address=address,
+        presented=presented,
+        random=secrets.token_bytes,
+    )
+    failures = list(state.failures)
+    locked_at = state.locked_at
+    for change in commit.changes:
+        if change.attribute == Attr.FAILURE:
+            failures += [Failure.load(v) for v in change.values]
+        if change.attribute == Attr.LOCKED_AT:
+            locked_at = now
+    return replace(state, failures=tuple(failures), locked_at=locked_at), bool(commit), locks
+
+
+def test_locks_at_the_limit() -> None:
+    state = plain_state()
+    for attempt in range(3):
+        state, counted, locks = fail(state, f"guess{attempt}")
+        assert counted
+        assert locks == (attempt == 2)
+    lock = lock_state(state, POLICY, NOW + 1)
+    assert lock.locked
+    assert lock.until == NOW + 900
+
+
+def test_lock_expires_and_old_failures_do_not_count_again() -> None:
+    state = plain_state()
+    for attempt in range(3):
+        state, _, _ = fail(state, f"guess{attempt}")
+    assert not lock_state(state, POLICY, NOW + 900).locked
+    state, _, locks = fail(state, "guess-after", now=NOW + 901)
+    assert not locks
+    assert lock_state(state, POLICY, NOW + 902).recent == 1
+
+
+def test_duration_zero_means_until_unlocked() -> None:
+    state = replace(plain_state(), locked_at=NOW)
+    policy = replace(POLICY, lockout_duration=0)
+    lock = lock_state(state, policy, NOW + 10 * 365 * 86400)
+    assert lock.locked and lock.until is None
+
+
+def test_failures_outside_the_window_do_not_count() -> None:
+    state = plain_state()
+    state, _, _ = fail(state, "a", now=NOW)
+    state, _, _ = fail(state, "b", now=NOW + 300)
+    assert lock_state(state, POLICY, NOW + 601).recent == 1
+    _, prune, _ = record_failure(
+        state,
+        POLICY,
+        now=NOW + 601,
+        kind="code",
+        service="sshd",
+        address="",
+        presented="c",
+        random=secrets.token_bytes,
+    )
+    assert prune.changes[0].op is Op.DELETE
+    assert len(prune.changes[0].values) == 1  # the stale one only
+
+
+def test_the_same_wrong_secret_counts_once() -> None:
+    """A stale mail client retrying an old password must not lock its owner out."""
+    state = plain_state()
+    for _ in range(10):
+        state, _, locks = fail(state, "old-password")
+        assert not locks
+    assert lock_state(state, POLICY, NOW).recent == 1
+    state, counted, _ = fail(state, "another-guess")
+    assert counted
+
+
+def test_fingerprint_is_salted_per_account_and_kind() -> None:
+    one = plain_state()
+    other = replace(one, uuid="another-uuid")
+    assert fingerprint(one, "password", "x") != fingerprint(other, "password", "x")
+    assert fingerprint(one, "password", "x") != fingerprint(one, "code", "x")
+    assert len(fingerprint(one, "password", "x")) == 8
+
+
+def test_success_clears_only_its_own_address() -> None:
+    state = plain_state()
+    state, _, _ = fail(state, "a", address="192.0.2.1")
+    state, _, _ = fail(state, "b", address="198.51.100.7")
+    changes = clear_changes(state, "192.0.2.1").changes
+    assert [(c.op, len(c.values)) for c in changes] == [(Op.DELETE, 1)]
+    assert "192.0.2.1" in changes[0].values[0]
+    mine = replace(state, failures=state.failures[:1])
+    assert [(c.op, c.values) for c in clear_changes(mine, "192.0.2.1").changes] == [
+        (Op.REPLACE, ())
+    ]
+    assert not clear_changes(plain_state(), "192.0.2.1")
