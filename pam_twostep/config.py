@@ -361,10 +361,10 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         uris=ldap.require("uris", _uris),
         bind_dn=ldap.require("bind_dn", _dn),
         bind_password_file=ldap.require("bind_password_file", _path),
-        start_tls=ldap.take("start_tls", _bool, False),
-        ca_file=ldap.take("ca_file", _path, None),
-        timeout=ldap.take("timeout", _number(0.1, 60), 5.0),
-        pool_size=ldap.take("pool_size", _integer(1, 64), 8),
+        start_tls=ldap.take("start_tls", _bool, LdapConfig.start_tls),
+        ca_file=ldap.take("ca_file", _path, LdapConfig.ca_file),
+        timeout=ldap.take("timeout", _number(0.1, 60), LdapConfig.timeout),
+        pool_size=ldap.take("pool_size", _integer(1, 64), LdapConfig.pool_size),
     )
     ldap.done()
     for uri in ldap_config.uris:
@@ -383,14 +383,16 @@ def parse_config(data: object, source: Path | None = None) -> Config:
     users_config = UsersConfig(
         base=users.require("base", _dn),
         filter=users.take("filter", _filter, UsersConfig.filter),
-        username_attribute=users.take("username_attribute", _attribute_name, "uid"),
+        username_attribute=users.take(
+            "username_attribute", _attribute_name, UsersConfig.username_attribute
+        ),
     )
     users.done()
 
     policy = top.section("policy")
     policy_config = PolicyConfig(
-        base=policy.take("base", _dn, None),
-        default=policy.take("default", _dn, None),
+        base=policy.take("base", _dn, PolicyConfig.base),
+        default=policy.take("default", _dn, PolicyConfig.default),
         defaults=policy.take("defaults", _policy_defaults, {}),
     )
     policy.done()
@@ -404,9 +406,14 @@ def parse_config(data: object, source: Path | None = None) -> Config:
 
     totp = top.section("totp")
     issuer = totp.take("issuer", _string, TotpConfig.issuer)
-    algorithm = totp.take("algorithm", _choice(tuple(a.value for a in Algorithm)), "SHA1")
-    digits = totp.take("digits", _integer(6, 8), 6)
-    period = totp.take("period", _integer(15, 300), 30)
+    default_params = TotpParams()
+    algorithm = totp.take(
+        "algorithm",
+        _choice(tuple(a.value for a in Algorithm)),
+        default_params.algorithm.value,
+    )
+    digits = totp.take("digits", _integer(6, 8), default_params.digits)
+    period = totp.take("period", _integer(15, 300), default_params.period)
     lifetime = totp.take("enrollment_lifetime", _duration, TotpConfig.enrollment_lifetime)
     totp.done()
     totp_config = TotpConfig(issuer, TotpParams(Algorithm(algorithm), digits, period), lifetime)
@@ -417,14 +424,14 @@ def parse_config(data: object, source: Path | None = None) -> Config:
 
     audit = top.section("audit")
     audit_config = AuditConfig(
-        syslog=audit.take("syslog", _bool, True),
-        facility=audit.take("facility", _choice(_SYSLOG_FACILITIES), "auth"),
-        file=audit.take("file", _path, None),
+        syslog=audit.take("syslog", _bool, AuditConfig.syslog),
+        facility=audit.take("facility", _choice(_SYSLOG_FACILITIES), AuditConfig.facility),
+        file=audit.take("file", _path, AuditConfig.file),
     )
     audit.done()
 
     logging_section = top.section("logging")
-    log_level = logging_section.take("level", _choice(_LOG_LEVELS), "info")
+    log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)
     logging_section.done()
 
     top.done()
@@ -458,9 +465,9 @@ def load_config(path: Path) -> Config:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
+        where = f", line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{path}:{where}: {problem}") from None
+        raise ConfigError(f"{path}{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply") from None
     try:

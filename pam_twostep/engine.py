@@ -212,7 +212,7 @@ class Engine:
             AuditEvent(
                 time=ctx.now,
                 action="login",
-                user=decision.username or (name or "")[:64],
+                user=decision.username or str(username)[:64],
                 outcome=decision.outcome.value,
                 service=ctx.service,
                 remote=ctx.remote,

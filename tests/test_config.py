@@ -147,7 +147,8 @@ def test_load_names_the_file(tmp_path: Path) -> None:
         ("a: 1\na: 2\n", "duplicate key 'a'"),
         ("!!python/object/apply:os.system ['true']\n", "could not determine"),
         ("- 1\n- 2\n", "top level: must be a mapping"),
-        ("\xff\xfe", ""),
+        ("ldap: \x80\x81\n", "not valid YAML"),
+        ("\xff\xfe", "required"),
     ],
 )
 def test_load_bad_yaml(tmp_path: Path, text: str, message: str) -> None:
