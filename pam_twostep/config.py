@@ -29,6 +29,8 @@ from .totp import Algorithm, TotpParams
 
 __all__ = [
     "DEFAULT_PATH",
+    "AccessList",
+    "DaemonConfig",
     "DEFAULT_MAIL_SERVICES",
     "AuditConfig",
     "Config",
@@ -82,7 +84,7 @@ class LdapConfig:
     ca_file: Path | None = None
     timeout: float = 5.0
     """Seconds for connecting and for each operation."""
-    pool_size: int = 8
+    pool_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,31 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class AccessList:
+    """Local users and groups, matched against a client's peer credentials."""
+
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    socket: Path = Path("/run/twostep/twostepd.sock")
+    socket_mode: int = 0o666
+    """Who may connect at all; what each may ask is decided by ``verify`` and ``manage``."""
+    verify: AccessList = AccessList(frozenset({"root", "dovecot", "postfix"}))
+    """May ask whether a login is right (Dovecot, Postfix, PAM as root)."""
+    manage: AccessList = AccessList(frozenset({"root"}))
+    """May change accounts (the twostep command as root, the portal's user)."""
+    workers: int = 16
+    max_connections: int = 1024
+    request_timeout: float = 5.0
+    """Seconds for a request to arrive in full once it has begun (slow senders are cut)."""
+    idle_timeout: float = 300.0
+    """Seconds a connection may wait between requests."""
+
+
+@dataclass(frozen=True)
 class Config:
     ldap: LdapConfig
     users: UsersConfig
@@ -131,7 +158,10 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     totp: TotpConfig = TotpConfig()
     mail_services: frozenset[str] = DEFAULT_MAIL_SERVICES
+    userdb_fields: Mapping[str, str] = field(default_factory=dict)
+    """Dovecot userdb field -> LDAP attribute, returned with an accepted mail login."""
     audit: AuditConfig = AuditConfig()
+    daemon: DaemonConfig = DaemonConfig()
     log_level: str = "info"
     source: Path | None = None
 
@@ -342,6 +372,50 @@ def _policy_defaults(value: object, where: str) -> Mapping[str, bool | int]:
         raise ConfigError(f"{where}.{exc}") from None
 
 
+_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+
+
+def _access_list(value: object, where: str) -> AccessList:
+    section = _Section(value, where)
+    lists = []
+    for key in ("users", "groups"):
+        none: list[str] = []
+        items = section.take(key, _list_of_strings, none)
+        for item in items:
+            if not _NAME.fullmatch(item):
+                raise ConfigError(f"{where}.{key}: {item[:40]!r} is not a user or group name")
+        lists.append(frozenset(items))
+    section.done()
+    return AccessList(lists[0], lists[1])
+
+
+def _list_of_strings(value: object, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: must be a list")
+    return [_string(item, where) for item in value]
+
+
+def _mode(value: object, where: str) -> int:
+    text = value if isinstance(value, str) else None
+    if text is None or not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ConfigError(f'{where}: must be an octal mode in quotes, like "0660"')
+    return int(text, 8)
+
+
+_USERDB_FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _userdb_fields(value: object, where: str) -> Mapping[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping of userdb field to LDAP attribute")
+    result = {}
+    for key, attribute in value.items():
+        if not isinstance(key, str) or not _USERDB_FIELD.fullmatch(key):
+            raise ConfigError(f"{where}: {str(key)[:40]!r} is not a userdb field name")
+        result[key] = _attribute_name(attribute, f"{where}.{key}")
+    return result
+
+
 def _duration(value: object, where: str) -> int:
     try:
         seconds = parse_duration(value)
@@ -420,6 +494,8 @@ def parse_config(data: object, source: Path | None = None) -> Config:
 
     services = top.section("services")
     mail_services = services.take("mail", _services, DEFAULT_MAIL_SERVICES)
+    no_fields: Mapping[str, str] = {}
+    userdb_fields = services.take("userdb_fields", _userdb_fields, no_fields)
     services.done()
 
     audit = top.section("audit")
@@ -429,6 +505,22 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         file=audit.take("file", _path, AuditConfig.file),
     )
     audit.done()
+
+    daemon = top.section("daemon")
+    defaults = DaemonConfig()
+    daemon_config = DaemonConfig(
+        socket=daemon.take("socket", _path, defaults.socket),
+        socket_mode=daemon.take("socket_mode", _mode, defaults.socket_mode),
+        verify=daemon.take("verify", _access_list, defaults.verify),
+        manage=daemon.take("manage", _access_list, defaults.manage),
+        workers=daemon.take("workers", _integer(1, 256), defaults.workers),
+        max_connections=daemon.take(
+            "max_connections", _integer(1, 65536), defaults.max_connections
+        ),
+        request_timeout=daemon.take("request_timeout", _number(0.1, 60), defaults.request_timeout),
+        idle_timeout=daemon.take("idle_timeout", _number(1, 86400), defaults.idle_timeout),
+    )
+    daemon.done()
 
     logging_section = top.section("logging")
     log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)
@@ -442,7 +534,9 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         policy=policy_config,
         totp=totp_config,
         mail_services=mail_services,
+        userdb_fields=userdb_fields,
         audit=audit_config,
+        daemon=daemon_config,
         log_level=log_level,
         source=source,
     )

@@ -17,7 +17,8 @@ is on and the device is not trusted, a verification code or a backup code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 
 from .account import AccountState, Attr
@@ -155,6 +156,8 @@ class Decision:
     followups: tuple[Modify, ...] = ()
     """Bookkeeping; may be lost."""
     locks: bool = False
+    fields: Mapping[str, str] = field(default_factory=dict)
+    """Userdb fields for the mail server (home, uid, ...), filled in by the engine."""
 
     def __repr__(self) -> str:
         return (

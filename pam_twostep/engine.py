@@ -16,12 +16,12 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import enrollment, management
-from .account import ACCOUNT_CLASS, AccountState, Attr, parse_account
+from .account import ACCOUNT_CLASS, AccountState, Attr, RawEntry, parse_account
 from .audit import AuditEvent, AuditSink
 from .changes import Change, Modify
 from .codes import Random
@@ -95,6 +95,7 @@ class _Loaded:
     state: AccountState
     policy: Policy
     policy_dn: str | None
+    fields: Mapping[str, str]
 
 
 class Engine:
@@ -122,6 +123,7 @@ class Engine:
                 Attr.PASSWORD,
                 *Attr.STATE,
                 *POLICY_ATTRIBUTES,
+                *config.userdb_fields.values(),
             }
         )
         self._policies: dict[str, tuple[float, dict[str, bool | int] | None]] = {}
@@ -144,7 +146,19 @@ class Engine:
                 Attr.POLICY, f"names a policy entry that does not exist: {policy_dn}"
             )
         policy = resolve_policy(self.config.policy.defaults, cos, state.overrides)
-        return _Loaded(state, policy, policy_dn)
+        return _Loaded(state, policy, policy_dn, self._fields(raw))
+
+    def _fields(self, raw: RawEntry) -> dict[str, str]:
+        """The configured userdb fields present on the entry (first value of each)."""
+        fields = {}
+        for name, attribute in self.config.userdb_fields.items():
+            values = raw.get(attribute)
+            if values:
+                try:
+                    fields[name] = values[0].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise CorruptEntry(attribute, "not UTF-8") from None
+        return fields
 
     def _policy_entry(self, dn: str) -> dict[str, bool | int] | None:
         now = self._clock()
@@ -247,7 +261,23 @@ class Engine:
                 decision = conflicted(state, policy, attempt, ctx, self._random)
                 self._bookkeeping(state, (decision.commit,))
         self._bookkeeping(state, decision.followups)
+        if decision.outcome is Outcome.ACCEPT and loaded.fields:
+            decision = replace(decision, fields=loaded.fields)
         return decision
+
+    def lookup(self, username: str) -> tuple[str, Mapping[str, str]] | None:
+        """A userdb lookup: the canonical name and userdb fields of a known user, else None.
+
+        Raises ``TemporaryFailure`` when the directory cannot say.
+        """
+        name = check_username(username)
+        if name is None:
+            return None
+        raw = self.directory.find_account(name, self._attributes)
+        if raw is None:
+            return None
+        state = parse_account(raw, name, self.config.users.username_attribute)
+        return state.username, self._fields(raw)
 
     # -- management -------------------------------------------------------------------
 
