@@ -7,20 +7,29 @@ SHELL := /bin/bash
 PYTHON := /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := python3-venv slapd ldap-utils
+DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
+	lua-socket lua5.4 postfix
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint typecheck unit deps venv demo demo-stop clean
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
+CLIENTDIR = $(LIBDIR)/client
+SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
+
+.PHONY: test lint typecheck unit deps venv demo demo-stop clean install install-clients
 
 test: deps venv lint typecheck
 	$(BIN)/pytest -q
 
+CHECKED := pam_twostep tests checkpassword/twostep-checkpassword
+
 lint: venv
-	$(BIN)/ruff check pam_twostep tests
-	$(BIN)/ruff format --check pam_twostep tests
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
 
 typecheck: venv
-	$(BIN)/mypy --strict pam_twostep
+	$(BIN)/mypy --strict pam_twostep checkpassword/twostep-checkpassword
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -29,7 +38,8 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    -o Dpkg::Options::=--force-confold $$missing; \
 	fi
 
 venv: $(VENV)/.installed
@@ -44,6 +54,42 @@ demo: deps venv
 
 demo-stop:
 	@true
+
+# The thin clients: what Dovecot (as the dovecot user) and PAM run on every login. Only
+# the protocol module is needed, compiled here so that no login ever has to write bytecode.
+install-clients:
+	install -d -m 755 $(CLIENTDIR)/pam_twostep $(SHAREDIR)
+	install -m 644 pam_twostep/__init__.py pam_twostep/wire.py $(CLIENTDIR)/pam_twostep/
+	install -m 755 checkpassword/twostep-checkpassword $(CLIENTDIR)/
+	$(PYTHON) -m compileall -q $(CLIENTDIR)/pam_twostep
+	install -m 644 config/dovecot/twostep-passdb.lua $(SHAREDIR)/
+
+# Everything, for a real host (as root): the daemon in its own virtual environment, the
+# clients, the Lua script, the systemd unit, the twostep system user, /etc/twostep.
+# With DESTDIR set (packaging), files are staged there and no user is created.
+install: install-clients
+	$(PYTHON) -m venv $(LIBDIR)/venv
+	$(LIBDIR)/venv/bin/pip install -q --disable-pip-version-check .
+	$(LIBDIR)/venv/bin/python -m compileall -q $(LIBDIR)/venv/lib
+	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/twostep
+	ln -sfn $(PREFIX)/lib/twostep/venv/bin/twostepd $(DESTDIR)$(PREFIX)/sbin/twostepd
+	install -m 644 README.md CHANGELOG.md $(DESTDIR)$(PREFIX)/share/doc/twostep/
+	cp -r ldap_schema config $(DESTDIR)$(PREFIX)/share/doc/twostep/
+	install -d -m 755 $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/tmpfiles.d
+	sed 's|/usr/local|$(PREFIX)|g' config/systemd/twostepd.service \
+	  > $(DESTDIR)/lib/systemd/system/twostepd.service
+	install -m 644 config/tmpfiles.d/twostep.conf $(DESTDIR)/usr/lib/tmpfiles.d/twostep.conf
+	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/twostep
+	[ -e $(DESTDIR)$(SYSCONFDIR)/twostep/twostep.yaml ] || \
+	  install -m 640 config/twostep.yaml $(DESTDIR)$(SYSCONFDIR)/twostep/twostep.yaml
+	if [ -z "$(DESTDIR)" ]; then \
+	  getent passwd twostep >/dev/null || \
+	    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin twostep; \
+	  chgrp twostep $(SYSCONFDIR)/twostep $(SYSCONFDIR)/twostep/twostep.yaml; \
+	  chmod 750 $(SYSCONFDIR)/twostep; \
+	  install -d -m 700 -o twostep -g twostep $(SYSCONFDIR)/twostep/keys; \
+	fi
+	@echo "installed; next: keys in $(SYSCONFDIR)/twostep/keys, the service password, the LDAP schema"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
