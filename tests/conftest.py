@@ -59,10 +59,8 @@ def slapd(slapd_server: Slapd) -> Slapd:
     return slapd_server
 
 
-@pytest.fixture
-def secrets_dir(tmp_path: Path) -> Path:
+def make_secrets_dir(directory: Path) -> Path:
     """A key directory and service password file with safe permissions."""
-    directory = tmp_path / "etc"
     (directory / "keys").mkdir(parents=True)
     os.chmod(directory / "keys", 0o700)
     write_key_file(directory / "keys" / "k1.key", secrets.token_bytes(32))
@@ -70,6 +68,11 @@ def secrets_dir(tmp_path: Path) -> Path:
     password.write_text(SERVICE_PASSWORD + "\n")
     os.chmod(password, 0o600)
     return directory
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    return make_secrets_dir(tmp_path / "etc")
 
 
 def config_data(slapd: Slapd, secrets_dir: Path, **overrides: Any) -> dict[str, Any]:

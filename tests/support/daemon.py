@@ -1,0 +1,74 @@
+"""twostepd as a real process: its own configuration file, socket and log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pam_twostep import wire
+
+from .processes import Process, wait_for
+
+
+class Twostepd:
+    def __init__(self, directory: Path, config: dict[str, Any]) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o755)
+        self.socket = directory / "twostepd.sock"
+        config.setdefault("daemon", {}).setdefault("socket", str(self.socket))
+        self.config = config
+        self.config_path = directory / "twostep.yaml"
+        self.write_config()
+        self.process: Process | None = None
+
+    def write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    def start(self, wait: bool = True) -> None:
+        if self.socket.exists():
+            self.socket.unlink()
+        self.process = Process(
+            [sys.executable, "-m", "pam_twostep.daemon", "--config", str(self.config_path)],
+            self.directory / "twostepd.log",
+        )
+        if wait:
+            wait_for(self.ready, 15, "twostepd")
+
+    def ready(self) -> bool:
+        if self.process is not None and not self.process.alive():
+            raise RuntimeError(f"twostepd exited: {self.log()[-2000:]}")
+        try:
+            # any answer will do: a test may have taken root's rights away
+            return "result" in self.ask({"op": "ping"}, timeout=1)
+        except (OSError, wire.ProtocolError):
+            return False
+
+    def ask(self, request: dict[str, object], timeout: float = 10) -> dict[str, object]:
+        return wire.ask(str(self.socket), request, timeout)
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, number)
+
+    def reload(self) -> None:
+        self.signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=40)
+            self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
+    def log(self) -> str:
+        path = self.directory / "twostepd.log"
+        return path.read_text(errors="replace") if path.exists() else ""

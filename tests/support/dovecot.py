@@ -1,0 +1,179 @@
+"""A private Dovecot 2.3 (IMAP, POP3, auth socket for Postfix) on loopback.
+
+Started as root with its own base_dir, stopped with its whole process group (killing the
+master alone leaves auth and log processes behind). The passdb is chosen per instance:
+the twostep checkpassword program, the twostep Lua script, PAM, or native LDAP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import os
+import poplib
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .processes import Process, free_port, port_open, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SourceIMAP(imaplib.IMAP4):
+    """IMAP from a chosen loopback address: Dovecot's auth penalty is per client address."""
+
+    def __init__(self, host: str, port: int, source: str, timeout: float = 30) -> None:
+        self._source = source
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection(
+            (self.host, self.port), timeout, source_address=(self._source, 0)
+        )
+
+
+class SourcePOP3(poplib.POP3):
+    def __init__(self, host: str, port: int, source: str, timeout: float = 30) -> None:
+        self._source = source
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection(
+            (self.host, self.port), timeout, source_address=(self._source, 0)
+        )
+
+
+@dataclass
+class Dovecot:
+    directory: Path
+    passdb: str
+    """The passdb block's body, e.g. 'driver = lua\\n args = file=... blocking=yes'."""
+    environment: dict[str, str] = field(default_factory=dict)
+    imap_port: int = 0
+    pop3_port: int = 0
+    process: Process | None = None
+
+    @property
+    def auth_client(self) -> Path:
+        return self.directory / "run" / "auth-client"
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "dovecot.conf"
+
+    def write_config(self) -> None:
+        for name in ("run", "state", "mail", "home"):
+            (self.directory / name).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o755)
+        os.chmod(self.directory / "mail", 0o1777)
+        os.chmod(self.directory / "home", 0o1777)
+        self.imap_port = self.imap_port or free_port()
+        self.pop3_port = self.pop3_port or free_port()
+        imported = " ".join(["TZ", *(f"{k}={v}" for k, v in self.environment.items())])
+        d = self.directory
+        self.config_path.write_text(f"""
+protocols = imap pop3
+listen = 127.0.0.1
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+mail_location = maildir:{d}/mail/%u
+import_environment = {imported}
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = 100
+service imap-login {{
+  inet_listener imap {{
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {self.pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service auth {{
+  unix_listener auth-client {{
+    mode = 0666
+  }}
+}}
+passdb {{
+  {self.passdb}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/home/%u
+}}
+""")
+
+    def start(self) -> None:
+        self.write_config()
+        check = subprocess.run(
+            ["doveconf", "-c", str(self.config_path), "-n"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"dovecot configuration refused: {check.stderr}")
+        self.process = Process(
+            ["dovecot", "-F", "-c", str(self.config_path)], self.directory / "dovecot.stdout"
+        )
+        wait_for(
+            lambda: (
+                port_open(self.imap_port)
+                and port_open(self.pop3_port)
+                and self.auth_client.exists()
+            ),
+            15,
+            "dovecot",
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def log(self) -> str:
+        path = self.directory / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- clients ----------------------------------------------------------------------
+
+    def imap_login(self, user: str, password: str, source: str) -> tuple[str, str]:
+        """('OK', text) or ('NO', text with the response code)."""
+        client = SourceIMAP("127.0.0.1", self.imap_port, source)
+        try:
+            client.login(user, password)
+        except imaplib.IMAP4.error as exc:
+            return "NO", str(exc)
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                client.logout()
+        return "OK", ""
+
+    def pop3_login(self, user: str, password: str, source: str) -> tuple[str, str]:
+        client = SourcePOP3("127.0.0.1", self.pop3_port, source)
+        try:
+            client.user(user)
+            client.pass_(password)
+        except poplib.error_proto as exc:
+            return "ERR", exc.args[0].decode(errors="replace")
+        finally:
+            with contextlib.suppress(poplib.error_proto, OSError):
+                client.quit()
+        return "OK", ""

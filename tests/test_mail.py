@@ -1,0 +1,204 @@
+"""The mail path end to end: IMAP, POP3 and SMTP AUTH through real Dovecot and Postfix,
+decided by twostepd, once with the checkpassword program and once with the Lua passdb."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import Clock, config_data, make_secrets_dir
+from support.flows import enroll
+from support.slapd import USERS, Slapd, user_dn
+from support.stack import MailStack, running_stack, source
+
+from pam_twostep.engine import Engine
+
+
+@pytest.fixture(scope="module", params=["checkpassword", "lua"])
+def stack(
+    request: pytest.FixtureRequest, slapd_server: Slapd, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MailStack]:
+    secrets = make_secrets_dir(tmp_path_factory.mktemp("mail") / "etc")
+    yield from running_stack(config_data(slapd_server, secrets), request.param)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Real time: the daemon's clock is the real one, and both must agree here."""
+    return Clock(time.time())
+
+
+@pytest.fixture
+def mail(stack: MailStack, slapd: Slapd) -> MailStack:
+    """The running stack, with the directory reset for this test."""
+    return stack
+
+
+@pytest.fixture
+def admin(mail: MailStack, slapd: Slapd, clock: Clock) -> Iterator[Engine]:
+    """An engine sharing the daemon's keys, to set users up as an administrator would."""
+    from pam_twostep.audit import MemorySink
+    from pam_twostep.config import load_secrets, parse_config
+    from pam_twostep.directory import Directory
+
+    config = parse_config(mail.daemon.config)
+    loaded = load_secrets(config)
+    directory = Directory(config.ldap, config.users, loaded.bind_password)
+    yield Engine(config, directory, loaded.keyring, MemorySink(), clock=clock)
+    directory.close()
+
+
+def imap(stack: MailStack, user: str, secret: str) -> str:
+    status, text = stack.dovecot.imap_login(user, secret, source())
+    return status if status == "OK" else text
+
+
+def pop3(stack: MailStack, user: str, secret: str) -> str:
+    status, text = stack.dovecot.pop3_login(user, secret, source())
+    return status if status == "OK" else text
+
+
+def smtp(stack: MailStack, user: str, secret: str, mechanism: str = "PLAIN") -> int:
+    return stack.postfix.send(user, secret, source(), mechanism)[0]
+
+
+def refused_everywhere(stack: MailStack, user: str, secret: str) -> None:
+    assert "[AUTHENTICATIONFAILED]" in imap(stack, user, secret)
+    assert "[AUTH]" in pop3(stack, user, secret)
+    assert smtp(stack, user, secret) == 535
+
+
+# -- two-step off ----------------------------------------------------------------------
+
+
+def test_password_works_while_two_step_is_off(mail: MailStack) -> None:
+    assert imap(mail, "bob", USERS["bob"]) == "OK"
+    assert pop3(mail, "bob", USERS["bob"]) == "OK"
+    assert smtp(mail, "bob", USERS["bob"]) == 235
+    assert smtp(mail, "bob", USERS["bob"], "LOGIN") == 235
+    refused_everywhere(mail, "bob", "wrong password")
+    refused_everywhere(mail, "nobody", "whatever")
+
+
+def test_policy_may_forbid_the_password(mail: MailStack, slapd: Slapd) -> None:
+    slapd.set_attributes(
+        user_dn("bob"),
+        objectClass=["inetOrgPerson", "twostepAccount"],
+        twostepMailPassword=["FALSE"],
+    )
+    refused_everywhere(mail, "bob", USERS["bob"])
+
+
+# -- two-step on: application passcodes only --------------------------------------------
+
+
+def test_passcodes_only_once_two_step_is_on(mail: MailStack, admin: Engine, clock: Clock) -> None:
+    key, _ = enroll(admin, clock.now)
+    passcode = admin.add_passcode("alice", "Thunderbird").passcode
+    assert imap(mail, "alice", passcode) == "OK"
+    assert imap(mail, "ALICE", passcode.replace("-", "").lower()) == "OK"
+    assert pop3(mail, "alice", passcode) == "OK"
+    assert smtp(mail, "alice", passcode) == 235
+    assert smtp(mail, "alice", passcode, "LOGIN") == 235
+    refused_everywhere(mail, "alice", USERS["alice"])
+    from pam_twostep.totp import totp
+
+    # password+code glued together is not accepted either (README, "Security model")
+    refused_everywhere(mail, "alice", USERS["alice"] + totp(key, clock.now + 30))
+
+
+def test_scope_revocation_and_expiry(mail: MailStack, admin: Engine, clock: Clock) -> None:
+    enroll(admin, clock.now)
+    reader = admin.add_passcode("alice", "Reader", services=["imap"]).passcode
+    assert imap(mail, "alice", reader) == "OK"
+    assert "[AUTH]" in pop3(mail, "alice", reader)
+    assert smtp(mail, "alice", reader) == 535
+    phone = admin.add_passcode("alice", "Phone").passcode
+    assert imap(mail, "alice", phone) == "OK"
+    admin.revoke_passcode("alice", "Phone")
+    refused_everywhere(mail, "alice", phone)
+    short = admin.add_passcode("alice", "Short", lifetime=60).passcode
+    assert imap(mail, "alice", short) == "OK"  # the daemon keeps real time: not expired yet
+
+
+def test_ldappasswd_kills_every_passcode(
+    mail: MailStack, admin: Engine, clock: Clock, slapd: Slapd
+) -> None:
+    enroll(admin, clock.now)
+    passcode = admin.add_passcode("alice", "Thunderbird").passcode
+    assert imap(mail, "alice", passcode) == "OK"
+    subprocess.run(
+        [
+            "ldappasswd",
+            "-x",
+            "-H",
+            slapd.uri,
+            "-D",
+            user_dn("alice"),
+            "-w",
+            USERS["alice"],
+            "-s",
+            "a-new-password-5",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    refused_everywhere(mail, "alice", passcode)
+
+
+def test_lock_out_counts_mail_failures_and_holds(
+    mail: MailStack, admin: Engine, clock: Clock, slapd: Slapd
+) -> None:
+    slapd.set_attributes(
+        user_dn("alice"),
+        objectClass=["inetOrgPerson", "twostepAccount"],
+        twostepLockoutMaxFailures=["3"],
+    )
+    enroll(admin, clock.now)
+    passcode = admin.add_passcode("alice", "Phone").passcode
+    for guess in range(3):
+        assert "[AUTHENTICATIONFAILED]" in imap(mail, "alice", f"guess number {guess}")
+    assert admin.status("alice").locked
+    refused_everywhere(mail, "alice", passcode)
+    admin.unlock("alice")
+    assert imap(mail, "alice", passcode) == "OK"
+
+
+# -- faults ----------------------------------------------------------------------------
+
+
+def test_daemon_down_is_a_temporary_failure(mail: MailStack, admin: Engine) -> None:
+    mail.daemon.stop()
+    try:
+        assert "[UNAVAILABLE]" in imap(mail, "bob", USERS["bob"])
+        assert "[SYS/TEMP]" in pop3(mail, "bob", USERS["bob"])
+        assert smtp(mail, "bob", USERS["bob"]) in (454, 535)
+        assert "[UNAVAILABLE]" in imap(mail, "bob", "wrong password")
+    finally:
+        mail.daemon.start()
+    assert admin.status("bob").recent_failures == 0  # nothing was counted
+    assert imap(mail, "bob", USERS["bob"]) == "OK"  # recovered without restarting Dovecot
+
+
+def test_directory_down_is_a_temporary_failure(
+    mail: MailStack, admin: Engine, slapd: Slapd
+) -> None:
+    assert imap(mail, "bob", USERS["bob"]) == "OK"
+    slapd.stop()
+    try:
+        assert "[UNAVAILABLE]" in imap(mail, "bob", USERS["bob"])
+        assert "[SYS/TEMP]" in pop3(mail, "bob", "wrong password")
+        assert smtp(mail, "bob", USERS["bob"]) in (454, 535)
+    finally:
+        slapd.start()
+    assert admin.status("bob").recent_failures == 0
+    assert imap(mail, "bob", USERS["bob"]) == "OK"
+
+
+def test_hostile_credentials_write_nothing(mail: MailStack, slapd: Slapd) -> None:
+    before = slapd.snapshot()
+    for user in ("*", "bob*", "*)(uid=*", "bob\\", "bob,ou=people", "x" * 300):
+        assert imap(mail, user, USERS["bob"]) != "OK"
+    assert slapd.snapshot() == before
