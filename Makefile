@@ -58,11 +58,7 @@ demo-stop:
 # The thin clients: what Dovecot (as the dovecot user) and PAM run on every login. Only
 # the protocol module is needed, compiled here so that no login ever has to write bytecode.
 install-clients:
-	install -d -m 755 $(CLIENTDIR)/pam_twostep $(SHAREDIR)
-	install -m 644 pam_twostep/__init__.py pam_twostep/wire.py $(CLIENTDIR)/pam_twostep/
-	install -m 755 checkpassword/twostep-checkpassword $(CLIENTDIR)/
-	$(PYTHON) -m compileall -q $(CLIENTDIR)/pam_twostep
-	install -m 644 config/dovecot/twostep-passdb.lua $(SHAREDIR)/
+	cd $(CURDIR) && $(PYTHON) -m pam_twostep.lab.files $(CLIENTDIR) $(SHAREDIR)
 
 # Everything, for a real host (as root): the daemon in its own virtual environment, the
 # clients, the Lua script, the systemd unit, the twostep system user, /etc/twostep.
@@ -74,7 +70,8 @@ install: install-clients
 	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/twostep
 	ln -sfn $(PREFIX)/lib/twostep/venv/bin/twostepd $(DESTDIR)$(PREFIX)/sbin/twostepd
 	install -m 644 README.md CHANGELOG.md $(DESTDIR)$(PREFIX)/share/doc/twostep/
-	cp -r ldap_schema config $(DESTDIR)$(PREFIX)/share/doc/twostep/
+	cp -r ldap_schema config checkpassword $(SHAREDIR)/
+	ln -sfn ../../twostep/ldap_schema $(DESTDIR)$(PREFIX)/share/doc/twostep/ldap_schema
 	install -d -m 755 $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/tmpfiles.d
 	sed 's|/usr/local|$(PREFIX)|g' config/systemd/twostepd.service \
 	  > $(DESTDIR)/lib/systemd/system/twostepd.service

@@ -44,7 +44,7 @@ class Clock:
 @pytest.fixture(scope="session")
 def slapd_server() -> Iterator[Slapd]:
     directory = Path(tempfile.mkdtemp(prefix="twostep-slapd-"))
-    server = Slapd.create(directory / "ldap")
+    server = Slapd.create_for_tests(directory / "ldap")
     try:
         yield server
     finally:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import config_data, make_secrets_dir
-from support.daemon import Twostepd
 from support.slapd import USERS, Slapd
 from support.stack import install_clients, world_readable_directory
+
+from pam_twostep.lab.twostepd import Twostepd
 
 DENY, MISUSE, UNKNOWN, TEMPFAIL = 1, 2, 3, 111
 

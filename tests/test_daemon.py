@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 from conftest import config_data, make_secrets_dir
-from support.daemon import Twostepd
 from support.proxy import DelayProxy
 from support.slapd import USERS, Slapd, ssha, user_dn
 from support.stack import world_readable_directory
 
 from pam_twostep import wire
+from pam_twostep.lab.twostepd import Twostepd
 
 
 @pytest.fixture

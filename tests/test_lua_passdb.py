@@ -15,11 +15,11 @@ import pytest
 from conftest import config_data, make_secrets_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.daemon import Twostepd
 from support.slapd import USERS, Slapd
 from support.stack import world_readable_directory
 
 from pam_twostep import wire
+from pam_twostep.lab.twostepd import Twostepd
 
 SCRIPT = Path(__file__).resolve().parents[1] / "config" / "dovecot" / "twostep-passdb.lua"
 

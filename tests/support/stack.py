@@ -1,21 +1,20 @@
-"""The whole mail path on loopback: slapd, twostepd, Dovecot and Postfix."""
+"""The whole mail path on loopback for tests: slapd, twostepd, Dovecot and Postfix."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .daemon import Twostepd
-from .dovecot import Dovecot
-from .postfix import Postfix
+from pam_twostep.lab.dovecot import Dovecot, passdb_block
+from pam_twostep.lab.files import install_clients as _install
+from pam_twostep.lab.postfix import Postfix
+from pam_twostep.lab.twostepd import Twostepd
 
-REPO = Path(__file__).resolve().parents[2]
 _addresses = itertools.count(1)
 
 
@@ -33,19 +32,9 @@ def world_readable_directory(prefix: str) -> Path:
 
 
 def install_clients(prefix: Path) -> Path:
-    subprocess.run(
-        ["make", "-s", "-C", str(REPO), "install-clients", f"PREFIX={prefix}"],
-        check=True,
-        capture_output=True,
-    )
+    """Clients as `make install-clients PREFIX=prefix` lays them out; returns the prefix."""
+    _install(prefix / "lib/twostep/client", prefix / "share/twostep")
     return prefix
-
-
-PASSDBS = {
-    "checkpassword": "driver = checkpassword\n"
-    "  args = {prefix}/lib/twostep/client/twostep-checkpassword",
-    "lua": "driver = lua\n  args = file={prefix}/share/twostep/twostep-passdb.lua blocking=yes",
-}
 
 
 class MailStack:
@@ -53,11 +42,10 @@ class MailStack:
         self.base = base
         self.prefix = install_clients(base / "prefix")
         self.daemon = Twostepd(base / "twostepd", config)
-        self.dovecot = Dovecot(
-            base / "dovecot",
-            PASSDBS[passdb].format(prefix=self.prefix),
-            {"TWOSTEP_SOCKET": str(self.daemon.socket)},
+        block = passdb_block(
+            passdb, self.prefix / "lib/twostep/client", self.prefix / "share/twostep"
         )
+        self.dovecot = Dovecot(base / "dovecot", block, {"TWOSTEP_SOCKET": str(self.daemon.socket)})
         self.postfix = Postfix(base / "postfix", self.dovecot.auth_client)
         self.passdb = passdb
 

@@ -2,7 +2,9 @@
 
 Started as root with its own base_dir, stopped with its whole process group (killing the
 master alone leaves auth and log processes behind). The passdb is chosen per instance:
-the twostep checkpassword program, the twostep Lua script, PAM, or native LDAP.
+the twostep checkpassword program, the twostep Lua script, PAM, or native LDAP. The
+client classes log in from a chosen loopback address: Dovecot's auth penalty is per
+client address, so tests and the demo give each login its own.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import Process, free_port, port_open, wait_for
+from .processes import Process, free_port, port_open, stop_group, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["Dovecot", "SourceIMAP", "SourcePOP3", "passdb_block"]
 
 
 class SourceIMAP(imaplib.IMAP4):
@@ -54,6 +56,7 @@ class Dovecot:
     imap_port: int = 0
     pop3_port: int = 0
     process: Process | None = None
+    pid: int | None = None
 
     @property
     def auth_client(self) -> Path:
@@ -133,6 +136,7 @@ userdb {{
         self.process = Process(
             ["dovecot", "-F", "-c", str(self.config_path)], self.directory / "dovecot.stdout"
         )
+        self.pid = self.process.pid
         wait_for(
             lambda: (
                 port_open(self.imap_port)
@@ -146,7 +150,10 @@ userdb {{
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
-            self.process = None
+        elif self.pid is not None:
+            stop_group(self.pid)
+        self.process = None
+        self.pid = None
 
     def log(self) -> str:
         path = self.directory / "dovecot.log"
@@ -177,3 +184,12 @@ userdb {{
             with contextlib.suppress(poplib.error_proto, OSError):
                 client.quit()
         return "OK", ""
+
+
+def passdb_block(kind: str, clients: Path, share: Path) -> str:
+    """The passdb section body for Dovecot talking to twostep by ``kind``."""
+    if kind == "checkpassword":
+        return f"driver = checkpassword\n  args = {clients}/twostep-checkpassword"
+    if kind == "lua":
+        return f"driver = lua\n  args = file={share}/twostep-passdb.lua blocking=yes"
+    raise ValueError(f"unknown passdb {kind!r}: checkpassword or lua")

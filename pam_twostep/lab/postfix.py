@@ -1,4 +1,4 @@
-"""A private Postfix with SMTP AUTH through Dovecot SASL, delivering to nowhere."""
+"""A private Postfix with SMTP AUTH through Dovecot SASL, delivering to nowhere (discard)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import Process, free_port, port_open, wait_for
+from .processes import Process, free_port, port_open, stop_group, wait_for
+
+__all__ = ["Postfix"]
 
 _SERVICES = """\
 {listen} inet n - n - - smtpd
@@ -38,6 +40,7 @@ class Postfix:
     sasl_path: Path
     port: int = 0
     process: Process | None = None
+    pid: int | None = None
 
     def write_config(self) -> None:
         d = self.directory
@@ -78,17 +81,23 @@ local_transport = discard
         etc = str(self.directory / "etc")
         subprocess.run(["postfix", "-c", etc, "check"], check=True, capture_output=True)
         self.process = Process(["postfix", "-c", etc, "start-fg"], self.directory / "stdout.log")
+        self.pid = self.process.pid
         wait_for(lambda: port_open(self.port), 20, "postfix")
 
     def stop(self) -> None:
+        if self.process is None and self.pid is None:
+            return
+        subprocess.run(
+            ["postfix", "-c", str(self.directory / "etc"), "stop"],
+            capture_output=True,
+            check=False,
+        )
         if self.process is not None:
-            subprocess.run(
-                ["postfix", "-c", str(self.directory / "etc"), "stop"],
-                capture_output=True,
-                check=False,
-            )
             self.process.stop()
-            self.process = None
+        elif self.pid is not None:
+            stop_group(self.pid)
+        self.process = None
+        self.pid = None
 
     def log(self) -> str:
         path = self.directory / "postfix.log"
@@ -104,7 +113,10 @@ local_transport = discard
                 client.user, client.password = user, password
                 code, text = client.auth(mechanism, getattr(client, f"auth_{mechanism.lower()}"))
             except smtplib.SMTPAuthenticationError as exc:
-                return exc.smtp_code, exc.smtp_error.decode(errors="replace")
+                error = exc.smtp_error
+                return exc.smtp_code, error.decode(errors="replace") if isinstance(
+                    error, bytes
+                ) else str(error)
             client.sendmail(
                 f"{user}@example.org",
                 ["someone@example.net"],

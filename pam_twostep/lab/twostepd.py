@@ -1,4 +1,4 @@
-"""twostepd as a real process: its own configuration file, socket and log."""
+"""twostepd as a process of its own: its configuration file, socket and log."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
-from pam_twostep import wire
+from .. import wire
+from .processes import Process, stop_group, wait_for
 
-from .processes import Process, wait_for
+__all__ = ["Twostepd"]
 
 
 class Twostepd:
@@ -26,6 +27,7 @@ class Twostepd:
         self.config_path = directory / "twostep.yaml"
         self.write_config()
         self.process: Process | None = None
+        self.pid: int | None = None
 
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -37,6 +39,7 @@ class Twostepd:
             [sys.executable, "-m", "pam_twostep.daemon", "--config", str(self.config_path)],
             self.directory / "twostepd.log",
         )
+        self.pid = self.process.pid
         if wait:
             wait_for(self.ready, 15, "twostepd")
 
@@ -53,8 +56,8 @@ class Twostepd:
         return wire.ask(str(self.socket), request, timeout)
 
     def signal(self, number: int) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, number)
+        if self.pid is not None:
+            os.kill(self.pid, number)
 
     def reload(self) -> None:
         self.signal(signal.SIGHUP)
@@ -62,12 +65,16 @@ class Twostepd:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=40)
-            self.process = None
+        elif self.pid is not None:
+            stop_group(self.pid, timeout=40)
+        self.process = None
+        self.pid = None
 
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
-            self.process = None
+        self.process = None
+        self.pid = None
 
     def log(self) -> str:
         path = self.directory / "twostepd.log"

@@ -1,0 +1,1 @@
+"""A private stack on loopback for trying twostep and for its tests (see ``stack``)."""
