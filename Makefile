@@ -8,7 +8,7 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
-	lua-socket lua5.4 postfix
+	lua-socket lua5.4 postfix zbar-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PREFIX ?= /usr/local
@@ -49,11 +49,13 @@ $(VENV)/.installed: pyproject.toml | deps
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-demo: deps venv
-	@echo "make demo arrives with the twostep command (issue 4)"; exit 1
+DEMO_DIR ?= /tmp/twostep-demo
 
-demo-stop:
-	@true
+demo: deps venv
+	$(BIN)/python -m pam_twostep.lab.demo --dir $(DEMO_DIR)
+
+demo-stop: venv
+	$(BIN)/twostep lab down --dir $(DEMO_DIR)
 
 # The thin clients: what Dovecot (as the dovecot user) and PAM run on every login. Only
 # the protocol module is needed, compiled here so that no login ever has to write bytecode.

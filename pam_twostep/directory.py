@@ -53,6 +53,7 @@ _CONFLICTS = (
     ldap_errors.LDAPNoSuchAttributeResult,
     ldap_errors.LDAPAttributeOrValueExistsResult,
     ldap_errors.LDAPConstraintViolationResult,
+    ldap_errors.LDAPEntryAlreadyExistsResult,
 )
 _MAX_ENTRY_VALUES = 4000
 _MAX_PASSWORD = 1024
@@ -299,6 +300,34 @@ class Directory:
             conn.delete(dn)
 
         self._run("delete", operation, retry=False)
+
+    def read_as(
+        self,
+        dn: str,
+        attributes: Sequence[str],
+        bind_dn: str | None = None,
+        password: str | None = None,
+    ) -> RawEntry | None:
+        """Read an entry as someone else (anonymous when ``bind_dn`` is None): what does
+        that identity see? For ``twostep check``'s access-control findings."""
+        try:
+            conn = self._open(bind_dn, password)
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"bind: {_describe(exc)}") from None
+        try:
+            conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=list(attributes))
+            entries = [
+                _raw_entry(item)
+                for item in conn.response or ()
+                if item.get("type") == "searchResEntry"
+            ]
+        except ldap_errors.LDAPNoSuchObjectResult:
+            return None
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"read: {_describe(exc)}") from None
+        finally:
+            _quietly_close(conn)
+        return entries[0] if entries else None
 
     # -- user binds -------------------------------------------------------------------
 

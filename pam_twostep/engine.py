@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import enrollment, management
-from .account import ACCOUNT_CLASS, AccountState, Attr, RawEntry, parse_account
+from .account import ACCOUNT_CLASS, POLICY_CLASS, AccountState, Attr, RawEntry, parse_account
 from .audit import AuditEvent, AuditSink
 from .changes import Change, Modify
 from .codes import Random
@@ -54,9 +54,16 @@ from .errors import (
 )
 from .keyring import Keyring
 from .lockout import lock_state, record_failure
-from .policy import POLICY_ATTRIBUTES, Policy, overrides_from_ldap, resolve_policy
+from .policy import (
+    POLICY_ATTRIBUTES,
+    Policy,
+    attribute_of,
+    overrides_from_ldap,
+    policy_to_ldap,
+    resolve_policy,
+)
 
-__all__ = ["Engine", "check_username"]
+__all__ = ["Engine", "PolicyEntry", "check_username"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,18 @@ _MAX_USERNAME = 256
 _SERVICE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _ADDRESS = re.compile(r"[0-9A-Fa-f.:]{1,45}")
 _T = TypeVar("_T")
+_POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """A class-of-service entry: what it sets, and what is in force under it."""
+
+    name: str
+    dn: str
+    settings: Mapping[str, bool | int]
+    effective: Policy
+    default: bool
 
 
 def check_username(username: object) -> str | None:
@@ -640,15 +659,103 @@ class Engine:
 
         self._manage("password-change", username, actor, change, service=service, remote=remote)
 
-    def assign_policy(
-        self, username: str, policy_dn: str | None, *, actor: str | None = None
-    ) -> None:
-        """Point an account at a class-of-service entry (None: back to the default)."""
+    # -- policies (class-of-service entries) -------------------------------------------
+
+    def _policy_dn(self, name: str) -> str:
+        base = self.config.policy.base
+        if base is None:
+            raise Refused(
+                RefusalReason.INVALID_INPUT, "policy.base is not set in the configuration"
+            )
+        if not isinstance(name, str) or not _POLICY_NAME.fullmatch(name):
+            raise Refused(
+                RefusalReason.INVALID_INPUT,
+                "a policy name has 1 to 64 letters, digits, '.', '_' or '-'",
+            )
+        return f"cn={name},{base}"
+
+    def _policy_record(self, raw: RawEntry) -> PolicyEntry:
+        names = raw.get("cn")
+        settings = overrides_from_ldap(raw.attributes)
+        return PolicyEntry(
+            name=names[0].decode("utf-8", "replace") if names else raw.dn,
+            dn=raw.dn,
+            settings=settings,
+            effective=resolve_policy(self.config.policy.defaults, settings),
+            default=raw.dn.lower() == (self.config.policy.default or "").lower(),
+        )
+
+    def list_policies(self) -> list[PolicyEntry]:
+        base = self.config.policy.base
+        if base is None:
+            raise Refused(
+                RefusalReason.INVALID_INPUT, "policy.base is not set in the configuration"
+            )
+        entries = self.directory.search(
+            base, f"(objectClass={POLICY_CLASS})", ["cn", *POLICY_ATTRIBUTES]
+        )
+        return sorted((self._policy_record(e) for e in entries), key=lambda p: p.name)
+
+    def show_policy(self, name: str) -> PolicyEntry:
+        raw = self.directory.read(self._policy_dn(name), ["cn", "objectClass", *POLICY_ATTRIBUTES])
+        classes = (
+            {v.decode("utf-8", "replace").lower() for v in raw.get("objectClass")} if raw else set()
+        )
+        if raw is None or POLICY_CLASS.lower() not in classes:
+            raise NotFound(RefusalReason.NO_SUCH_POLICY, f"no policy named {name!r}")
+        return self._policy_record(raw)
+
+    def create_policy(
+        self, name: str, settings: Mapping[str, bool | int | None], *, actor: str | None = None
+    ) -> PolicyEntry:
+        dn = self._policy_dn(name)
+        present = {k: v for k, v in settings.items() if v is not None}
+        attributes = {attr: [value] for attr, value in policy_to_ldap(present).items()}
+        attributes["cn"] = [name]
+        try:
+            self.directory.add_entry(dn, ["applicationProcess", POLICY_CLASS], attributes)
+        except Conflict:
+            raise Refused(RefusalReason.CONFLICT, f"a policy named {name!r} exists") from None
+        self._emit(
+            AuditEvent(
+                time=self._now(),
+                action="policy-create",
+                user="",
+                outcome="ok",
+                label=name,
+                actor=actor,
+            )
+        )
+        return self.show_policy(name)
+
+    def set_policy(
+        self, name: str, settings: Mapping[str, bool | int | None], *, actor: str | None = None
+    ) -> PolicyEntry:
+        """Change settings of a policy entry; a None value removes the setting."""
+        self.show_policy(name)
+        changes = [Change.replace(attribute_of(key)) for key, v in settings.items() if v is None]
+        present = {k: v for k, v in settings.items() if v is not None}
+        changes += [Change.replace(attr, value) for attr, value in policy_to_ldap(present).items()]
+        self.directory.modify(self._policy_dn(name), Modify(tuple(changes)))
+        self.forget_policies()
+        self._emit(
+            AuditEvent(
+                time=self._now(),
+                action="policy-set",
+                user="",
+                outcome="ok",
+                label=name,
+                actor=actor,
+            )
+        )
+        return self.show_policy(name)
+
+    def assign_policy(self, username: str, name: str | None, *, actor: str | None = None) -> None:
+        """Point an account at a policy by name (None: back to the configured default)."""
+        policy_dn = self.show_policy(name).dn if name is not None else None
 
         def change(loaded: _Loaded, now: int) -> tuple[None, Modify, Modify]:
-            if policy_dn is not None and self.directory.read(policy_dn, ["objectClass"]) is None:
-                raise NotFound(RefusalReason.NO_SUCH_POLICY, f"no policy entry {policy_dn!r}")
             values = (policy_dn,) if policy_dn else ()
             return None, Modify((Change.replace(Attr.POLICY, *values),)), Modify(())
 
-        self._manage("policy-assign", username, actor, change)
+        self._manage("policy-assign", username, actor, change, label=name)

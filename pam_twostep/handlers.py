@@ -5,6 +5,10 @@ sends back whatever dict comes out. Every request is checked against a small sch
 (known fields only, right types, bounded sizes) before anything else happens, and no
 reply ever carries an exception's text: a client learns ``tempfail``, the log learns why.
 
+Management requests (the ``manage`` right) answer ``{"result": "ok", ...}``, or
+``{"result": "refused", "reason": <RefusalReason>, "message": <a sentence>}`` when the
+state or the policy says no, or ``{"result": "tempfail"}``.
+
 Errors, all as ``{"result": "error", "error": <code>}``:
 ``malformed`` (not a valid request), ``unknown-op``, ``forbidden`` (peer not allowed),
 ``too-large``, ``timeout`` (request not complete in time), ``busy`` (too many at once).
@@ -12,6 +16,7 @@ Errors, all as ``{"result": "error", "error": <code>}``:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,10 +24,12 @@ from typing import Any
 
 from .access import Peer, Right
 from .decision import Attempt, Decision, Flow, Outcome
-from .engine import Engine
-from .errors import TemporaryFailure
+from .engine import Engine, PolicyEntry
+from .errors import RefusalReason, Refused, TemporaryFailure
+from .management import AccountStatus
+from .policy import Policy, overrides_from_mapping
 
-__all__ = ["OPS", "Malformed", "error", "handle"]
+__all__ = ["OPS", "Malformed", "error", "handle", "policy_reply", "status_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,12 @@ def _validate(request: Mapping[str, object], schema: Mapping[str, _Field]) -> di
         if spec.kind is bool:
             if not isinstance(value, bool):
                 raise Malformed(f"{name}: not true or false")
+        elif spec.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 1 << 40:
+                raise Malformed(f"{name}: not a positive whole number")
+        elif spec.kind is dict:
+            if not isinstance(value, dict) or len(value) > 64:
+                raise Malformed(f"{name}: not an object")
         elif spec.kind is str:
             if not isinstance(value, str) or len(value) > spec.max_length:
                 raise Malformed(f"{name}: not a string of at most {spec.max_length} characters")
@@ -144,11 +157,325 @@ def _ping(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
     return {"result": "ok"}
 
 
+# -- management ------------------------------------------------------------------------
+
+_USER = {"user": _Field(str, True, 512)}
+
+
+def status_reply(status: AccountStatus) -> dict[str, object]:
+    """The account as ``twostep status --json`` and the portal see it (stable keys)."""
+    return {
+        "user": status.username,
+        "enabled": status.enabled,
+        "policy": policy_reply(status.policy),
+        "policy_dn": status.policy_dn,
+        "backup_codes": status.backup_codes,
+        "passcodes": [
+            {
+                "id": p.id,
+                "label": p.label,
+                "services": list(p.services),
+                "created": p.created,
+                "expires": p.expires or None,
+                "last_used": p.last_used,
+                "last_address": p.last_address,
+            }
+            for p in status.passcodes
+        ],
+        "devices": [
+            {
+                "id": d.id,
+                "label": d.label,
+                "created": d.created,
+                "expires": d.expires,
+                "last_seen": d.last_seen,
+                "last_address": d.last_address,
+            }
+            for d in status.devices
+        ],
+        "locked": status.locked,
+        "locked_until": status.locked_until,
+        "recent_failures": status.recent_failures,
+        "pending_enrollment_expires": status.pending_expires,
+    }
+
+
+def policy_reply(policy: Policy) -> dict[str, object]:
+    return dict(dataclasses.asdict(policy))
+
+
+def _policy_entry_reply(entry: PolicyEntry) -> dict[str, object]:
+    return {
+        "name": entry.name,
+        "dn": entry.dn,
+        "default": entry.default,
+        "settings": dict(entry.settings),
+        "effective": policy_reply(entry.effective),
+    }
+
+
+def _settings(request: Mapping[str, object]) -> dict[str, bool | int | None]:
+    raw = request.get("settings", {})
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, str | bool | int) or v is None for v in raw.values()
+    ):
+        raise Malformed("settings: an object of setting -> value (null removes)")
+    removed = {k: None for k, v in raw.items() if v is None}
+    try:
+        checked: dict[str, bool | int | None] = dict(
+            overrides_from_mapping({k: v for k, v in raw.items() if v is not None})
+        )
+    except ValueError as exc:
+        raise Refused(RefusalReason.INVALID_INPUT, str(exc)) from None
+    checked.update(removed)
+    unknown = [k for k in removed if k not in policy_reply(Policy())]
+    if unknown:
+        raise Refused(RefusalReason.INVALID_INPUT, f"{unknown[0]}: unknown policy setting")
+    return checked
+
+
+def _manage(
+    schema: Mapping[str, _Field], call: Callable[[Engine, dict[str, Any], str], Reply]
+) -> Handler:
+    def handler(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
+        values = _validate(request, schema)
+        try:
+            return {"result": "ok", **call(engine, values, peer.user)}
+        except Refused as exc:
+            return {"result": "refused", "reason": exc.reason.value, "message": str(exc)}
+
+    return handler
+
+
+def _status(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    return {"status": status_reply(engine.status(v["user"]))}
+
+
+def _enroll_begin(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    start = engine.enroll_begin(
+        v["user"],
+        v["password"],
+        actor=actor,
+        service=v.get("service", "twostep"),
+        remote=v.get("remote", ""),
+    )
+    return {
+        "user": v["user"],
+        "secret": start.secret,
+        "key": start.grouped,
+        "uri": start.uri,
+        "algorithm": start.params.algorithm.value,
+        "digits": start.params.digits,
+        "period": start.params.period,
+        "expires": start.expires,
+    }
+
+
+def _enroll_confirm(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    codes = engine.enroll_confirm(
+        v["user"],
+        v["code"],
+        actor=actor,
+        service=v.get("service", "twostep"),
+        remote=v.get("remote", ""),
+    )
+    return {"user": v["user"], "backup_codes": codes}
+
+
+def _disable(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    admin = "password" not in v
+    engine.disable(
+        v["user"],
+        password=v.get("password"),
+        code=v.get("code"),
+        admin=admin,
+        actor=actor,
+        service=v.get("service", "twostep"),
+        remote=v.get("remote", ""),
+    )
+    return {}
+
+
+def _reset(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.reset(v["user"], actor=actor)
+    return {}
+
+
+def _codes(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    return {"remaining": engine.status(v["user"]).backup_codes}
+
+
+def _codes_regenerate(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    return {"backup_codes": engine.regenerate_backup_codes(v["user"], actor=actor)}
+
+
+def _passcode_add(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    services = v.get("services", "")
+    new = engine.add_passcode(
+        v["user"],
+        v["label"],
+        services=[s for s in services.split(",") if s],
+        lifetime=v.get("lifetime"),
+        actor=actor,
+    )
+    record = new.record
+    return {
+        "passcode": new.passcode,
+        "id": record.id,
+        "label": record.label,
+        "services": list(record.services),
+        "created": record.created,
+        "expires": record.expires or None,
+    }
+
+
+def _passcode_revoke(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.revoke_passcode(v["user"], v["label"], actor=actor)
+    return {}
+
+
+def _passcode_revoke_all(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.revoke_all_passcodes(v["user"], actor=actor)
+    return {}
+
+
+def _device_revoke(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.revoke_device(v["user"], v["device"], actor=actor)
+    return {}
+
+
+def _device_revoke_others(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.revoke_other_devices(v["user"], v["device"], actor=actor)
+    return {}
+
+
+def _device_revoke_all(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.revoke_all_devices(v["user"], actor=actor)
+    return {}
+
+
+def _unlock(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.unlock(v["user"], actor=actor)
+    return {}
+
+
+def _password_change(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.change_password(
+        v["user"],
+        v["old"],
+        v["new"],
+        keep_device=v.get("keep_device"),
+        actor=actor,
+        service=v.get("service", "twostep"),
+        remote=v.get("remote", ""),
+    )
+    return {}
+
+
+def _policy_list(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    return {"policies": [_policy_entry_reply(p) for p in engine.list_policies()]}
+
+
+def _policy_show(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    return {"policy": _policy_entry_reply(engine.show_policy(v["name"]))}
+
+
+def _policy_create(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    entry = engine.create_policy(v["name"], _settings(v), actor=actor)
+    return {"policy": _policy_entry_reply(entry)}
+
+
+def _policy_set(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    entry = engine.set_policy(v["name"], _settings(v), actor=actor)
+    return {"policy": _policy_entry_reply(entry)}
+
+
+def _policy_assign(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    engine.assign_policy(v["user"], v.get("name"), actor=actor)
+    return {}
+
+
+_CONTEXT = {"service": _Field(str, max_length=64), "remote": _Field(str, max_length=64)}
+_SETTINGS = {"settings": _Field(dict)}
+
 Handler = Callable[[Engine, Mapping[str, object], Peer], Reply]
 OPS: dict[str, tuple[Right, Handler]] = {
     "ping": (Right.VERIFY, _ping),
     "auth": (Right.VERIFY, _auth),
     "lookup": (Right.VERIFY, _lookup),
+    "status": (Right.MANAGE, _manage(_USER, _status)),
+    "enroll-begin": (
+        Right.MANAGE,
+        _manage({**_USER, "password": _Field(str, True), **_CONTEXT}, _enroll_begin),
+    ),
+    "enroll-confirm": (
+        Right.MANAGE,
+        _manage({**_USER, "code": _Field(str, True, 64), **_CONTEXT}, _enroll_confirm),
+    ),
+    "disable": (
+        Right.MANAGE,
+        _manage(
+            {**_USER, "password": _Field(str), "code": _Field(str, max_length=64), **_CONTEXT},
+            _disable,
+        ),
+    ),
+    "reset": (Right.MANAGE, _manage(_USER, _reset)),
+    "codes": (Right.MANAGE, _manage(_USER, _codes)),
+    "codes-regenerate": (Right.MANAGE, _manage(_USER, _codes_regenerate)),
+    "passcode-add": (
+        Right.MANAGE,
+        _manage(
+            {
+                **_USER,
+                "label": _Field(str, True, 256),
+                "services": _Field(str, max_length=512),
+                "lifetime": _Field(int),
+            },
+            _passcode_add,
+        ),
+    ),
+    "passcode-revoke": (
+        Right.MANAGE,
+        _manage({**_USER, "label": _Field(str, True, 256)}, _passcode_revoke),
+    ),
+    "passcode-revoke-all": (Right.MANAGE, _manage(_USER, _passcode_revoke_all)),
+    "device-revoke": (
+        Right.MANAGE,
+        _manage({**_USER, "device": _Field(str, True, 64)}, _device_revoke),
+    ),
+    "device-revoke-others": (
+        Right.MANAGE,
+        _manage({**_USER, "device": _Field(str, True, 64)}, _device_revoke_others),
+    ),
+    "device-revoke-all": (Right.MANAGE, _manage(_USER, _device_revoke_all)),
+    "unlock": (Right.MANAGE, _manage(_USER, _unlock)),
+    "password-change": (
+        Right.MANAGE,
+        _manage(
+            {
+                **_USER,
+                "old": _Field(str, True),
+                "new": _Field(str, True),
+                "keep_device": _Field(str, max_length=64),
+                **_CONTEXT,
+            },
+            _password_change,
+        ),
+    ),
+    "policy-list": (Right.MANAGE, _manage({}, _policy_list)),
+    "policy-show": (Right.MANAGE, _manage({"name": _Field(str, True, 128)}, _policy_show)),
+    "policy-create": (
+        Right.MANAGE,
+        _manage({"name": _Field(str, True, 128), **_SETTINGS}, _policy_create),
+    ),
+    "policy-set": (
+        Right.MANAGE,
+        _manage({"name": _Field(str, True, 128), **_SETTINGS}, _policy_set),
+    ),
+    "policy-assign": (
+        Right.MANAGE,
+        _manage({**_USER, "name": _Field(str, max_length=128)}, _policy_assign),
+    ),
 }
 
 

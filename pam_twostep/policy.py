@@ -19,8 +19,10 @@ from .errors import CorruptEntry
 __all__ = [
     "POLICY_ATTRIBUTES",
     "Policy",
+    "attribute_of",
     "overrides_from_ldap",
     "overrides_from_mapping",
+    "overrides_from_strings",
     "policy_to_ldap",
     "resolve_policy",
 ]
@@ -155,6 +157,46 @@ def overrides_from_ldap(attributes: Mapping[str, Sequence[bytes]]) -> dict[str, 
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptEntry(field.attribute, str(exc)) from None
     return result
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def overrides_from_strings(values: Mapping[str, str]) -> dict[str, bool | int | None]:
+    """Settings typed on a command line (``required=true``, ``device_lifetime=7d``).
+
+    An empty value means "remove this setting" and gives None. Raises ``ValueError``
+    whose message starts with the offending key.
+    """
+    typed: dict[str, object] = {}
+    removed: dict[str, bool | int | None] = {}
+    for key, text in values.items():
+        field = _BY_NAME.get(key)
+        if field is None:
+            known = ", ".join(sorted(_BY_NAME))
+            raise ValueError(f"{key}: unknown policy setting (known: {known})")
+        if text == "":
+            removed[key] = None
+        elif field.kind == "bool":
+            lowered = text.lower()
+            if lowered not in _TRUE + _FALSE:
+                raise ValueError(f"{key}: must be true or false")
+            typed[key] = lowered in _TRUE
+        elif field.kind == "int":
+            if not text.isascii() or not text.lstrip("-").isdigit():
+                raise ValueError(f"{key}: must be a whole number")
+            typed[key] = int(text)
+        else:
+            typed[key] = text
+    result: dict[str, bool | int | None] = dict(overrides_from_mapping(typed))
+    result.update(removed)
+    return result
+
+
+def attribute_of(name: str) -> str:
+    """The LDAP attribute of a setting given by name."""
+    return _BY_NAME[name].attribute
 
 
 def policy_to_ldap(values: Mapping[str, bool | int]) -> dict[str, str]:

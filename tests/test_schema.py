@@ -149,6 +149,7 @@ def test_users_read_none_of_their_own_two_step_attributes(slapd: Slapd) -> None:
     assert own  # they can read their entry ...
     assert not {name for name in own if name.startswith("twostep")}  # ... but none of these
     assert own["objectclass"] == [b"inetOrgPerson"]  # not even the twostepAccount class
+    assert "userpassword" not in own  # nor their password hash
     other = read(connect(slapd, user_dn("bob"), USERS["bob"]), user_dn("alice"))
     assert not {name for name in other if name.startswith("twostep") or name == "userpassword"}
 

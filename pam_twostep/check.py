@@ -1,0 +1,239 @@
+"""``twostep check``: is this installation sound? One finding per line, with the fix.
+
+It runs where the administrator is (as root): it reads the configuration and the secret
+files itself, talks to every LDAP server directly as the service identity, and asks the
+daemon for a ping. Nothing is changed: the write probe deletes a value that cannot
+exist, which the server refuses with "no such value" when writing is allowed and with
+"insufficient access" when it is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import wire
+from .account import ACCOUNT_CLASS, Attr
+from .changes import Change, Modify
+from .config import Config, load_config, load_secrets
+from .directory import Directory
+from .errors import ConfigError, Conflict, DirectoryUnavailable, TwostepError
+
+__all__ = ["Finding", "run_checks"]
+
+_PROBE = '{"id":"twostep-check-probe"}'
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    what: str
+    advice: str = ""
+
+    def __str__(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.what}" + (f" -> {self.advice}" if self.advice else "")
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def _directory(config: Config, password: str, uris: tuple[str, ...]) -> Directory:
+    return Directory(dataclasses.replace(config.ldap, uris=uris), config.users, password)
+
+
+def _ldap_findings(
+    config: Config, password: str, user: str | None, user_password: str | None
+) -> list[Finding]:
+    findings = []
+    for uri in config.ldap.uris:
+        directory = _directory(config, password, (uri,))
+        try:
+            directory.search(config.users.base, "(objectClass=*)", ["1.1"], limit=1)
+            findings.append(Finding(True, f"{uri}: reachable, service identity binds"))
+        except DirectoryUnavailable as exc:
+            findings.append(
+                Finding(
+                    False,
+                    f"{uri}: {exc}",
+                    "check the URI, the server, ldap.bind_dn and its password",
+                )
+            )
+        finally:
+            directory.close()
+    directory = _directory(config, password, config.ldap.uris)
+    try:
+        schema = directory.read("cn=Subschema", ["attributeTypes", "objectClasses"])
+        defined = (
+            b" ".join(schema.get("attributeTypes") + schema.get("objectClasses")) if schema else b""
+        )
+        missing = [
+            name for name in (*Attr.STATE, ACCOUNT_CLASS) if f"'{name}'".encode() not in defined
+        ]
+        findings.append(
+            Finding(
+                not missing,
+                "twostep schema "
+                + ("loaded" if not missing else f"missing: {', '.join(missing[:3])}"),
+                "" if not missing else "load ldap_schema/twostep.ldif (see ldap_schema/README.md)",
+            )
+        )
+
+        probe_dn = None
+        if user:
+            found = directory.find_account(user, ["1.1"])
+            probe_dn = found.dn if found else None
+            if probe_dn is None:
+                findings.append(
+                    Finding(
+                        False,
+                        f"user {user!r} not found under {config.users.base}",
+                        "check users.base and users.filter",
+                    )
+                )
+        else:
+            entries = directory.search(config.users.base, "(objectClass=*)", ["1.1"], limit=2)
+            probe_dn = next(
+                (e.dn for e in entries if e.dn.lower() != config.users.base.lower()), None
+            )
+        if probe_dn:
+            findings += _access_findings(directory, probe_dn, user, user_password)
+    except DirectoryUnavailable as exc:
+        findings.append(Finding(False, f"directory: {exc}", "see the server's log"))
+    finally:
+        directory.close()
+    return findings
+
+
+def _access_findings(
+    directory: Directory, dn: str, user: str | None, user_password: str | None
+) -> list[Finding]:
+    findings = []
+    try:
+        directory.modify(dn, Modify((Change.delete(Attr.USAGE, _PROBE),)))
+        writable = True  # pragma: no cover - the probe value never exists
+    except Conflict:
+        writable = True
+    except DirectoryUnavailable:
+        writable = False
+    findings.append(
+        Finding(
+            writable,
+            f"service identity {'may' if writable else 'may NOT'} write two-step attributes ({dn})",
+            ""
+            if writable
+            else "load ldap_schema/acl.ldif or give the service "
+            "write access to the twostep attributes",
+        )
+    )
+    entry = directory.read(dn, [Attr.PASSWORD])
+    readable = bool(entry and entry.get(Attr.PASSWORD))
+    findings.append(
+        Finding(
+            readable,
+            "service identity "
+            + (
+                "reads userPassword (password changes revoke passcodes)"
+                if readable
+                else "cannot read userPassword: a password change would NOT revoke passcodes"
+            ),
+            "" if readable else "grant the service read access to userPassword (acl.ldif rule {0})",
+        )
+    )
+    anonymous = directory.read_as(dn, ["*", Attr.ENABLED, Attr.PASSWORD])
+    leaked = sorted(
+        a
+        for a, v in (anonymous.attributes if anonymous else {}).items()
+        if v and a != "objectclass"
+    )
+    findings.append(
+        Finding(
+            not leaked,
+            "anonymous clients "
+            + ("see nothing of the entry" if not leaked else f"can read {', '.join(leaked[:4])}"),
+            "" if not leaked else "deny anonymous reads (acl.ldif: 'by * none')",
+        )
+    )
+    if user and user_password is not None:
+        try:
+            own = directory.read_as(dn, ["*", *Attr.STATE], dn, user_password)
+        except DirectoryUnavailable as exc:
+            findings.append(Finding(False, f"cannot bind as {user}: {exc}", "check the password"))
+            return findings
+        service_view = directory.read(dn, list(Attr.STATE))
+        stored = sorted(
+            a
+            for a, v in (service_view.attributes if service_view else {}).items()
+            if v and a.startswith("twostep")
+        )
+        visible = sorted(
+            a
+            for a, v in (own.attributes if own else {}).items()
+            if v and (a.startswith("twostep") or a == Attr.PASSWORD.lower())
+        )
+        if not stored and not visible:
+            findings.append(
+                Finding(
+                    True,
+                    f"{user} has no two-step values yet: enroll them "
+                    "and check again to test their access",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    not visible,
+                    f"{user} bound as themselves "
+                    + (
+                        "reads none of their two-step attributes nor their password hash"
+                        if not visible
+                        else f"can read {', '.join(visible[:4])}"
+                    ),
+                    "" if not visible else "load ldap_schema/acl.ldif: only the service may",
+                )
+            )
+    return findings
+
+
+def run_checks(
+    path: Path, user: str | None = None, user_password: str | None = None, socket: str | None = None
+) -> list[Finding]:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return [Finding(False, str(exc), "fix the configuration file")]
+    findings = [Finding(True, f"{path}: valid")]
+    try:
+        secrets = load_secrets(config)
+    except ConfigError as exc:
+        return [*findings, Finding(False, str(exc), "fix the file's owner and mode")]
+    ids = ", ".join(sorted(secrets.keyring.key_ids))
+    findings.append(
+        Finding(True, f"secret files private; keys {ids} (current {secrets.keyring.current})")
+    )
+    try:
+        findings += _ldap_findings(config, secrets.bind_password, user, user_password)
+    except TwostepError as exc:
+        findings.append(Finding(False, str(exc)))
+    socket_path = socket or str(config.daemon.socket)
+    try:
+        reply = wire.ask(socket_path, {"op": "ping"}, 5)
+        answered = reply.get("result") == "ok"
+        findings.append(
+            Finding(
+                answered,
+                f"twostepd at {socket_path}: "
+                + ("answers" if answered else f"refuses: {reply.get('error')}"),
+                "" if answered else "add this user to daemon.manage or daemon.verify",
+            )
+        )
+    except (OSError, wire.ProtocolError) as exc:
+        findings.append(
+            Finding(
+                False,
+                f"twostepd at {socket_path}: not answering ({exc})",
+                "systemctl start twostepd; journalctl -u twostepd",
+            )
+        )
+    return findings

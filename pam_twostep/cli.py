@@ -1,0 +1,672 @@
+"""``twostep``: the command for administrators (and users at a terminal).
+
+Every change goes through twostepd, so one code path applies it and audits it; the
+daemon knows who is asking from the socket's peer credentials. Output is for people by
+default and JSON with ``--json`` (stable keys, always an ``ok`` field).
+
+Exit codes (sysexits.h where one fits):
+  0   done
+  1   refused: unknown user, label taken, limit reached, not allowed by policy, locked,
+      wrong password or code, or not allowed to ask
+  64  usage error: unknown command or option, malformed argument (e.g. a duration)
+  75  temporary failure: twostepd or the directory is not answering; try again
+  78  configuration error: twostep.yaml or a file it names cannot be used
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from . import wire
+from .config import Config, config_path, load_config
+from .duration import format_duration, parse_duration
+from .errors import ConfigError
+from .policy import overrides_from_strings
+
+__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_REFUSED", "EXIT_TEMPFAIL", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 64
+EXIT_TEMPFAIL = 75
+EXIT_CONFIG = 78
+_TIMEOUT = 30.0
+# Somewhere the dovecot and postfix users can reach; the lab refuses one not its own.
+DEFAULT_LAB = "/tmp/twostep-lab"  # noqa: S108
+
+
+class CommandError(Exception):
+    def __init__(self, code: int, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on the documented exit code."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class Output:
+    def __init__(self, as_json: bool, out: TextIO, err: TextIO) -> None:
+        self.as_json = as_json
+        self.out = out
+        self.err = err
+
+    def result(self, data: dict[str, Any], human: Callable[[], str]) -> None:
+        if self.as_json:
+            self.out.write(json.dumps({"ok": True, **data}, indent=2, sort_keys=True) + "\n")
+        else:
+            text = human()
+            if text:
+                self.out.write(text.rstrip("\n") + "\n")
+
+    def failure(self, error: CommandError) -> None:
+        if self.as_json:
+            self.out.write(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "exit": error.code,
+                        "reason": error.reason,
+                        "message": str(error),
+                    },
+                    sort_keys=True,
+                )
+                + "\n"
+            )
+        else:
+            self.err.write(f"twostep: {error}\n")
+
+
+# -- talking to the daemon ---------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(config_path(args.config))
+    except ConfigError as exc:
+        raise CommandError(EXIT_CONFIG, str(exc), "configuration") from None
+
+
+def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, Any]:
+    socket_path = args.socket or str(_config(args).daemon.socket)
+    try:
+        reply = wire.ask(socket_path, request, _TIMEOUT)
+    except wire.ProtocolError as exc:
+        raise CommandError(EXIT_TEMPFAIL, f"twostepd answered nonsense ({exc})", "daemon") from None
+    except OSError as exc:
+        raise CommandError(
+            EXIT_TEMPFAIL,
+            f"twostepd is not answering on {socket_path} ({exc.strerror or exc}); "
+            "is it running? (systemctl status twostepd)",
+            "daemon",
+        ) from None
+    result = reply.get("result")
+    if result == "ok":
+        return reply
+    if result == "refused":
+        raise CommandError(EXIT_REFUSED, str(reply.get("message")), str(reply.get("reason")))
+    if result == "tempfail":
+        raise CommandError(EXIT_TEMPFAIL, "the directory did not answer; try again", "directory")
+    if reply.get("error") == "forbidden":
+        raise CommandError(
+            EXIT_REFUSED,
+            "you may not manage accounts: run as root, or as a user listed in daemon.manage",
+            "forbidden",
+        )
+    raise CommandError(EXIT_TEMPFAIL, f"twostepd could not take the request ({reply})", "daemon")
+
+
+def _secret(prompt: str) -> str:
+    """A password or code: asked without echo on a terminal, else one line of stdin."""
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _when(epoch: int | None) -> str:
+    if not epoch:
+        return "never"
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _policy_line(policy: dict[str, Any]) -> str:
+    devices = (
+        f"devices trusted for {format_duration(policy['device_lifetime'])}"
+        if policy["trusted_devices"]
+        else "no trusted devices"
+    )
+    passcodes = (
+        f"up to {policy['passcode_limit']} passcodes" if policy["passcodes"] else "no passcodes"
+    )
+    duration = (
+        format_duration(policy["lockout_duration"])
+        if policy["lockout_duration"]
+        else "until unlocked"
+    )
+    offered = (
+        "required" if policy["required"] else "available" if policy["available"] else "unavailable"
+    )
+    return (
+        f"{offered}, "
+        f"{policy['backup_codes']} backup codes, {passcodes}, {devices}, lock after "
+        f"{policy['lockout_max_failures']} failures in {format_duration(policy['lockout_window'])} "
+        f"for {duration}"
+    )
+
+
+def _passcodes_text(passcodes: list[dict[str, Any]]) -> str:
+    lines = [f"application passcodes: {len(passcodes)}"]
+    for p in passcodes:
+        used = (
+            f"last used {_when(p['last_used'])} from {p['last_address'] or '?'}"
+            if p["last_used"]
+            else "never used"
+        )
+        lines.append(
+            f"  {p['label']}  [{','.join(p['services']) or 'all mail services'}]  "
+            f"created {_when(p['created'])}  {used}  expires {_when(p['expires'])}"
+        )
+    return "\n".join(lines)
+
+
+def _devices_text(devices: list[dict[str, Any]]) -> str:
+    lines = [f"trusted devices: {len(devices)}"]
+    for d in devices:
+        seen = (
+            f"last seen {_when(d['last_seen'])} from {d['last_address'] or '?'}"
+            if d["last_seen"]
+            else "not seen since trusted"
+        )
+        lines.append(
+            f"  {d['id']}  {d['label']}  created {_when(d['created'])}  {seen}  "
+            f"expires {_when(d['expires'])}"
+        )
+    return "\n".join(lines)
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    lines = [
+        f"{status['user']}: two-step verification is {'ON' if status['enabled'] else 'OFF'}",
+        f"policy: {status['policy_dn'] or 'site defaults'}",
+        f"  {_policy_line(status['policy'])}",
+    ]
+    if status["enabled"]:
+        lines.append(f"backup codes left: {status['backup_codes']}")
+    if status["pending_enrollment_expires"]:
+        lines.append(f"enrollment pending until {_when(status['pending_enrollment_expires'])}")
+    lines.append(_passcodes_text(status["passcodes"]))
+    lines.append(_devices_text(status["devices"]))
+    if status["locked"]:
+        until = _when(status["locked_until"]) if status["locked_until"] else "an admin unlocks"
+        lines.append(f"LOCKED until {until} (twostep unlock {status['user']})")
+    else:
+        lines.append(f"not locked ({status['recent_failures']} recent failures)")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    status = _ask(args, {"op": "status", "user": args.user})["status"]
+    out.result(status, lambda: _status_text(status))
+    return EXIT_OK
+
+
+def _codes_text(codes: list[str]) -> str:
+    lines = ["Backup codes (each works once; keep them somewhere safe, away from your phone):"]
+    lines += [
+        f"  {a}    {b}" if b else f"  {a}"
+        for a, b in zip(codes[::2], [*codes[1::2], ""], strict=False)
+    ]
+    return "\n".join(lines)
+
+
+def _begin_text(begin: dict[str, Any], qr_text: str) -> str:
+    return "\n".join(
+        [
+            "Scan this with your authenticator app (Google Authenticator, FreeOTP, Aegis, ...):",
+            "",
+            qr_text,
+            "",
+            f"Or type the key: {begin['key']}",
+            f"URI: {begin['uri']}",
+            f"({begin['algorithm']}, {begin['digits']} digits, every {begin['period']} s; "
+            f"set up before {_when(begin['expires'])})",
+        ]
+    )
+
+
+def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
+    from . import qr  # noqa: PLC0415 - segno only for this command
+
+    if args.confirm is not None:
+        reply = _ask(args, {"op": "enroll-confirm", "user": args.user, "code": args.confirm})
+        data = {"user": reply["user"], "backup_codes": reply["backup_codes"]}
+        out.result(
+            data, lambda: "Two-step verification is on.\n" + _codes_text(data["backup_codes"])
+        )
+        return EXIT_OK
+    password = _secret(f"Password for {args.user}: ")
+    begin = _ask(args, {"op": "enroll-begin", "user": args.user, "password": password})
+    data = {
+        k: begin[k]
+        for k in ("user", "secret", "key", "uri", "algorithm", "digits", "period", "expires")
+    }
+    if args.begin:
+        out.result(
+            data,
+            lambda: (
+                _begin_text(begin, qr.terminal(begin["uri"]))
+                + f"\nThen: twostep enroll {args.user} --confirm CODE"
+            ),
+        )
+        return EXIT_OK
+    out.out.write(_begin_text(begin, qr.terminal(begin["uri"])) + "\n\n")
+    for attempt in range(3):
+        code = input("Code shown by the app: ")
+        try:
+            reply = _ask(args, {"op": "enroll-confirm", "user": args.user, "code": code})
+        except CommandError as exc:
+            if exc.reason != "wrong-code" or attempt == 2:
+                raise
+            out.err.write(f"twostep: {exc}\n")
+            continue
+        out.out.write("Two-step verification is on.\n" + _codes_text(reply["backup_codes"]) + "\n")
+        return EXIT_OK
+    return EXIT_REFUSED  # pragma: no cover - the loop returns or raises
+
+
+def cmd_disable(args: argparse.Namespace, out: Output) -> int:
+    request: dict[str, object] = {"op": "disable", "user": args.user}
+    if args.verify:
+        request["password"] = _secret(f"Password for {args.user}: ")
+        request["code"] = _secret("Verification or backup code: ")
+    _ask(args, request)
+    out.result(
+        {"user": args.user},
+        lambda: (
+            f"{args.user}: two-step verification is off; "
+            "passcodes, devices and backup codes are gone"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_reset(args: argparse.Namespace, out: Output) -> int:
+    _ask(args, {"op": "reset", "user": args.user})
+    out.result(
+        {"user": args.user},
+        lambda: (
+            f"{args.user}: all two-step state wiped "
+            "(secret, backup codes, passcodes, devices, lock)"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_codes(args: argparse.Namespace, out: Output) -> int:
+    if args.regenerate:
+        codes = _ask(args, {"op": "codes-regenerate", "user": args.user})["backup_codes"]
+        out.result(
+            {"user": args.user, "backup_codes": codes},
+            lambda: "New set; the old codes no longer work.\n" + _codes_text(codes),
+        )
+    else:
+        remaining = _ask(args, {"op": "codes", "user": args.user})["remaining"]
+        out.result(
+            {"user": args.user, "remaining": remaining},
+            lambda: f"{args.user}: {remaining} backup codes left",
+        )
+    return EXIT_OK
+
+
+def _duration(text: str) -> int:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("a lifetime must be positive")
+    return seconds
+
+
+def cmd_passcode(args: argparse.Namespace, out: Output) -> int:
+    if args.action == "add":
+        request: dict[str, object] = {"op": "passcode-add", "user": args.user, "label": args.label}
+        if args.services:
+            request["services"] = args.services
+        if args.expires:
+            request["lifetime"] = args.expires
+        reply = _ask(args, request)
+        data = {k: reply[k] for k in ("passcode", "id", "label", "services", "created", "expires")}
+        out.result(
+            {"user": args.user, **data},
+            lambda: "\n".join(
+                [
+                    f"Application passcode for {data['label']!r} "
+                    f"({', '.join(data['services']) or 'all mail services'}):",
+                    "",
+                    f"    {data['passcode']}",
+                    "",
+                    "Type it into the mail program instead of your password (capitals, dashes and",
+                    "spaces do not matter). It is shown only this once; it stops working when you",
+                    f"revoke it (twostep passcode revoke {args.user} {data['label']!r}), "
+                    "when your password changes"
+                    + (f", or on {_when(data['expires'])}." if data["expires"] else "."),
+                ]
+            ),
+        )
+    elif args.action == "list":
+        status = _ask(args, {"op": "status", "user": args.user})["status"]
+        out.result(
+            {"user": args.user, "passcodes": status["passcodes"]},
+            lambda: _passcodes_text(status["passcodes"]),
+        )
+    elif args.action == "revoke":
+        _ask(args, {"op": "passcode-revoke", "user": args.user, "label": args.label})
+        out.result(
+            {"user": args.user, "label": args.label},
+            lambda: f"{args.user}: passcode {args.label!r} revoked",
+        )
+    else:
+        _ask(args, {"op": "passcode-revoke-all", "user": args.user})
+        out.result({"user": args.user}, lambda: f"{args.user}: every passcode revoked")
+    return EXIT_OK
+
+
+def cmd_device(args: argparse.Namespace, out: Output) -> int:
+    if args.action == "list":
+        status = _ask(args, {"op": "status", "user": args.user})["status"]
+        out.result(
+            {"user": args.user, "devices": status["devices"]},
+            lambda: _devices_text(status["devices"]),
+        )
+        return EXIT_OK
+    op = {
+        "revoke": "device-revoke",
+        "revoke-others": "device-revoke-others",
+        "revoke-all": "device-revoke-all",
+    }[args.action]
+    request: dict[str, object] = {"op": op, "user": args.user}
+    if args.action != "revoke-all":
+        request["device"] = args.id
+    _ask(args, request)
+    device = getattr(args, "id", "")
+    what = {
+        "revoke": f"device {device} is",
+        "revoke-others": f"every device but {device} is",
+        "revoke-all": "every device is",
+    }[args.action]
+    out.result({"user": args.user}, lambda: f"{args.user}: {what} no longer trusted")
+    return EXIT_OK
+
+
+def cmd_unlock(args: argparse.Namespace, out: Output) -> int:
+    _ask(args, {"op": "unlock", "user": args.user})
+    out.result({"user": args.user}, lambda: f"{args.user}: unlocked, failures forgotten")
+    return EXIT_OK
+
+
+def _policy_text(policy: dict[str, Any]) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(policy["settings"].items())) or "none"
+    return (
+        f"{policy['name']}{' (default)' if policy['default'] else ''}: {policy['dn']}\n"
+        f"  sets: {settings}\n  in force: {_policy_line(policy['effective'])}"
+    )
+
+
+def _settings(pairs: Sequence[str]) -> dict[str, bool | int | None]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CommandError(
+                EXIT_USAGE, f"{pair!r}: write settings as name=value (name= removes it)", "usage"
+            )
+        values[key.strip()] = value.strip()
+    try:
+        return overrides_from_strings(values)
+    except ValueError as exc:
+        raise CommandError(EXIT_USAGE, str(exc), "usage") from None
+
+
+def cmd_policy(args: argparse.Namespace, out: Output) -> int:
+    if args.action == "list":
+        policies = _ask(args, {"op": "policy-list"})["policies"]
+        out.result(
+            {"policies": policies},
+            lambda: "\n".join(_policy_text(p) for p in policies) or "no policies",
+        )
+    elif args.action == "show":
+        policy = _ask(args, {"op": "policy-show", "name": args.name})["policy"]
+        out.result({"policy": policy}, lambda: _policy_text(policy))
+    elif args.action in ("create", "set"):
+        settings = _settings(args.settings)
+        if args.action == "set" and not settings:
+            raise CommandError(EXIT_USAGE, "nothing to set: give name=value pairs", "usage")
+        policy = _ask(
+            args, {"op": f"policy-{args.action}", "name": args.name, "settings": settings}
+        )["policy"]
+        out.result({"policy": policy}, lambda: _policy_text(policy))
+    else:
+        request: dict[str, object] = {"op": "policy-assign", "user": args.user}
+        if not args.default:
+            if not args.name:
+                raise CommandError(EXIT_USAGE, "name a policy, or give --default", "usage")
+            request["name"] = args.name
+        _ask(args, request)
+        target = "the default policy" if args.default else f"policy {args.name!r}"
+        out.result(
+            {"user": args.user, "policy": None if args.default else args.name},
+            lambda: f"{args.user}: now under {target}",
+        )
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, out: Output) -> int:
+    from .check import run_checks  # noqa: PLC0415 - ldap3 only for this command
+
+    config_file = config_path(args.config)
+    password = _secret(f"Password for {args.user}: ") if args.user else None
+    findings = run_checks(config_file, args.user, password, args.socket)
+    problems = [f for f in findings if not f.ok]
+    out.result(
+        {"findings": [f.as_dict() for f in findings], "problems": len(problems)},
+        lambda: "\n".join(str(f) for f in findings),
+    )
+    return EXIT_REFUSED if problems else EXIT_OK
+
+
+def cmd_lab(args: argparse.Namespace, out: Output) -> int:
+    from .lab.stack import Lab, LabError  # noqa: PLC0415 - only for this command
+
+    lab = Lab(Path(args.dir))
+    try:
+        if args.action == "up":
+            ports = {
+                "ldap": args.ldap_port,
+                "imap": args.imap_port,
+                "pop3": args.pop3_port,
+                "smtp": args.smtp_port,
+            }
+            info = lab.up(passdb=args.passdb, ports=ports)
+            out.result(info, lambda: lab.describe(info))
+        elif args.action == "status":
+            state = lab.status()
+            out.result(state, lambda: lab.describe_status(state))
+        else:
+            stopped = lab.down()
+            out.result(
+                {"stopped": stopped},
+                lambda: f"stopped: {', '.join(stopped) or 'nothing was running'}",
+            )
+    except LabError as exc:
+        raise CommandError(exc.code, str(exc), "lab") from None
+    return EXIT_OK
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $TWOSTEP_CONFIG or /etc/twostep/twostep.yaml)",
+    )
+    common.add_argument(
+        "--socket",
+        default=argparse.SUPPRESS,
+        help="twostepd's socket (default: daemon.socket from the configuration)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON with stable keys instead of text",
+    )
+
+    parser = _Parser(
+        prog="twostep",
+        description="Manage two-step verification.",
+        epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(
+        name: str,
+        handler: Callable[[argparse.Namespace, Output], int],
+        help_text: str,
+        user: bool = True,
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+        if user:
+            sub.add_argument("user")
+        sub.set_defaults(func=handler)
+        return sub
+
+    command("status", cmd_status, "show an account's two-step state")
+    enroll = command("enroll", cmd_enroll, "turn two-step verification on (password, app, code)")
+    mode = enroll.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--begin",
+        action="store_true",
+        help="first half only: show the key (password read from stdin)",
+    )
+    mode.add_argument("--confirm", metavar="CODE", help="second half: confirm with a code")
+    disable = command("disable", cmd_disable, "turn two-step verification off")
+    disable.add_argument(
+        "--verify", action="store_true", help="as the user: ask for the password and a code first"
+    )
+    command("reset", cmd_reset, "wipe all two-step state, devices and passcodes")
+    codes = command("codes", cmd_codes, "backup codes left, or a new set")
+    codes.add_argument("--regenerate", action="store_true", help="replace them with a new set")
+    command("unlock", cmd_unlock, "lift a lock-out and forget the failures")
+
+    passcode = commands.add_parser(
+        "passcode", help="application passcodes for mail programs", parents=[common]
+    )
+    actions = passcode.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    add = actions.add_parser("add", help="create a passcode (shown once)", parents=[common])
+    add.add_argument("user")
+    add.add_argument("label")
+    add.add_argument("--services", help="comma-separated, e.g. imap,smtp (default: all mail)")
+    add.add_argument("--expires", type=_duration, metavar="DURATION", help="e.g. 90d")
+    for name in ("list", "revoke-all"):
+        sub = actions.add_parser(name, parents=[common])
+        sub.add_argument("user")
+    revoke = actions.add_parser("revoke", parents=[common])
+    revoke.add_argument("user")
+    revoke.add_argument("label")
+    passcode.set_defaults(func=cmd_passcode)
+
+    device = commands.add_parser("device", help="trusted devices", parents=[common])
+    device_actions = device.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for name in ("list", "revoke-all"):
+        sub = device_actions.add_parser(name, parents=[common])
+        sub.add_argument("user")
+    for name in ("revoke", "revoke-others"):
+        sub = device_actions.add_parser(name, parents=[common])
+        sub.add_argument("user")
+        sub.add_argument("id")
+    device.set_defaults(func=cmd_device)
+
+    policy = commands.add_parser("policy", help="policies (classes of service)", parents=[common])
+    policy_actions = policy.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    policy_actions.add_parser("list", parents=[common])
+    show = policy_actions.add_parser("show", parents=[common])
+    show.add_argument("name")
+    for name in ("create", "set"):
+        sub = policy_actions.add_parser(name, parents=[common])
+        sub.add_argument("name")
+        sub.add_argument("settings", nargs="*", metavar="SETTING=VALUE")
+    assign = policy_actions.add_parser("assign", parents=[common])
+    assign.add_argument("user")
+    assign.add_argument("name", nargs="?")
+    assign.add_argument("--default", action="store_true", help="back to the default policy")
+    policy.set_defaults(func=cmd_policy)
+
+    check = command(
+        "check", cmd_check, "check configuration, directory, ACLs, keys, daemon", user=False
+    )
+    check.add_argument(
+        "--user",
+        help="also check that this ordinary user (password from "
+        "stdin) cannot read their two-step attributes",
+    )
+
+    lab = commands.add_parser(
+        "lab", help="a private stack on loopback to try twostep", parents=[common]
+    )
+    lab_actions = lab.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for name in ("up", "status", "down"):
+        sub = lab_actions.add_parser(name, parents=[common])
+        sub.add_argument("--dir", default=DEFAULT_LAB, help=f"where the lab lives ({DEFAULT_LAB})")
+        if name == "up":
+            sub.add_argument("--passdb", choices=("lua", "checkpassword"), default="lua")
+            for port in ("ldap", "imap", "pop3", "smtp"):
+                sub.add_argument(f"--{port}-port", type=int, default=0, metavar="PORT")
+    lab.set_defaults(func=cmd_lab)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for name, default in (("config", None), ("socket", None), ("json", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    out = Output(args.json, sys.stdout, sys.stderr)
+    try:
+        code: int = args.func(args, out)
+    except CommandError as exc:
+        out.failure(exc)
+        return exc.code
+    except KeyboardInterrupt:
+        out.failure(CommandError(EXIT_REFUSED, "interrupted", "interrupted"))
+        return EXIT_REFUSED
+    except EOFError:
+        out.failure(CommandError(EXIT_REFUSED, "input ended before the answer", "input"))
+        return EXIT_REFUSED
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

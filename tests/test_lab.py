@@ -1,0 +1,97 @@
+"""twostep lab: up, status and down, stopping exactly what it started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.stack import world_readable_directory
+
+from pam_twostep.lab.stack import Lab, LabError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_up_down_and_up_again() -> None:
+    lab = Lab(world_readable_directory("twostep-lab-") / "lab")
+    info = lab.up(passdb="checkpassword")
+    try:
+        state = lab.status()
+        assert set(state["running"]) == {"slapd", "twostepd", "dovecot", "postfix"}
+        pids = dict(__import__("json").loads(lab.state_path.read_text())["pids"])
+        assert all(alive(pid) for pid in pids.values())
+        assert info["passdb"] == "checkpassword"
+        assert Path(info["config"]).exists() and Path(info["daemon_socket"]).is_socket()
+    finally:
+        stopped = lab.down()
+    assert set(stopped) == {"slapd", "twostepd", "dovecot", "postfix"}
+    assert not any(alive(pid) for pid in pids.values())
+    assert lab.status()["running"] == []
+    assert lab.down() == []  # nothing left to stop
+    lab.up()  # the same directory again
+    lab.down()
+
+
+def test_refuses_directories_that_are_not_its_own(tmp_path: Path) -> None:
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    (crowded / "precious.txt").write_text("keep me")
+    with pytest.raises(LabError, match="not empty"):
+        Lab(crowded).up()
+    assert (crowded / "precious.txt").read_text() == "keep me"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(LabError, match="writable by others"):
+        Lab(shared).up()
+
+
+def test_lab_command_json(tmp_path: Path) -> None:
+    directory = world_readable_directory("twostep-lab-") / "lab"
+    twostep = (
+        [str(REPO / ".venv/bin/twostep")]
+        if (REPO / ".venv/bin/twostep").exists()
+        else ["python3", "-m", "pam_twostep.cli"]
+    )
+    up = subprocess.run(
+        [*twostep, "lab", "up", "--dir", str(directory), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        import json
+
+        data = json.loads(up.stdout)
+        assert {
+            "config",
+            "ldap_uri",
+            "base_dn",
+            "admin_dn",
+            "admin_password",
+            "imap_port",
+            "pop3_port",
+            "smtp_port",
+            "daemon_socket",
+            "users",
+        } <= set(data)
+        assert {u["name"] for u in data["users"]} == {"alice", "bob", "carol"}
+    finally:
+        down = subprocess.run(
+            [*twostep, "lab", "down", "--dir", str(directory)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert down.returncode == 0 and "stopped: postfix, dovecot, twostepd, slapd" in down.stdout
