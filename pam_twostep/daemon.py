@@ -131,14 +131,14 @@ class Daemon:
         self._connections.add(task)
         try:
             if len(self._connections) > self.config.daemon.max_connections:
-                await self._send(writer, error("busy"))
+                await self._refuse(reader, writer, "busy")
                 return
             sock = writer.get_extra_info("socket")
             peer = peer_of(sock) if sock is not None else Peer(0, -1, -1, "#unknown", frozenset())
             rights = rights_of(peer, self.config.daemon)
             if not rights:
                 log.warning("refused connection from %s: not in daemon.verify or manage", peer)
-                await self._send(writer, error("forbidden"))
+                await self._refuse(reader, writer, "forbidden")
                 return
             await self._conversation(reader, writer, peer, rights)
         except (ConnectionError, asyncio.CancelledError):
@@ -205,6 +205,18 @@ class Daemon:
                 )
             finally:
                 self._in_flight -= 1
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, code: str
+    ) -> None:
+        """Answer the first request with an error, then close.
+
+        The request is read first (briefly, within the size limit) so that a client still
+        sending it sees the answer instead of a broken pipe.
+        """
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(reader.readuntil(b"\n"), self.config.daemon.request_timeout)
+        await self._send(writer, error(code))
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: dict[str, object]) -> None:

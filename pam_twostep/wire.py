@@ -116,7 +116,10 @@ def ask(path: str, request: dict[str, object], timeout: float) -> dict[str, obje
     try:
         sock.settimeout(timeout)
         sock.connect(path)
-        sock.sendall(data)
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon refused before reading all of it: its answer may be waiting
         received = b""
         while not received.endswith(b"\n"):
             left = deadline - time.monotonic()
