@@ -8,7 +8,8 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
-	lua-socket lua5.4 postfix zbar-tools
+	lua-socket lua5.4 postfix zbar-tools libpam-python pamtester python3-pam libpam0g-dev gcc \
+	libc6-dev openssh-server openssh-client
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PREFIX ?= /usr/local

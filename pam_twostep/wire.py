@@ -116,7 +116,7 @@ def ask(path: str, request: dict[str, object], timeout: float) -> dict[str, obje
     try:
         sock.settimeout(timeout)
         sock.connect(path)
-        try:
+        try:  # noqa: SIM105 - contextlib would cost an import on every login
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon refused before reading all of it: its answer may be waiting

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["install_clients", "resource"]
+__all__ = ["PAM_LOADER", "install_clients", "resource"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 _CHECKOUT = _PACKAGE.parent
@@ -36,6 +36,17 @@ def resource(relative: str) -> Path:
     raise FileNotFoundError(f"{relative}: not found next to the package nor in {_SHARED}")
 
 
+PAM_LOADER = "twostep_pam.py"
+# pam_python reads this file anew (without bytecode) on every transaction: keep it tiny;
+# the work is in pam_twostep/pam_module.py, compiled below.
+_LOADER_TEXT = """\
+import sys
+_d = __file__.rpartition("/")[0]
+_d in sys.path or sys.path.insert(0, _d)
+from pam_twostep.pam_module import *
+"""
+
+
 def _copy(source: Path, target: Path, mode: int) -> None:
     shutil.copyfile(source, target)
     os.chmod(target, mode)
@@ -47,7 +58,7 @@ def install_clients(client_dir: Path, share_dir: Path | None = None) -> Path:
     package.mkdir(parents=True, exist_ok=True)
     for directory in (client_dir, package):
         os.chmod(directory, 0o755)
-    for name in ("__init__.py", "wire.py"):
+    for name in ("__init__.py", "wire.py", "pam_module.py"):
         _copy(_PACKAGE / name, package / name, 0o644)
         compiled = Path(
             py_compile.compile(
@@ -61,6 +72,9 @@ def install_clients(client_dir: Path, share_dir: Path | None = None) -> Path:
         os.chmod(compiled.parent, 0o755)
     program = client_dir / "twostep-checkpassword"
     _copy(resource("checkpassword/twostep-checkpassword"), program, 0o755)
+    loader = client_dir / PAM_LOADER
+    loader.write_text(_LOADER_TEXT)
+    os.chmod(loader, 0o644)
     if share_dir is not None:
         share_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(share_dir, 0o755)

@@ -1,0 +1,216 @@
+"""The PAM module, for pam_python: password, then a verification code, asked of twostepd.
+
+pam_python starts a fresh interpreter for every PAM transaction and reads the module
+file anew, so the file it loads (``twostep_pam.py``, written by the installer) only puts
+its directory on ``sys.path`` and imports this module, whose bytecode was compiled at
+install time, and ``wire``: nothing but C-level standard modules, nothing that keeps
+state between transactions.
+
+Service file lines (see config/pam.d/)::
+
+    auth required pam_python.so /usr/local/lib/twostep/client/twostep_pam.py [ARGS]
+
+ARGS: ``mail`` (one secret, as Dovecot's PAM passdb sends: application passcodes once
+two-step is on), ``interactive`` (password then code; the default unless twostepd's
+``services.mail`` lists the PAM service), ``try_first_pass`` / ``use_first_pass`` (take
+the password an earlier module asked for), ``socket=PATH``, ``timeout=SECONDS``,
+``enroll_url=URL`` (told to users whose policy requires two-step and who have not set
+it up).
+
+Trusted devices: an application that remembers a device sets ``TWOSTEP_DEVICE_TOKEN``
+with pam_putenv before pam_authenticate; a valid token skips the code. To have a device
+trusted after a code, it sets ``TWOSTEP_TRUST_DEVICE`` (the value becomes the device's
+label) and reads the new token from ``TWOSTEP_NEW_DEVICE_TOKEN`` with pam_getenv.
+
+Return codes: PAM_SUCCESS; PAM_AUTH_ERR (wrong password or code); PAM_USER_UNKNOWN;
+PAM_MAXTRIES (locked out); PAM_AUTHINFO_UNAVAIL (twostepd or the directory cannot be
+reached, or anything unexpected: it fails closed); PAM_CONV_ERR (the application could
+not ask). ``account`` and ``setcred`` succeed (there is nothing to add there);
+``password`` is left to other modules (PAM_IGNORE).
+"""
+
+from typing import Any
+
+from . import wire
+
+__all__ = [
+    "DEVICE_TOKEN",
+    "NEW_DEVICE_TOKEN",
+    "TRUST_DEVICE",
+    "pam_sm_acct_mgmt",
+    "pam_sm_authenticate",
+    "pam_sm_chauthtok",
+    "pam_sm_close_session",
+    "pam_sm_open_session",
+    "pam_sm_setcred",
+]
+
+DEVICE_TOKEN = "TWOSTEP_DEVICE_TOKEN"
+TRUST_DEVICE = "TWOSTEP_TRUST_DEVICE"
+NEW_DEVICE_TOKEN = "TWOSTEP_NEW_DEVICE_TOKEN"
+_TIMEOUT = 10.0
+_MAX_INPUT = 1024
+_MAX_USER = 256
+
+
+class _Options:
+    def __init__(self, argv: list[str]) -> None:
+        self.flow: str | None = None
+        self.try_first_pass = False
+        self.use_first_pass = False
+        self.socket = wire.DEFAULT_SOCKET
+        self.timeout = _TIMEOUT
+        self.enroll_url = ""
+        for arg in argv[1:]:
+            name, _, value = arg.partition("=")
+            if name in ("mail", "interactive"):
+                self.flow = name
+            elif name == "try_first_pass":
+                self.try_first_pass = True
+            elif name == "use_first_pass":
+                self.use_first_pass = True
+            elif name == "socket" and value:
+                self.socket = value
+            elif name == "timeout":
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    seconds = _TIMEOUT
+                self.timeout = seconds if 0.1 <= seconds <= 60 else _TIMEOUT
+            elif name == "enroll_url":
+                self.enroll_url = value
+
+
+def _say(pamh: Any, flags: int, style: int, text: str) -> None:
+    if flags & pamh.PAM_SILENT:
+        return
+    try:  # noqa: SIM105 - contextlib would cost an import on every transaction
+        pamh.conversation(pamh.Message(style, text))
+    except pamh.exception:
+        pass  # an application that cannot show text still gets the right return code
+
+
+def _ask(pamh: Any, prompt: str) -> str | None:
+    response = pamh.conversation(pamh.Message(pamh.PAM_PROMPT_ECHO_OFF, prompt))
+    answer = response.resp
+    if answer is None or len(answer) > _MAX_INPUT:
+        return None
+    return str(answer)
+
+
+def _env(pamh: Any, name: str) -> str | None:
+    try:
+        value = pamh.env[name]
+    except KeyError:
+        return None
+    return str(value) if value else None
+
+
+def _deny(
+    pamh: Any, flags: int, reply: dict[str, object], options: _Options, interactive: bool
+) -> int:
+    reason = reply.get("reason")
+    if reason == "unknown-user":
+        return int(pamh.PAM_USER_UNKNOWN)
+    if reason == "locked":
+        if interactive:
+            _say(
+                pamh,
+                flags,
+                pamh.PAM_ERROR_MSG,
+                "This account is locked after too many "
+                "failed attempts. Try again later, or ask an administrator to unlock it.",
+            )
+        return int(pamh.PAM_MAXTRIES)
+    if reason == "enrollment-required" and interactive:
+        where = f" at {options.enroll_url}" if options.enroll_url else ""
+        _say(
+            pamh,
+            flags,
+            pamh.PAM_ERROR_MSG,
+            "Two-step verification is required for this "
+            f"account. Set it up{where} (or ask an administrator), then sign in again.",
+        )
+    return int(pamh.PAM_AUTH_ERR)
+
+
+def _authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
+    options = _Options(argv)
+    user = pamh.get_user(None)
+    if not user or len(user) > _MAX_USER:
+        return int(pamh.PAM_USER_UNKNOWN)
+    password = pamh.authtok if (options.try_first_pass or options.use_first_pass) else None
+    if not password:
+        if options.use_first_pass:
+            return int(pamh.PAM_AUTH_ERR)
+        password = _ask(pamh, "Password: ")
+        if password is None:
+            return int(pamh.PAM_CONV_ERR)
+    request: dict[str, object] = {
+        "op": "auth",
+        "user": str(user),
+        "password": str(password),
+        "service": str(pamh.service or "unknown"),
+        "remote": str(pamh.rhost or ""),
+    }
+    if options.flow:
+        request["flow"] = options.flow
+    token = _env(pamh, DEVICE_TOKEN)
+    if token and options.flow != "mail":
+        request["device_token"] = token
+    try:
+        reply = wire.ask(options.socket, request, options.timeout)
+        if reply.get("result") == "challenge":
+            code = _ask(pamh, "Verification code: ")
+            if code is None:
+                return int(pamh.PAM_CONV_ERR)
+            request["code"] = code
+            trust = _env(pamh, TRUST_DEVICE)
+            if trust:
+                request["trust_device"] = True
+                request["device_label"] = trust[:64] if trust != "1" else str(pamh.service)
+            reply = wire.ask(options.socket, request, options.timeout)
+    except (OSError, wire.ProtocolError):
+        return int(pamh.PAM_AUTHINFO_UNAVAIL)
+    result = reply.get("result")
+    if result == "accept":
+        if not pamh.authtok:
+            pamh.authtok = password  # for modules stacked after us (use_first_pass)
+        new_token = reply.get("device_token")
+        if isinstance(new_token, str):
+            pamh.env[NEW_DEVICE_TOKEN] = new_token
+        return int(pamh.PAM_SUCCESS)
+    if result == "deny":
+        return _deny(pamh, flags, reply, options, interactive=options.flow != "mail")
+    if result == "challenge":  # a code was given and still asked for: not accepted
+        return int(pamh.PAM_AUTH_ERR)
+    return int(pamh.PAM_AUTHINFO_UNAVAIL)
+
+
+def pam_sm_authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
+    try:
+        return _authenticate(pamh, flags, argv)
+    except pamh.exception:
+        return int(pamh.PAM_CONV_ERR)
+    except Exception:  # noqa: BLE001 - fail closed: never an accept by accident
+        return int(pamh.PAM_AUTHINFO_UNAVAIL)
+
+
+def pam_sm_setcred(pamh: Any, flags: int, argv: list[str]) -> int:
+    return int(pamh.PAM_SUCCESS)
+
+
+def pam_sm_acct_mgmt(pamh: Any, flags: int, argv: list[str]) -> int:
+    return int(pamh.PAM_SUCCESS)
+
+
+def pam_sm_open_session(pamh: Any, flags: int, argv: list[str]) -> int:
+    return int(pamh.PAM_SUCCESS)
+
+
+def pam_sm_close_session(pamh: Any, flags: int, argv: list[str]) -> int:
+    return int(pamh.PAM_SUCCESS)
+
+
+def pam_sm_chauthtok(pamh: Any, flags: int, argv: list[str]) -> int:
+    return int(pamh.PAM_IGNORE)
