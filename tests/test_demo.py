@@ -26,8 +26,8 @@ def test_make_demo() -> None:
         for line in (
             "Or type the key:",
             "backup_codes",
-            '"method": "totp"',
-            '"method": "backup-code"',
+            "pamtester: successfully authenticated",
+            "pamtester: Authentication failure",
             "IMAP LOGIN alice ****** -> OK",
             "-> refused",
             "SMTP AUTH PLAIN alice ****** -> 235",

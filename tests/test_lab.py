@@ -32,8 +32,11 @@ def test_up_down_and_up_again() -> None:
         assert all(alive(pid) for pid in pids.values())
         assert info["passdb"] == "checkpassword"
         assert Path(info["config"]).exists() and Path(info["daemon_socket"]).is_socket()
+        pam_file = Path("/etc/pam.d") / info["pam_service"]
+        assert pam_file.exists() and "twostep_pam.py" in pam_file.read_text()
     finally:
         stopped = lab.down()
+    assert not pam_file.exists()
     assert set(stopped) == {"slapd", "twostepd", "dovecot", "postfix"}
     assert not any(alive(pid) for pid in pids.values())
     assert lab.status()["running"] == []

@@ -56,6 +56,27 @@ def twostep(config: str, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
+def pam_sign_in(info: dict[str, Any], user: str, answers: list[str]) -> bool:
+    """An interactive login through PAM, as sshd or login would do it (pamtester)."""
+    service = info["pam_service"]
+    print(
+        f"{_DIM}$ pamtester {service} {user} authenticate   "
+        f"# answers: {', '.join('******' for _ in answers)}{_OFF}",
+        flush=True,
+    )
+    result = subprocess.run(
+        ["pamtester", service, user, "authenticate"],
+        input="".join(a + "\n" for a in answers),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    shown = (result.stderr + result.stdout).replace("Password: ", "Password: ******\n")
+    shown = shown.replace("Verification code: ", "Verification code: ******\n")
+    print(textwrap.indent(shown.strip(), "  "), flush=True)
+    return result.returncode == 0
+
+
 def sign_in(info: dict[str, Any], user: str, password: str, code: str | None) -> dict[str, Any]:
     """What sshd or a web sign-in asks twostepd (the PAM module does this for sshd)."""
     request: dict[str, object] = {
@@ -132,19 +153,34 @@ def play(lab: Lab, info: dict[str, Any]) -> None:
     )
     backup_codes = json.loads(confirmed)["backup_codes"]
 
-    say(
-        "3. She signs in interactively (as through sshd): password first, and twostepd "
-        "asks for a code; then password and the code her app shows now."
-    )
-    assert_result(sign_in(info, "alice", alice, None), "challenge")
-    assert_result(sign_in(info, "alice", alice, next_code(key, params, confirm_step)), "accept")
-
-    say(
-        "4. Her phone's battery is flat: she uses a backup code instead. It works once; "
-        "she has one fewer left."
-    )
-    assert_result(sign_in(info, "alice", alice, backup_codes[0]), "accept")
-    assert_result(sign_in(info, "alice", alice, backup_codes[0]), "deny")
+    if info.get("pam_service"):
+        say(
+            "3. She signs in interactively through PAM, as sshd or login would: the "
+            "password, then the code her app shows now."
+        )
+        if not pam_sign_in(info, "alice", [alice, next_code(key, params, confirm_step)]):
+            raise SystemExit("demo: the PAM sign-in with password and code was refused")
+        say(
+            "4. Her phone's battery is flat: she uses a backup code instead. It works "
+            "once; she has one fewer left."
+        )
+        if not pam_sign_in(info, "alice", [alice, backup_codes[0]]):
+            raise SystemExit("demo: the backup code was refused")
+        if pam_sign_in(info, "alice", [alice, backup_codes[0]]):
+            raise SystemExit("demo: a used backup code worked twice")
+    else:
+        say(
+            "3. She signs in interactively (as through sshd; PAM needs root here): password "
+            "first, and twostepd asks for a code; then password and her app's code."
+        )
+        assert_result(sign_in(info, "alice", alice, None), "challenge")
+        assert_result(sign_in(info, "alice", alice, next_code(key, params, confirm_step)), "accept")
+        say(
+            "4. Her phone's battery is flat: she uses a backup code instead. It works once; "
+            "she has one fewer left."
+        )
+        assert_result(sign_in(info, "alice", alice, backup_codes[0]), "accept")
+        assert_result(sign_in(info, "alice", alice, backup_codes[0]), "deny")
     twostep(config, "codes", "alice")
 
     say(

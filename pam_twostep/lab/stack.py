@@ -8,6 +8,7 @@ what it started in ``state.json``; ``down`` stops exactly those processes, by pi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..keyring import write_key_file
 from .dovecot import Dovecot, passdb_block
-from .files import install_clients
+from .files import PAM_LOADER, install_clients
 from .postfix import Postfix
 from .processes import free_port, port_open, stop_group
 from .slapd import Directory, Slapd
@@ -29,6 +30,7 @@ __all__ = ["DEMO_USERS", "Lab", "LabError"]
 DEMO_USERS = ("alice", "bob", "carol")
 _STATE = "state.json"
 _ORDER = ("postfix", "dovecot", "twostepd", "slapd")  # stopping order
+_PAM_D = Path("/etc/pam.d")
 
 
 class LabError(Exception):
@@ -179,8 +181,10 @@ class Lab:
         postfix.start()
         started["postfix"] = _pid(postfix.pid)
 
+        pam_service = self._install_pam_service(clients / PAM_LOADER, daemon.socket)
         info = {
             "dir": str(d),
+            "pam_service": pam_service,
             "config": str(daemon.config_path),
             "ldap_uri": slapd.uri,
             "base_dn": names.suffix,
@@ -194,10 +198,28 @@ class Lab:
             "audit_log": str(d / "audit.log"),
             "users": [{"name": name, "password": password} for name, password in users.items()],
         }
-        state = {"info": info, "pids": started, "postfix_config": str(postfix.directory / "etc")}
+        state = {
+            "info": info,
+            "pids": started,
+            "pam_file": pam_service and str(_PAM_D / pam_service),
+            "postfix_config": str(postfix.directory / "etc"),
+        }
         self.state_path.write_text(json.dumps(state, indent=2))
         os.chmod(self.state_path, 0o600)
         return info
+
+    def _install_pam_service(self, loader: Path, socket: Path) -> str | None:
+        """A PAM service for the lab's users (root only: libpam reads /etc/pam.d alone)."""
+        if os.getuid() != 0 or not _PAM_D.is_dir():
+            return None
+        name = "twostep-lab-" + hashlib.sha256(str(self.directory).encode()).hexdigest()[:8]
+        path = _PAM_D / name
+        path.write_text(
+            f"# written by twostep lab up --dir {self.directory}; removed by lab down\n"
+            f"auth required pam_python.so {loader} socket={socket}\n"
+            f"account required pam_python.so {loader}\n"
+        )
+        return name
 
     def status(self) -> dict[str, Any]:
         state = self._load()
@@ -216,6 +238,13 @@ class Lab:
         for name in _ORDER:
             if name in pids and name in running:
                 stop_group(int(pids[name]), timeout=40)
+        pam_file = state.get("pam_file")
+        if (
+            pam_file
+            and Path(pam_file).parent == _PAM_D
+            and Path(pam_file).name.startswith("twostep-lab-")
+        ):
+            Path(pam_file).unlink(missing_ok=True)
         # Keep the file (logs stay for reading; a later "up" knows the directory is ours).
         self.state_path.write_text(json.dumps({**state, "pids": {}}, indent=2))
         return [name for name in _ORDER if name in running]
@@ -232,6 +261,7 @@ class Lab:
   IMAP        127.0.0.1:{info["imap_port"]}     POP3  127.0.0.1:{info["pop3_port"]}
   SMTP AUTH   127.0.0.1:{info["smtp_port"]}
   twostepd    {info["daemon_socket"]}
+  PAM service {info.get("pam_service") or "(written to /etc/pam.d only when run as root)"}
   audit log   {info["audit_log"]}
   users (password):
 {users}
