@@ -18,12 +18,12 @@ LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
 SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
 
-.PHONY: test lint typecheck unit deps venv demo demo-stop clean install install-clients
+.PHONY: test lint typecheck unit deps venv demo demo-stop bench clean install install-clients
 
 test: deps venv lint typecheck
 	$(BIN)/pytest -q
 
-CHECKED := pam_twostep tests checkpassword/twostep-checkpassword
+CHECKED := pam_twostep tests bench checkpassword/twostep-checkpassword
 
 lint: venv
 	$(BIN)/ruff check $(CHECKED)
@@ -57,6 +57,10 @@ demo: deps venv
 
 demo-stop: venv
 	$(BIN)/twostep lab down --dir $(DEMO_DIR)
+
+# Measures logins through every path side by side (several minutes); see docs/performance.md.
+bench: deps venv
+	$(BIN)/python bench/bench.py
 
 # The thin clients: what Dovecot (as the dovecot user) and PAM run on every login. Only
 # the protocol module is needed, compiled here so that no login ever has to write bytecode.

@@ -12,7 +12,7 @@ import datetime
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from .errors import CorruptEntry
 from .policy import overrides_from_ldap
@@ -124,15 +124,18 @@ class AccountState:
     def usage_of(self, record_id: str) -> Usage | None:
         return next((u for u in self.usage if u.id == record_id), None)
 
+    def passcode_is_live(self, passcode: Passcode, now: int) -> bool:
+        """Made under the current password, and not expired."""
+        return passcode.stamp == self.stamp and not (passcode.expires and passcode.expires <= now)
+
+    def device_is_live(self, device: Device, now: int) -> bool:
+        return device.stamp == self.stamp and device.expires > now
+
     def live_passcodes(self, now: int) -> tuple[Passcode, ...]:
-        return tuple(
-            p
-            for p in self.passcodes
-            if p.stamp == self.stamp and not (p.expires and p.expires <= now)
-        )
+        return tuple(p for p in self.passcodes if self.passcode_is_live(p, now))
 
     def live_devices(self, now: int) -> tuple[Device, ...]:
-        return tuple(d for d in self.devices if d.stamp == self.stamp and d.expires > now)
+        return tuple(d for d in self.devices if self.device_is_live(d, now))
 
 
 def password_stamp(uuid: str, passwords: Sequence[bytes]) -> str:
@@ -185,11 +188,22 @@ def _int(entry: RawEntry, name: str, low: int, high: int) -> int | None:
     return int(text)
 
 
+# Parsed records by their stored text. Stored values never change in place (a change is
+# a delete and an add), so a value parsed once is the same record every time: a login
+# of a user with 25 passcodes then parses nothing. Bounded; cleared when full.
+_PARSED: dict[tuple[str, str], object] = {}
+_PARSED_MAX = 50_000
+
+
 def _records(
     entry: RawEntry, name: str, load: Callable[[str], _T], dump: Callable[[_T], str]
 ) -> tuple[_T, ...]:
-    result = []
+    result: list[_T] = []
     for text in _text(entry, name):
+        cached = _PARSED.get((name, text))
+        if cached is not None:
+            result.append(cast(_T, cached))
+            continue
         try:
             record = load(text)
         except ValueError as exc:
@@ -197,6 +211,9 @@ def _records(
         # Only the canonical form is accepted: deletes must name the exact stored value.
         if dump(record) != text:
             raise CorruptEntry(name, "not in canonical form")
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[(name, text)] = record
         result.append(record)
     return tuple(result)
 

@@ -142,6 +142,9 @@ class DaemonConfig:
     """May ask whether a login is right (Dovecot, Postfix, PAM as root)."""
     manage: AccessList = AccessList(frozenset({"root"}))
     """May change accounts (the twostep command as root, the portal's user)."""
+    processes: int = 0
+    """Serving processes sharing the socket; 0 = one per CPU (at most 8). Python runs one
+    thread at a time per process, so this is what uses more than one core."""
     workers: int = 16
     max_connections: int = 1024
     request_timeout: float = 5.0
@@ -513,6 +516,7 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         socket_mode=daemon.take("socket_mode", _mode, defaults.socket_mode),
         verify=daemon.take("verify", _access_list, defaults.verify),
         manage=daemon.take("manage", _access_list, defaults.manage),
+        processes=daemon.take("processes", _integer(0, 64), defaults.processes),
         workers=daemon.take("workers", _integer(1, 256), defaults.workers),
         max_connections=daemon.take(
             "max_connections", _integer(1, 65536), defaults.max_connections

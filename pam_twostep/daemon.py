@@ -13,6 +13,12 @@ worker may wait for a worker; beyond that the answer is ``busy`` at once.
 Signals: SIGHUP re-reads the configuration and keys (a broken new configuration is
 logged and the old one kept); SIGTERM and SIGINT stop accepting, let requests in flight
 finish (up to 30 s) and exit 0.
+
+Processes: Python runs one thread at a time per process, and a login costs about half a
+millisecond of CPU (most of it ldap3's BER encoding), so one process uses one core.
+With ``daemon.processes`` above one (0: one per CPU), a supervisor binds the socket
+and forks that many serving processes, which accept on it side by side; it forwards
+SIGHUP and SIGTERM to them and replaces one that dies.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +42,7 @@ from . import wire
 from .access import Peer, Right, peer_of, rights_of
 from .audit import build_sink
 from .config import Config, config_path, load_config, load_secrets
+from .continuation import Continuations
 from .directory import Directory
 from .engine import Engine
 from .errors import ConfigError
@@ -60,9 +69,28 @@ def _build(config: Config) -> _Runtime:
     return _Runtime(config, engine, directory)
 
 
+def _listen(config: Config) -> socket.socket:
+    """The listening socket, replacing a stale one, with the configured mode."""
+    path = config.daemon.socket
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
+            path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, config.daemon.socket_mode)
+    listener.listen(256)
+    return listener
+
+
 class Daemon:
-    def __init__(self, path: Path) -> None:
+    """One serving process: an event loop for the sockets, threads for the decisions."""
+
+    def __init__(
+        self, path: Path, listener: socket.socket, continuations: Continuations | None = None
+    ) -> None:
         self._path = path
+        self._listener = listener
+        self._continuations = continuations or Continuations()
         self._runtime = _build(load_config(path))
         workers = self._runtime.config.daemon.workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
@@ -81,24 +109,16 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        daemon = self.config.daemon
-        path = daemon.socket
-        with contextlib.suppress(FileNotFoundError):
-            if path.is_socket():
-                path.unlink()
         self._server = await asyncio.start_unix_server(
-            self._client, path=str(path), limit=wire.MAX_MESSAGE, backlog=256
+            self._client, sock=self._listener, limit=wire.MAX_MESSAGE
         )
-        os.chmod(path, daemon.socket_mode)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
-        log.info("listening on %s", path)
+        log.info("listening on %s", self.config.daemon.socket)
         await self._stopping.wait()
         log.info("stopping: %d request(s) in flight", self._in_flight)
         self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
         deadline = loop.time() + _DRAIN_SECONDS
         while self._in_flight and loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -107,7 +127,6 @@ class Daemon:
         await asyncio.gather(*self._connections, return_exceptions=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._runtime.directory.close()
-        log.info("stopped")
         return 0
 
     def _reload(self) -> None:
@@ -201,7 +220,7 @@ class Daemon:
                 engine = self._runtime.engine
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(
-                    self._executor, handle, engine, request, peer, rights
+                    self._executor, handle, engine, request, peer, rights, self._continuations
                 )
             finally:
                 self._in_flight -= 1
@@ -224,6 +243,76 @@ class Daemon:
         await writer.drain()
 
 
+class _Supervisor:
+    """Forks the serving processes, forwards signals to them, replaces one that dies."""
+
+    def __init__(self, path: Path, listener: socket.socket, count: int) -> None:
+        self._path = path
+        self._listener = listener
+        self._count = count
+        self._continuations = Continuations()  # one key for all: a login may cross processes
+        self._children: set[int] = set()
+        self._stopping = False
+        self._quick_deaths = 0
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:  # the serving process
+            code = 70
+            try:
+                for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(number, signal.SIG_DFL)
+                code = asyncio.run(Daemon(self._path, self._listener, self._continuations).run())
+            except ConfigError as exc:
+                log.error("%s", exc)
+                code = 78
+            except BaseException:  # report, then leave it to the supervisor
+                log.exception("serving process failed")
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self._children.add(pid)
+
+    def _forward(self, number: int) -> None:
+        for pid in list(self._children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, number)
+
+    def _stop(self, number: int, frame: object) -> None:
+        self._stopping = True
+        self._forward(signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, lambda number, frame: self._forward(signal.SIGHUP))
+        for _ in range(self._count):
+            self._spawn()
+        log.info("%d serving processes started", self._count)
+        started = time.monotonic()
+        code = 0
+        while self._children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            self._children.discard(pid)
+            if self._stopping:
+                continue
+            exit_code = os.waitstatus_to_exitcode(status)
+            log.error("serving process %d exited (%d); starting another", pid, exit_code)
+            self._quick_deaths = self._quick_deaths + 1 if time.monotonic() - started < 10 else 0
+            if self._quick_deaths > 3 * self._count:
+                log.error("serving processes keep dying; giving up")
+                self._stopping = True
+                self._forward(signal.SIGTERM)
+                code = 78 if exit_code == 78 else 70
+                continue
+            time.sleep(min(1.0, 0.1 * self._quick_deaths))
+            self._spawn()
+        return code
+
+
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="twostepd", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -241,18 +330,37 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 after a clean stop, 78 (EX_CONFIG) on bad configuration."""
     arguments = _arguments(argv)
-    logging.basicConfig(stream=sys.stderr, format="twostepd: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, format="twostepd[%(process)d]: %(levelname)s: %(message)s"
+    )
     path = config_path(arguments.config)
     try:
-        daemon = Daemon(path)
+        config = load_config(path)
+        load_secrets(config)
     except ConfigError as exc:
         log.error("%s", exc)
         return 78
-    logging.getLogger().setLevel(daemon.config.log_level.upper())
+    logging.getLogger().setLevel(config.log_level.upper())
     if arguments.check:
         print(f"{path}: configuration and secret files are usable")
         return 0
-    return asyncio.run(daemon.run())
+    try:
+        listener = _listen(config)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", config.daemon.socket, exc)
+        return 71
+    count = config.daemon.processes or min(os.cpu_count() or 1, 8)
+    try:
+        if count == 1:
+            return asyncio.run(Daemon(path, listener).run())
+        return _Supervisor(path, listener, count).run()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 78
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            config.daemon.socket.unlink()
+        log.info("stopped")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -231,8 +231,8 @@ def _usage_note(state: AccountState, record_id: str, ctx: Context) -> Modify:
 
 def _dead_records(state: AccountState, ctx: Context) -> Modify:
     """Passcodes and devices killed by a password change or expiry, to be swept away."""
-    dead_passcodes = [p for p in state.passcodes if p not in state.live_passcodes(ctx.now)]
-    dead_devices = [d for d in state.devices if d not in state.live_devices(ctx.now)]
+    dead_passcodes = [p for p in state.passcodes if not state.passcode_is_live(p, ctx.now)]
+    dead_devices = [d for d in state.devices if not state.device_is_live(d, ctx.now)]
     changes = []
     if dead_passcodes:
         changes.append(Change.delete(Attr.PASSCODE, *(p.dump() for p in dead_passcodes)))

@@ -19,12 +19,14 @@ import math
 import ssl
 import threading
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 from ldap3 import (
     BASE,
+    DEREF_NEVER,
     MODIFY_ADD,
     MODIFY_DELETE,
     MODIFY_REPLACE,
@@ -35,6 +37,7 @@ from ldap3 import (
     Tls,
 )
 from ldap3.core import exceptions as ldap_errors
+from ldap3.operation.search import search_operation
 from ldap3.utils.conv import escape_filter_chars
 
 from .account import RawEntry
@@ -57,6 +60,7 @@ _CONFLICTS = (
 )
 _MAX_ENTRY_VALUES = 4000
 _MAX_PASSWORD = 1024
+_MAX_CACHED_REQUESTS = 20_000
 _T = TypeVar("_T")
 
 
@@ -75,6 +79,19 @@ class Directory:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(ldap.pool_size)
+        self._counts: Counter[str] = Counter()
+        self._requests: dict[tuple[object, ...], object] = {}
+        self._binders: list[Connection] = []
+        self._count_lock = threading.Lock()
+
+    def _count(self, what: str) -> None:
+        with self._count_lock:
+            self._counts[what] += 1
+
+    def counts(self) -> dict[str, int]:
+        """Operations sent to the directory since start: search, modify, bind, connect, ..."""
+        with self._count_lock:
+            return dict(self._counts)
 
     def _server(self, uri: str) -> Server:
         parsed = urllib.parse.urlsplit(uri)
@@ -113,6 +130,7 @@ class Directory:
             # ldap3 remembers a failed address for 5 s; we keep our own order instead, so a
             # server that comes back is used again at once.
             self._servers[index].reset_availability()
+            self._count("connect")
             conn = Connection(
                 self._servers[index],
                 user=user,
@@ -181,6 +199,7 @@ class Directory:
             ) from None
 
     def _run(self, what: str, operation: Callable[[Connection], _T], *, retry: bool) -> _T:
+        self._count(what)
         """Run ``operation`` on a service connection, translating errors.
 
         Reads are retried once on a fresh connection: a pooled connection may have gone
@@ -212,7 +231,8 @@ class Directory:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+            binders, self._binders = self._binders, []
+        for conn in idle + binders:
             _quietly_close(conn)
 
     # -- reads ------------------------------------------------------------------------
@@ -247,25 +267,52 @@ class Directory:
     def _search(
         self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int
     ) -> list[RawEntry]:
+        request = self._search_request(base, search_filter, attributes, scope, limit)
+
         def operation(conn: Connection) -> list[RawEntry]:
             try:
-                conn.search(
-                    base,
-                    search_filter,
-                    search_scope=scope,
-                    attributes=list(attributes),
-                    size_limit=limit,
-                    time_limit=max(1, int(self._config.timeout)),
-                )
+                response = conn.post_send_search(conn.send("searchRequest", request, None))
             except ldap_errors.LDAPNoSuchObjectResult:
                 raise _NoSuchObjectError() from None
             return [
-                _raw_entry(item)
-                for item in conn.response or ()
-                if item.get("type") == "searchResEntry"
+                _raw_entry(item) for item in response or () if item.get("type") == "searchResEntry"
             ]
 
         return self._run("search", operation, retry=True)
+
+    def _search_request(
+        self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int
+    ) -> object:
+        """The encoded-to-be search request, built once per distinct search.
+
+        Building it (parsing the filter, ASN.1 objects) is most of what ldap3 spends on a
+        login's search; the same user's searches are identical, so they are kept (bounded).
+        """
+        key = (base, search_filter, tuple(attributes), scope, limit)
+        request = self._requests.get(key)
+        if request is None:
+            try:
+                request = search_operation(
+                    base,
+                    search_filter,
+                    scope,
+                    DEREF_NEVER,
+                    list(attributes),
+                    limit,
+                    max(1, int(self._config.timeout)),
+                    False,
+                    True,
+                    True,
+                    None,
+                    validator=None,
+                    check_names=True,
+                )
+            except ldap_errors.LDAPException as exc:
+                raise DirectoryUnavailable(f"search: {_describe(exc)}") from None
+            if len(self._requests) >= _MAX_CACHED_REQUESTS:
+                self._requests.clear()
+            self._requests[key] = request
+        return request
 
     # -- writes -----------------------------------------------------------------------
 
@@ -339,14 +386,36 @@ class Directory:
         """
         if not password or "\0" in password or len(password) > _MAX_PASSWORD:
             return False
+        self._count("user-bind")
+        with self._lock:
+            conn = self._binders.pop() if self._binders else None
+        if conn is not None:
+            # A connection kept for binding only: rebinding costs half of a new one.
+            try:
+                conn.rebind(dn, password)
+            except ldap_errors.LDAPInvalidCredentialsResult:
+                self._keep_binder(conn)
+                return False
+            except ldap_errors.LDAPException:
+                _quietly_close(conn)  # stale (server restarted?): retry on a fresh one
+            else:
+                self._keep_binder(conn)
+                return True
         try:
             conn = self._open(dn, password)
         except ldap_errors.LDAPInvalidCredentialsResult:
             return False
         except ldap_errors.LDAPException as exc:
             raise DirectoryUnavailable(f"password check: {_describe(exc)}") from None
-        _quietly_close(conn)
+        self._keep_binder(conn)
         return True
+
+    def _keep_binder(self, conn: Connection) -> None:
+        with self._lock:
+            if len(self._binders) < self._config.pool_size:
+                self._binders.append(conn)
+                return
+        _quietly_close(conn)
 
     def change_password(self, dn: str, old: str, new: str) -> bool:
         """RFC 3062 password modify, bound as the user; False if ``old`` is wrong."""

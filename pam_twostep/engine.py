@@ -134,17 +134,11 @@ class Engine:
         self._audit = audit
         self._clock = clock
         self._random = random
-        self._attributes = sorted(
-            {
-                config.users.username_attribute,
-                Attr.UUID,
-                Attr.OBJECT_CLASS,
-                Attr.PASSWORD,
-                *Attr.STATE,
-                *POLICY_ATTRIBUTES,
-                *config.userdb_fields.values(),
-            }
-        )
+        # "*" (all user attributes) keeps the request small: naming forty attributes costs
+        # more to encode (ldap3 + pyasn1) than the few extra attributes cost to return.
+        self._attributes = ["*", Attr.UUID]
+        self.login_count = 0
+        """Logins decided since start (for the daemon's stats)."""
         self._policies: dict[str, tuple[float, dict[str, bool | int] | None]] = {}
         self._policy_lock = threading.Lock()
 
@@ -219,16 +213,23 @@ class Engine:
     # -- logins -----------------------------------------------------------------------
 
     def authenticate(
-        self, username: str, attempt: Attempt, *, service: str, remote: str = ""
+        self,
+        username: str,
+        attempt: Attempt,
+        *,
+        service: str,
+        remote: str = "",
+        password_verified: bool = False,
     ) -> Decision:
         """Decide one login and apply its changes. Never raises; never accepts by accident."""
         ctx = _context(service, remote, self._now())
         name = check_username(username)
+        self.login_count += 1
         try:
             if name is None:
                 decision = Decision(Outcome.DENY, "", reason=Reason.MALFORMED)
             else:
-                decision = self._authenticate(name, attempt, ctx)
+                decision = self._authenticate(name, attempt, ctx, password_verified)
         except CorruptEntry as exc:
             log.warning("user %r: stored two-step value unusable: %s", name, exc)
             decision = temporary_failure(name or "", Reason.CORRUPT_ENTRY)
@@ -257,14 +258,17 @@ class Engine:
         )
         return decision
 
-    def _authenticate(self, username: str, attempt: Attempt, ctx: Context) -> Decision:
+    def _authenticate(
+        self, username: str, attempt: Attempt, ctx: Context, password_verified: bool = False
+    ) -> Decision:
         loaded = self._load(username)
         if loaded is None:
             return unknown_user(username)
         state, policy = loaded.state, loaded.policy
         check = PasswordCheck.NOT_CHECKED
         if wants_password(state, policy, attempt, ctx.now):
-            right = self.directory.check_password(state.dn, attempt.secret)
+            # A continuation (a password checked moments ago for this client) spares a bind.
+            right = password_verified or self.directory.check_password(state.dn, attempt.secret)
             check = PasswordCheck.RIGHT if right else PasswordCheck.WRONG
         decision = decide(
             state, policy, attempt, ctx, password=check, keys=self._keys, random=self._random

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .access import Peer, Right
+from .continuation import Continuations
 from .decision import Attempt, Decision, Flow, Outcome
 from .engine import Engine, PolicyEntry
 from .errors import RefusalReason, Refused, TemporaryFailure
@@ -39,6 +42,11 @@ Reply = dict[str, Any]
 
 class Malformed(Exception):
     """The request does not fit its operation's schema."""
+
+
+class Caller(NamedTuple):
+    peer: Peer
+    continuations: Continuations
 
 
 def error(code: str) -> Reply:
@@ -95,6 +103,7 @@ _AUTH = {
     "device_token": _Field(str, max_length=128),
     "trust_device": _Field(bool),
     "device_label": _Field(str, max_length=128),
+    "continuation": _Field(str, max_length=64),
 }
 _LOOKUP = {"user": _Field(str, True, 512)}
 _PING: dict[str, _Field] = {}
@@ -116,7 +125,7 @@ def _decision_reply(decision: Decision) -> Reply:
     return reply
 
 
-def _auth(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
+def _auth(engine: Engine, request: Mapping[str, object], caller: Caller) -> Reply:
     values = _validate(request, _AUTH)
     flow_name = values.get("flow")
     if flow_name is None:
@@ -134,13 +143,24 @@ def _auth(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
         trust_device=values.get("trust_device", False),
         device_label=values.get("device_label", ""),
     )
-    decision = engine.authenticate(
-        values["user"], attempt, service=values["service"], remote=values.get("remote", "")
+    user, uid, now = values["user"], caller.peer.uid, time.time()
+    verified = attempt.code is not None and caller.continuations.valid(
+        values.get("continuation"), user, uid, now
     )
-    return _decision_reply(decision)
+    decision = engine.authenticate(
+        user,
+        attempt,
+        service=values["service"],
+        remote=values.get("remote", ""),
+        password_verified=verified,
+    )
+    reply = _decision_reply(decision)
+    if decision.outcome is Outcome.CHALLENGE:
+        reply["continuation"] = caller.continuations.issue(user, uid, now)
+    return reply
 
 
-def _lookup(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
+def _lookup(engine: Engine, request: Mapping[str, object], caller: Caller) -> Reply:
     values = _validate(request, _LOOKUP)
     found = engine.lookup(values["user"])
     if found is None:
@@ -152,9 +172,32 @@ def _lookup(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
     return reply
 
 
-def _ping(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
+def _ping(engine: Engine, request: Mapping[str, object], caller: Caller) -> Reply:
     _validate(request, _PING)
     return {"result": "ok"}
+
+
+def _rss_kb() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _stats(engine: Engine, request: Mapping[str, object], caller: Caller) -> Reply:
+    """Counters for monitoring and the benchmarks: directory operations, memory."""
+    _validate(request, _PING)
+    return {
+        "result": "ok",
+        "directory": engine.directory.counts(),
+        "rss_kb": _rss_kb(),
+        "logins": engine.login_count,
+        "pid": os.getpid(),
+    }
 
 
 # -- management ------------------------------------------------------------------------
@@ -237,10 +280,10 @@ def _settings(request: Mapping[str, object]) -> dict[str, bool | int | None]:
 def _manage(
     schema: Mapping[str, _Field], call: Callable[[Engine, dict[str, Any], str], Reply]
 ) -> Handler:
-    def handler(engine: Engine, request: Mapping[str, object], peer: Peer) -> Reply:
+    def handler(engine: Engine, request: Mapping[str, object], caller: Caller) -> Reply:
         values = _validate(request, schema)
         try:
-            return {"result": "ok", **call(engine, values, peer.user)}
+            return {"result": "ok", **call(engine, values, caller.peer.user)}
         except Refused as exc:
             return {"result": "refused", "reason": exc.reason.value, "message": str(exc)}
 
@@ -398,11 +441,12 @@ def _policy_assign(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
 _CONTEXT = {"service": _Field(str, max_length=64), "remote": _Field(str, max_length=64)}
 _SETTINGS = {"settings": _Field(dict)}
 
-Handler = Callable[[Engine, Mapping[str, object], Peer], Reply]
+Handler = Callable[[Engine, Mapping[str, object], "Caller"], Reply]
 OPS: dict[str, tuple[Right, Handler]] = {
     "ping": (Right.VERIFY, _ping),
     "auth": (Right.VERIFY, _auth),
     "lookup": (Right.VERIFY, _lookup),
+    "stats": (Right.MANAGE, _stats),
     "status": (Right.MANAGE, _manage(_USER, _status)),
     "enroll-begin": (
         Right.MANAGE,
@@ -479,8 +523,15 @@ OPS: dict[str, tuple[Right, Handler]] = {
 }
 
 
+_SHARED_CONTINUATIONS = Continuations()
+
+
 def handle(
-    engine: Engine, request: Mapping[str, object], peer: Peer, rights: frozenset[Right]
+    engine: Engine,
+    request: Mapping[str, object],
+    peer: Peer,
+    rights: frozenset[Right],
+    continuations: Continuations = _SHARED_CONTINUATIONS,
 ) -> Reply:
     """The reply to one request. Never raises: failures become error or tempfail replies."""
     op = request.get("op")
@@ -492,7 +543,7 @@ def handle(
         reply = error("forbidden")
     else:
         try:
-            reply = entry[1](engine, request, peer)
+            reply = entry[1](engine, request, Caller(peer, continuations))
         except Malformed as exc:
             log.info("malformed %s request from %s: %s", op, peer, exc)
             reply = error("malformed")

@@ -29,9 +29,13 @@ not ask). ``account`` and ``setcred`` succeed (there is nothing to add there);
 ``password`` is left to other modules (PAM_IGNORE).
 """
 
-from typing import Any
-
 from . import wire
+
+# typing costs several milliseconds to import, and this module is imported anew for every
+# PAM transaction: the annotations below are strings, resolved by type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEVICE_TOKEN",
@@ -81,7 +85,7 @@ class _Options:
                 self.enroll_url = value
 
 
-def _say(pamh: Any, flags: int, style: int, text: str) -> None:
+def _say(pamh: "Any", flags: int, style: int, text: str) -> None:
     if flags & pamh.PAM_SILENT:
         return
     try:  # noqa: SIM105 - contextlib would cost an import on every transaction
@@ -90,7 +94,7 @@ def _say(pamh: Any, flags: int, style: int, text: str) -> None:
         pass  # an application that cannot show text still gets the right return code
 
 
-def _ask(pamh: Any, prompt: str) -> str | None:
+def _ask(pamh: "Any", prompt: str) -> str | None:
     response = pamh.conversation(pamh.Message(pamh.PAM_PROMPT_ECHO_OFF, prompt))
     answer = response.resp
     if answer is None or len(answer) > _MAX_INPUT:
@@ -98,7 +102,7 @@ def _ask(pamh: Any, prompt: str) -> str | None:
     return str(answer)
 
 
-def _env(pamh: Any, name: str) -> str | None:
+def _env(pamh: "Any", name: str) -> str | None:
     try:
         value = pamh.env[name]
     except KeyError:
@@ -107,7 +111,7 @@ def _env(pamh: Any, name: str) -> str | None:
 
 
 def _deny(
-    pamh: Any, flags: int, reply: dict[str, object], options: _Options, interactive: bool
+    pamh: "Any", flags: int, reply: "dict[str, object]", options: _Options, interactive: bool
 ) -> int:
     reason = reply.get("reason")
     if reason == "unknown-user":
@@ -134,7 +138,7 @@ def _deny(
     return int(pamh.PAM_AUTH_ERR)
 
 
-def _authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
+def _authenticate(pamh: "Any", flags: int, argv: list[str]) -> int:
     options = _Options(argv)
     user = pamh.get_user(None)
     if not user or len(user) > _MAX_USER:
@@ -165,6 +169,9 @@ def _authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
             if code is None:
                 return int(pamh.PAM_CONV_ERR)
             request["code"] = code
+            continuation = reply.get("continuation")
+            if isinstance(continuation, str):
+                request["continuation"] = continuation  # spares a second password check
             trust = _env(pamh, TRUST_DEVICE)
             if trust:
                 request["trust_device"] = True
@@ -187,7 +194,7 @@ def _authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
     return int(pamh.PAM_AUTHINFO_UNAVAIL)
 
 
-def pam_sm_authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
+def pam_sm_authenticate(pamh: "Any", flags: int, argv: list[str]) -> int:
     try:
         return _authenticate(pamh, flags, argv)
     except pamh.exception:
@@ -196,21 +203,21 @@ def pam_sm_authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
         return int(pamh.PAM_AUTHINFO_UNAVAIL)
 
 
-def pam_sm_setcred(pamh: Any, flags: int, argv: list[str]) -> int:
+def pam_sm_setcred(pamh: "Any", flags: int, argv: list[str]) -> int:
     return int(pamh.PAM_SUCCESS)
 
 
-def pam_sm_acct_mgmt(pamh: Any, flags: int, argv: list[str]) -> int:
+def pam_sm_acct_mgmt(pamh: "Any", flags: int, argv: list[str]) -> int:
     return int(pamh.PAM_SUCCESS)
 
 
-def pam_sm_open_session(pamh: Any, flags: int, argv: list[str]) -> int:
+def pam_sm_open_session(pamh: "Any", flags: int, argv: list[str]) -> int:
     return int(pamh.PAM_SUCCESS)
 
 
-def pam_sm_close_session(pamh: Any, flags: int, argv: list[str]) -> int:
+def pam_sm_close_session(pamh: "Any", flags: int, argv: list[str]) -> int:
     return int(pamh.PAM_SUCCESS)
 
 
-def pam_sm_chauthtok(pamh: Any, flags: int, argv: list[str]) -> int:
+def pam_sm_chauthtok(pamh: "Any", flags: int, argv: list[str]) -> int:
     return int(pamh.PAM_IGNORE)

@@ -89,6 +89,7 @@ def config_data(slapd: Slapd, secrets_dir: Path, **overrides: Any) -> dict[str, 
         "keys": {"current": "k1", "directory": str(secrets_dir / "keys")},
         "totp": {"issuer": "Example Mail"},
         "audit": {"syslog": False},
+        "daemon": {"processes": 1},
     }
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)

@@ -377,3 +377,41 @@ def test_check_mode(daemon: Twostepd) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_continuations_spare_a_bind_and_prove_nothing_else(daemon: Twostepd, slapd: Slapd) -> None:
+    from support.flows import enroll
+
+    from pam_twostep.account import Attr  # noqa: F401 - the schema is loaded by the fixture
+    from pam_twostep.audit import MemorySink
+    from pam_twostep.config import load_secrets, parse_config
+    from pam_twostep.directory import Directory
+    from pam_twostep.engine import Engine
+    from pam_twostep.totp import totp
+
+    config = parse_config(daemon.config)
+    loaded = load_secrets(config)
+    directory = Directory(config.ldap, config.users, loaded.bind_password)
+    past = time.time() - 300  # enrolled earlier: the code of now is unused
+    engine = Engine(config, directory, loaded.keyring, MemorySink(), clock=lambda: past)
+    key, _ = enroll(engine, past)
+    directory.close()
+    challenge = daemon.ask(auth("alice", service="sshd"))
+    assert challenge["result"] == "challenge" and isinstance(challenge["continuation"], str)
+    token = str(challenge["continuation"])
+    code = totp(key, time.time())
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    # a continuation that does not verify means the password is checked: wrong -> deny
+    denied = daemon.ask(
+        auth("alice", password="wrong", service="sshd", code=code, continuation=forged)
+    )
+    assert denied["result"] == "deny"
+    # another user's continuation does not transfer either
+    assert (
+        daemon.ask(auth("bob", password="wrong", service="sshd", code=code, continuation=token))[
+            "result"
+        ]
+        == "deny"
+    )
+    accepted = daemon.ask(auth("alice", password="", service="sshd", code=code, continuation=token))
+    assert accepted["result"] == "accept" and accepted["method"] == "totp"

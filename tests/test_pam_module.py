@@ -437,3 +437,52 @@ def test_dovecot_pam_passdb(setup: Setup, admin: Engine, clock: Clock) -> None:
             assert dovecot.imap_login("bob", USERS["bob"], "127.0.5.3") == ("OK", "")
         finally:
             dovecot.stop()
+
+
+def test_password_is_checked_once_per_interactive_login(
+    setup: Setup, admin: Engine, clock: Clock
+) -> None:
+    """The challenge carries a continuation, so the code's request needs no second bind."""
+    key, _ = enroll(admin, clock.now)
+
+    def binds() -> int:
+        return int(setup.daemon.ask({"op": "stats"})["directory"].get("user-bind", 0))  # type: ignore[union-attr]
+
+    with pam_service(setup.lines()) as service:
+        before = binds()
+        result = pamtester(service, "alice", [USERS["alice"], fresh_code(key, clock.now)])
+        assert result.returncode == 0
+        assert binds() - before == 1
+
+
+def test_the_module_imports_only_what_it_needs(setup: Setup) -> None:
+    """pam_python imports the module anew for every transaction: no typing, no re."""
+    import subprocess
+
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import pam_twostep.pam_module; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    baseline = set(
+        subprocess.run(
+            ["/usr/bin/python3", "-IS", "-c", "import sys; print(' '.join(sorted(sys.modules)))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
+    loaded = set(
+        subprocess.run(
+            ["/usr/bin/python3", "-IS", "-c", code, str(setup.loader.parent)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
+    assert loaded - baseline == {
+        "_json",
+        "_socket",
+        "pam_twostep",
+        "pam_twostep.wire",
+        "pam_twostep.pam_module",
+    }

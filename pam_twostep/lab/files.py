@@ -58,7 +58,7 @@ def install_clients(client_dir: Path, share_dir: Path | None = None) -> Path:
     package.mkdir(parents=True, exist_ok=True)
     for directory in (client_dir, package):
         os.chmod(directory, 0o755)
-    for name in ("__init__.py", "wire.py", "pam_module.py"):
+    for name in ("__init__.py", "wire.py", "pam_module.py", "checkpassword.py"):
         _copy(_PACKAGE / name, package / name, 0o644)
         compiled = Path(
             py_compile.compile(
