@@ -35,7 +35,7 @@ from .codes import (
 from .errors import CorruptEntry
 from .hashing import digest_matches, fast_digest, verify_backup_codes
 from .keyring import Keyring
-from .lockout import clear_changes, lock_state, record_failure
+from .lockout import clear_changes, lock_state, missing_lock, record_failure
 from .policy import Policy
 from .records import Device, Usage, check_label
 from .totp import StepMatch, match_step
@@ -453,7 +453,13 @@ def decide(
     """The outcome of one login attempt and the directory changes that go with it."""
     lock = lock_state(state, policy, ctx.now)
     if lock.locked:
-        return Decision(Outcome.DENY, state.username, reason=Reason.LOCKED)
+        written = missing_lock(state, policy, ctx.now)
+        return Decision(
+            Outcome.DENY,
+            state.username,
+            reason=Reason.LOCKED,
+            followups=(written,) if written else (),
+        )
     if attempt.flow is Flow.MAIL:
         return _decide_mail(state, policy, attempt, ctx, password, random)
     return _decide_interactive(state, policy, attempt, ctx, password, keys, random)

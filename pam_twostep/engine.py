@@ -62,6 +62,7 @@ from .policy import (
     policy_to_ldap,
     resolve_policy,
 )
+from .turns import Turns
 
 __all__ = ["Engine", "PolicyEntry", "check_username"]
 
@@ -141,6 +142,7 @@ class Engine:
         """Logins decided since start (for the daemon's stats)."""
         self._policies: dict[str, tuple[float, dict[str, bool | int] | None]] = {}
         self._policy_lock = threading.Lock()
+        self._turns = Turns()
 
     # -- shared steps -----------------------------------------------------------------
 
@@ -193,9 +195,13 @@ class Engine:
     def _write(self, state: AccountState, modify: Modify) -> None:
         if not modify:
             return
-        if not state.has_class:
-            self.directory.add_values_if_missing(state.dn, Attr.OBJECT_CLASS, ACCOUNT_CLASS)
-        self.directory.modify(state.dn, modify)
+        try:
+            if not state.has_class:
+                self.directory.add_values_if_missing(state.dn, Attr.OBJECT_CLASS, ACCOUNT_CLASS)
+            self.directory.modify(state.dn, modify)
+        finally:
+            # even a failed write may have been applied: later reads must not trust theirs
+            self._turns.wrote(state.dn)
 
     def _bookkeeping(self, state: AccountState, modifies: Collection[Modify]) -> None:
         for modify in modifies:
@@ -261,9 +267,20 @@ class Engine:
     def _authenticate(
         self, username: str, attempt: Attempt, ctx: Context, password_verified: bool = False
     ) -> Decision:
+        mark = self._turns.mark()
         loaded = self._load(username)
         if loaded is None:
             return unknown_user(username)
+        with self._turns.turn(loaded.state.dn, self.config.ldap.timeout) as waited:
+            if waited or self._turns.stale(loaded.state.dn, mark):
+                loaded = self._load(username)
+                if loaded is None:
+                    return unknown_user(username)
+            return self._decide(loaded, attempt, ctx, password_verified)
+
+    def _decide(
+        self, loaded: _Loaded, attempt: Attempt, ctx: Context, password_verified: bool
+    ) -> Decision:
         state, policy = loaded.state, loaded.policy
         check = PasswordCheck.NOT_CHECKED
         if wants_password(state, policy, attempt, ctx.now):

@@ -14,8 +14,10 @@ Two refinements keep real users out of trouble without helping attackers:
   repeating a guess;
 * failures from before a lock that has expired do not count again.
 
-Under parallel guessing the limit holds within the number of guesses in flight at once
-(each reads the count before any of them writes): that slack is documented, not hidden.
+Under parallel guessing the limit holds within the number of guesses decided at once:
+each reads the count before the others write. The engine lets one login per account be
+decided at a time in each serving process, so the slack is one guess per process beyond
+the first (docs/security.md).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "clear_changes",
     "fingerprint",
     "lock_state",
+    "missing_lock",
     "record_failure",
     "unlock_modify",
 ]
@@ -48,22 +51,46 @@ class LockState:
     """Failures that count now."""
 
 
+def _locked_at(state: AccountState, policy: Policy, now: int) -> int | None:
+    """When the account locked: as written, or when its failures reached the limit.
+
+    Failures decided at once can reach the limit without any of them writing the lock
+    (each counted the others' failures as not yet there); the count still locks.
+    """
+    if state.locked_at is not None:
+        return state.locked_at
+    times = sorted(f.time for f in state.failures if f.time > now - policy.lockout_window)
+    if len(times) >= policy.lockout_max_failures:
+        return times[policy.lockout_max_failures - 1]
+    return None
+
+
 def _counting_since(state: AccountState, policy: Policy, now: int) -> int:
     since = now - policy.lockout_window
-    if state.locked_at is not None:
-        since = max(since, state.locked_at)
+    locked_at = _locked_at(state, policy, now)
+    if locked_at is not None:
+        since = max(since, locked_at)
     return since
 
 
 def lock_state(state: AccountState, policy: Policy, now: int) -> LockState:
-    if state.locked_at is not None:
+    locked_at = _locked_at(state, policy, now)
+    if locked_at is not None:
         if policy.lockout_duration == 0:
             return LockState(True, None, len(state.failures))
-        until = state.locked_at + policy.lockout_duration
+        until = locked_at + policy.lockout_duration
         if now < until:
             return LockState(True, until, len(state.failures))
     since = _counting_since(state, policy, now)
     return LockState(False, None, sum(1 for f in state.failures if f.time > since))
+
+
+def missing_lock(state: AccountState, policy: Policy, now: int) -> Modify:
+    """Writes a lock that the failures reached but nobody wrote, so it stays put."""
+    locked_at = _locked_at(state, policy, now)
+    if state.locked_at is None and locked_at is not None:
+        return Modify((Change.replace(Attr.LOCKED_AT, format_time(locked_at)),))
+    return Modify(())
 
 
 def fingerprint(state: AccountState, kind: str, presented: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -345,13 +345,14 @@ def test_a_success_clears_failures_from_its_address_only(engine: Engine) -> None
 # -- concurrency -----------------------------------------------------------------------
 
 
-def race(count: int, login: Callable[[], Any]) -> list[Any]:
+def race(count: int, login: Callable[[int], Any]) -> list[Any]:
+    """``count`` logins released at once; each is told its index."""
     barrier = threading.Barrier(count)
     results: list[Any] = [None] * count
 
     def run(index: int) -> None:
         barrier.wait()
-        results[index] = login()
+        results[index] = login(index)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
@@ -361,13 +362,25 @@ def race(count: int, login: Callable[[], Any]) -> list[Any]:
     return results
 
 
+@pytest.fixture
+def twin(config: Any, clock: Clock, audit: MemorySink) -> Iterator[Engine]:
+    """A second engine on the same directory: another serving process, or another host."""
+    loaded = load_secrets(config)
+    directory = Directory(config.ldap, config.users, loaded.bind_password)
+    try:
+        yield Engine(config, directory, loaded.keyring, audit, clock=clock)
+    finally:
+        directory.close()
+
+
 def test_one_backup_code_presented_in_parallel_passes_once(
-    engine: Engine, clock: Clock, slapd: Slapd
+    engine: Engine, twin: Engine, clock: Clock, slapd: Slapd
 ) -> None:
     slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"])
     _, codes = enroll(engine, clock.now)
+    engines = (engine, twin)
     for code in codes[:3]:
-        results = race(12, lambda code=code: interactive_login(engine, "alice", code))
+        results = race(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
         assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
         assert all(r.reason in (None, Reason.REPLAYED, Reason.WRONG_CODE) for r in results)
         engine.unlock("alice")
@@ -375,17 +388,35 @@ def test_one_backup_code_presented_in_parallel_passes_once(
 
 
 def test_one_totp_code_presented_in_parallel_passes_once(
-    engine: Engine, clock: Clock, slapd: Slapd
+    engine: Engine, twin: Engine, clock: Clock, slapd: Slapd
 ) -> None:
     slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"])
     key, _ = enroll(engine, clock.now)
+    engines = (engine, twin)
     for _ in range(3):
         clock.advance(30)
         code = totp(key, clock.now)
-        results = race(12, lambda code=code: interactive_login(engine, "alice", code))
+        results = race(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
         assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
         assert {r.reason for r in results} <= {None, Reason.REPLAYED}
         engine.unlock("alice")
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_parallel_guesses_pass_the_limit_by_at_most_one_per_process(
+    engine: Engine, twin: Engine, slapd: Slapd, processes: int
+) -> None:
+    slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["5"])
+    engines = (engine, twin)[:processes]
+    for round_ in range(5):
+        results = race(
+            32, lambda i: mail_login(engines[i % processes], "bob", f"guess {round_}.{i}")
+        )
+        checked = sum(r.reason is Reason.WRONG_PASSWORD for r in results)
+        assert 5 <= checked <= 5 + processes - 1
+        assert {r.reason for r in results} == {Reason.WRONG_PASSWORD, Reason.LOCKED}
+        assert mail_login(engine, "bob", USERS["bob"]).reason is Reason.LOCKED
+        engine.unlock("bob")
 
 
 # -- hostile input ---------------------------------------------------------------------

@@ -9,7 +9,13 @@ from support.states import NOW, plain_state
 
 from pam_twostep.account import AccountState, Attr
 from pam_twostep.changes import Op
-from pam_twostep.lockout import clear_changes, fingerprint, lock_state, record_failure
+from pam_twostep.lockout import (
+    clear_changes,
+    fingerprint,
+    lock_state,
+    missing_lock,
+    record_failure,
+)
 from pam_twostep.policy import Policy
 from pam_twostep.records import Failure
 
@@ -49,6 +55,33 @@ def test_locks_at_the_limit() -> None:
     lock = lock_state(state, POLICY, NOW + 1)
     assert lock.locked
     assert lock.until == NOW + 900
+
+
+def test_failures_that_reach_the_limit_at_once_lock_though_none_wrote_the_lock() -> None:
+    # three guesses decided in parallel: each read the same empty count, none locked
+    start = plain_state()
+    commits = [
+        record_failure(
+            start,
+            POLICY,
+            now=NOW + i,
+            kind="password",
+            service="imap",
+            address="192.0.2.1",
+            presented=f"guess{i}",
+            random=secrets.token_bytes,
+        )
+        for i in range(3)
+    ]
+    assert not any(locks for _, _, locks in commits)
+    failures = tuple(Failure.load(c.changes[0].values[0]) for c, _, _ in commits)
+    state = replace(start, failures=failures)
+    lock = lock_state(state, POLICY, NOW + 10)
+    assert lock.locked and lock.until == NOW + 2 + 900
+    written = missing_lock(state, POLICY, NOW + 10)
+    assert [(c.attribute, c.op) for c in written.changes] == [(Attr.LOCKED_AT, Op.REPLACE)]
+    assert not lock_state(state, POLICY, NOW + 2 + 900).locked
+    assert not missing_lock(replace(state, locked_at=NOW + 2), POLICY, NOW + 10)
 
 
 def test_lock_expires_and_old_failures_do_not_count_again() -> None:
