@@ -85,6 +85,8 @@ class LdapConfig:
     timeout: float = 5.0
     """Seconds for connecting and for each operation."""
     pool_size: int = 16
+    failback_after: int = 60
+    """Seconds on a later URI before trying the earlier ones again (replication catches up)."""
 
 
 @dataclass(frozen=True)
@@ -419,14 +421,20 @@ def _userdb_fields(value: object, where: str) -> Mapping[str, str]:
     return result
 
 
-def _duration(value: object, where: str) -> int:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    if not 60 <= seconds <= 7 * 86400:
-        raise ConfigError(f"{where}: must be between 1 minute and 7 days")
-    return seconds
+def _seconds(low: int, high: int, bounds: str) -> Callable[[object, str], int]:
+    def check(value: object, where: str) -> int:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if not low <= seconds <= high:
+            raise ConfigError(f"{where}: must be between {bounds}")
+        return seconds
+
+    return check
+
+
+_duration = _seconds(60, 7 * 86400, "1 minute and 7 days")
 
 
 def parse_config(data: object, source: Path | None = None) -> Config:
@@ -442,6 +450,9 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         ca_file=ldap.take("ca_file", _path, LdapConfig.ca_file),
         timeout=ldap.take("timeout", _number(0.1, 60), LdapConfig.timeout),
         pool_size=ldap.take("pool_size", _integer(1, 64), LdapConfig.pool_size),
+        failback_after=ldap.take(
+            "failback_after", _seconds(0, 86400, "0 and 1 day"), LdapConfig.failback_after
+        ),
     )
     ldap.done()
     for uri in ldap_config.uris:

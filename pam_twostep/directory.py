@@ -7,9 +7,15 @@ refused, schema missing) is ``DirectoryUnavailable``, a temporary failure. ldap3
 with exceptions on, so no failure can hide in a result code.
 
 Connections bound as the service identity are pooled (one thread uses one connection
-at a time) and opened against the configured URIs in order, starting with the last one
-that worked. Password checks bind as the user on a fresh connection of their own, so a
-user's identity never leaks into a pooled connection. Every operation has a timeout.
+at a time). Password checks bind as the user on connections kept for that alone, so a
+user's identity never leaks into a service connection. Every operation has a timeout.
+
+One provider at a time. With several URIs (replicated providers), every connection of a
+``Directory`` goes to the same server: the first in configured order that answers. It
+moves to a later one only when its server fails, and back to an earlier one no sooner
+than ``ldap.failback_after`` seconds later, once replication has caught up. So the read
+and the compare-and-swap that consume a code go to one server, and every twostepd that
+lists the providers in the same order consumes codes on the same one (docs/security.md).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import math
 import ssl
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -58,6 +65,15 @@ _CONFLICTS = (
     ldap_errors.LDAPConstraintViolationResult,
     ldap_errors.LDAPEntryAlreadyExistsResult,
 )
+# What makes a server unusable for now (try the next), as opposed to an answer.
+_UNREACHABLE = (
+    ldap_errors.LDAPCommunicationError,
+    ldap_errors.LDAPStartTLSError,
+    ldap_errors.LDAPBusyResult,
+    ldap_errors.LDAPUnavailableResult,
+    ldap_errors.LDAPUnwillingToPerformResult,
+    OSError,
+)
 _MAX_ENTRY_VALUES = 4000
 _MAX_PASSWORD = 1024
 _MAX_CACHED_REQUESTS = 20_000
@@ -70,18 +86,29 @@ def escape_filter(value: str) -> str:
 
 
 class Directory:
-    def __init__(self, ldap: LdapConfig, users: UsersConfig, bind_password: str) -> None:
+    def __init__(
+        self,
+        ldap: LdapConfig,
+        users: UsersConfig,
+        bind_password: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = ldap
         self._users = users
         self._password = bind_password
         self._servers = [self._server(uri) for uri in ldap.uris]
-        self._preferred = 0
-        self._idle: list[Connection] = []
+        self._current = 0
+        """The provider in use; connections to any other are dropped, not used."""
+        self._moved_at = 0.0
+        self._probing = False
+        self._clock = clock
+        self._idle: list[tuple[int, Connection]] = []
+        self._binders: list[tuple[int, Connection]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(ldap.pool_size)
         self._counts: Counter[str] = Counter()
         self._requests: dict[tuple[object, ...], object] = {}
-        self._binders: list[Connection] = []
         self._count_lock = threading.Lock()
 
     def _count(self, what: str) -> None:
@@ -121,60 +148,131 @@ class Directory:
 
     # -- connections ------------------------------------------------------------------
 
-    def _open(self, user: str | None, password: str | None) -> Connection:
-        """A bound connection to the first server that answers; raises ldap3 errors."""
-        count = len(self._servers)
+    @property
+    def server_in_use(self) -> str:
+        """The URI every connection goes to now (for ``stats`` and ``twostep check``)."""
+        return self._config.uris[self._current]
+
+    def _open(self, user: str | None, password: str | None) -> tuple[int, Connection]:
+        """A bound connection to the provider in use, or else the first that answers.
+
+        Returns it with the index of its server; raises ldap3 errors.
+        """
+        current = self._current
+        order = [current] + [i for i in range(len(self._servers)) if i != current]
         last: Exception | None = None
-        for offset in range(count):
-            index = (self._preferred + offset) % count
-            # ldap3 remembers a failed address for 5 s; we keep our own order instead, so a
-            # server that comes back is used again at once.
-            self._servers[index].reset_availability()
-            self._count("connect")
-            conn = Connection(
-                self._servers[index],
-                user=user,
-                password=password,
-                raise_exceptions=True,
-                receive_timeout=math.ceil(self._config.timeout),
-                auto_referrals=False,
-                read_only=False,
-            )
+        for index in order:
             try:
-                conn.open()
-                if self._config.start_tls and not self._servers[index].ssl:
-                    conn.start_tls(read_server_info=False)
-                conn.bind()
-            except ldap_errors.LDAPInvalidCredentialsResult:
-                _quietly_close(conn)
-                raise
-            except (
-                ldap_errors.LDAPCommunicationError,
-                ldap_errors.LDAPStartTLSError,
-                ldap_errors.LDAPBusyResult,
-                ldap_errors.LDAPUnavailableResult,
-                ldap_errors.LDAPUnwillingToPerformResult,
-                OSError,
-            ) as exc:
-                _quietly_close(conn)
+                conn = self._connect(index, user, password)
+            except _UNREACHABLE as exc:
                 last = exc
                 log.warning("ldap server %s unusable: %s", self._servers[index], type(exc).__name__)
                 continue
-            self._preferred = index
-            return conn
+            if index != current:
+                self._move_to(index)
+            return index, conn
         raise DirectoryUnavailable(f"no LDAP server answered ({type(last).__name__})")
+
+    def _connect(self, index: int, user: str | None, password: str | None) -> Connection:
+        # ldap3 remembers a failed address for 5 s; we keep our own order instead, so a
+        # server that comes back is used again at once.
+        self._servers[index].reset_availability()
+        self._count("connect")
+        conn = Connection(
+            self._servers[index],
+            user=user,
+            password=password,
+            raise_exceptions=True,
+            receive_timeout=math.ceil(self._config.timeout),
+            auto_referrals=False,
+            read_only=False,
+        )
+        try:
+            conn.open()
+            if self._config.start_tls and not self._servers[index].ssl:
+                conn.start_tls(read_server_info=False)
+            conn.bind()
+        except BaseException:
+            _quietly_close(conn)
+            raise
+        return conn
+
+    def _move_to(self, index: int) -> None:
+        """Use provider ``index`` from now on; connections to the others are dropped."""
+        with self._lock:
+            if self._current == index:
+                return
+            log.warning(
+                "ldap: now using %s instead of %s",
+                self._config.uris[index],
+                self._config.uris[self._current],
+            )
+            self._current = index
+            self._moved_at = self._clock()
+            stale = [c for i, c in self._idle + self._binders if i != index]
+            self._idle = [(i, c) for i, c in self._idle if i == index]
+            self._binders = [(i, c) for i, c in self._binders if i == index]
+        self._count("failover")
+        for conn in stale:
+            _quietly_close(conn)
+
+    def _fail_back(self) -> None:
+        """Past ``failback_after`` on a later provider, try the earlier ones again.
+
+        One thread probes at a time, and a failed probe waits another period, so a
+        provider that stays down costs one connection attempt per period.
+        """
+        with self._lock:
+            if (
+                self._current == 0
+                or self._probing
+                or self._clock() - self._moved_at < self._config.failback_after
+            ):
+                return
+            self._probing = True
+            current = self._current
+        try:
+            for index in range(current):
+                self._count("failback-probe")
+                try:
+                    conn = self._connect(index, self._config.bind_dn, self._password)
+                except (ldap_errors.LDAPException, OSError):
+                    continue
+                self._move_to(index)
+                self._pool(index, conn)
+                return
+            with self._lock:
+                self._moved_at = self._clock()
+        finally:
+            with self._lock:
+                self._probing = False
+
+    def _pool(self, index: int, conn: Connection) -> None:
+        with self._lock:
+            if index == self._current:
+                self._idle.append((index, conn))
+                return
+        _quietly_close(conn)
 
     @contextmanager
     def _service(self) -> Iterator[Connection]:
         """A pooled connection bound as the service; broken ones are dropped."""
+        self._fail_back()
         if not self._slots.acquire(timeout=self._config.timeout):
             raise DirectoryUnavailable("all LDAP connections are busy")
-        conn: Connection | None = None
+        index, conn = -1, None
         try:
+            stale = []
             with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None or conn.closed:
-                conn = self._open_service()
+                while self._idle and conn is None:
+                    index, conn = self._idle.pop()
+                    if index != self._current or conn.closed:
+                        stale.append(conn)
+                        conn = None
+            for old in stale:
+                _quietly_close(old)
+            if conn is None:
+                index, conn = self._open_service()
             yield conn
         except BaseException:
             # Whatever went wrong, this connection's state is unknown: do not pool it.
@@ -184,11 +282,10 @@ class Directory:
             raise
         finally:
             if conn is not None:
-                with self._lock:
-                    self._idle.append(conn)
+                self._pool(index, conn)
             self._slots.release()
 
-    def _open_service(self) -> Connection:
+    def _open_service(self) -> tuple[int, Connection]:
         try:
             return self._open(self._config.bind_dn, self._password)
         except ldap_errors.LDAPInvalidCredentialsResult:
@@ -199,13 +296,13 @@ class Directory:
             ) from None
 
     def _run(self, what: str, operation: Callable[[Connection], _T], *, retry: bool) -> _T:
-        self._count(what)
         """Run ``operation`` on a service connection, translating errors.
 
         Reads are retried once on a fresh connection: a pooled connection may have gone
         stale when the server restarted. Writes are not, because a write whose answer was
         lost may have been applied.
         """
+        self._count(what)
         attempts = 2 if retry else 1
         for attempt in range(attempts):
             try:
@@ -232,7 +329,7 @@ class Directory:
         with self._lock:
             idle, self._idle = self._idle, []
             binders, self._binders = self._binders, []
-        for conn in idle + binders:
+        for _, conn in idle + binders:
             _quietly_close(conn)
 
     # -- reads ------------------------------------------------------------------------
@@ -358,7 +455,7 @@ class Directory:
         """Read an entry as someone else (anonymous when ``bind_dn`` is None): what does
         that identity see? For ``twostep check``'s access-control findings."""
         try:
-            conn = self._open(bind_dn, password)
+            _, conn = self._open(bind_dn, password)
         except ldap_errors.LDAPException as exc:
             raise DirectoryUnavailable(f"bind: {_describe(exc)}") from None
         try:
@@ -387,33 +484,36 @@ class Directory:
         if not password or "\0" in password or len(password) > _MAX_PASSWORD:
             return False
         self._count("user-bind")
+        self._fail_back()
         with self._lock:
-            conn = self._binders.pop() if self._binders else None
-        if conn is not None:
+            index, conn = self._binders.pop() if self._binders else (-1, None)
+        if conn is not None and index == self._current:
             # A connection kept for binding only: rebinding costs half of a new one.
             try:
                 conn.rebind(dn, password)
             except ldap_errors.LDAPInvalidCredentialsResult:
-                self._keep_binder(conn)
+                self._keep_binder(index, conn)
                 return False
             except ldap_errors.LDAPException:
                 _quietly_close(conn)  # stale (server restarted?): retry on a fresh one
             else:
-                self._keep_binder(conn)
+                self._keep_binder(index, conn)
                 return True
+        elif conn is not None:
+            _quietly_close(conn)
         try:
-            conn = self._open(dn, password)
+            index, conn = self._open(dn, password)
         except ldap_errors.LDAPInvalidCredentialsResult:
             return False
         except ldap_errors.LDAPException as exc:
             raise DirectoryUnavailable(f"password check: {_describe(exc)}") from None
-        self._keep_binder(conn)
+        self._keep_binder(index, conn)
         return True
 
-    def _keep_binder(self, conn: Connection) -> None:
+    def _keep_binder(self, index: int, conn: Connection) -> None:
         with self._lock:
-            if len(self._binders) < self._config.pool_size:
-                self._binders.append(conn)
+            if index == self._current and len(self._binders) < self._config.pool_size:
+                self._binders.append((index, conn))
                 return
         _quietly_close(conn)
 
@@ -424,7 +524,7 @@ class Directory:
         if not new or "\0" in new or len(new) > _MAX_PASSWORD:
             raise ValueError("a new password has 1 to 1024 characters and no NUL")
         try:
-            conn = self._open(dn, old)
+            _, conn = self._open(dn, old)
         except ldap_errors.LDAPInvalidCredentialsResult:
             return False
         except ldap_errors.LDAPException as exc:

@@ -194,6 +194,7 @@ def _stats(engine: Engine, request: Mapping[str, object], caller: Caller) -> Rep
     return {
         "result": "ok",
         "directory": engine.directory.counts(),
+        "ldap_server": engine.directory.server_in_use,
         "rss_kb": _rss_kb(),
         "logins": engine.login_count,
         "pid": os.getpid(),

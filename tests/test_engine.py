@@ -410,7 +410,8 @@ def test_parallel_guesses_pass_the_limit_by_at_most_one_per_process(
     engines = (engine, twin)[:processes]
     for round_ in range(5):
         results = race(
-            32, lambda i: mail_login(engines[i % processes], "bob", f"guess {round_}.{i}")
+            32,
+            lambda i, r=round_: mail_login(engines[i % processes], "bob", f"guess {r}.{i}"),
         )
         checked = sum(r.reason is Reason.WRONG_PASSWORD for r in results)
         assert 5 <= checked <= 5 + processes - 1

@@ -93,8 +93,13 @@ class Slapd:
         port: int | None = None,
         names: Directory | None = None,
         users: Mapping[str, str] | None = None,
+        *,
+        seed: bool = True,
     ) -> Slapd:
-        """Configure, start, load schema, ACLs and indexes, and seed the tree."""
+        """Configure, start, load schema, ACLs and indexes, and seed the tree.
+
+        Unseeded, the database is empty: a replica that gets its tree from a provider.
+        """
         server = cls(directory, port or free_port(), names or Directory())
         (directory / "slapd.d").mkdir(parents=True)
         (directory / "data").mkdir()
@@ -109,7 +114,8 @@ class Slapd:
         server.ldapmodify(resource("ldap_schema/twostep.ldif"), add=True)
         server.ldapmodify(_rebased(resource("ldap_schema/acl.ldif"), server.names, directory))
         server.ldapmodify(resource("ldap_schema/indexes.ldif"))
-        server.ldapadd(server._tree_ldif(users or {}))
+        if seed:
+            server.ldapadd(server._tree_ldif(users or {}))
         return server
 
     def _config_ldif(self) -> str:
