@@ -9,8 +9,12 @@ from pam_twostep.engine import Engine
 from pam_twostep.totp import decode_secret, totp
 
 
-def enroll(engine: Engine, now: float, user: str = "alice") -> tuple[bytes, list[str]]:
-    shown = engine.enroll_begin(user, USERS[user])
+def enroll(
+    engine: Engine, now: float, user: str = "alice", password: str | None = None
+) -> tuple[bytes, list[str]]:
+    shown = engine.enroll_begin(
+        user, USERS.get(user, f"{user}-pw") if password is None else password
+    )
     key = decode_secret(shown.secret)
     return key, engine.enroll_confirm(user, totp(key, now))
 
