@@ -167,6 +167,34 @@ def test_many_idle_connections_cost_nobody(daemon: Twostepd) -> None:
             sock.close()
 
 
+def test_memory_stays_bounded_under_hostile_connections(slapd: Slapd, base: Path) -> None:
+    """A thousand connections, half of them holding almost a whole message, and oversized
+    frames on top: the daemon serves others throughout and its memory stays bounded."""
+    daemon = make_daemon(slapd, base, daemon={"request_timeout": 30, "max_connections": 1024})
+    daemon.start()
+    held: list[socket.socket] = []
+    try:
+        before = int(daemon.ask({"op": "stats"})["rss_kb"])  # type: ignore[call-overload]
+        for n in range(1000):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(daemon.socket))
+            if n % 2:
+                sock.sendall(b'{"op":"ping","id":"' + b"x" * (wire.MAX_MESSAGE - 40))
+            held.append(sock)
+        for _ in range(20):
+            assert wire.decode(raw(daemon.socket, b"y" * 100_000 + b"\n")) == {
+                "result": "error",
+                "error": "too-large",
+            }
+        assert daemon.ask(auth())["result"] == "accept"
+        during = int(daemon.ask({"op": "stats"})["rss_kb"])  # type: ignore[call-overload]
+        assert during - before < 40_000, (before, during)
+    finally:
+        for sock in held:
+            sock.close()
+        daemon.stop()
+
+
 def test_connection_limit(slapd: Slapd, base: Path) -> None:
     daemon = make_daemon(slapd, base, daemon={"max_connections": 3})
     daemon.start()
