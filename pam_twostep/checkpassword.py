@@ -27,6 +27,13 @@ import sys
 
 from . import wire
 
+MYPY = False
+if MYPY:  # typing only: importing collections.abc would cost every login
+    from collections.abc import Callable
+
+    _Ask = Callable[[str, dict[str, object], float], dict[str, object]]
+    _Execve = Callable[[str, list[str], dict[bytes, bytes]], object]
+
 __all__ = ["EXIT_DENY", "EXIT_MISUSE", "EXIT_TEMPFAIL", "EXIT_UNKNOWN_USER", "main", "run"]
 
 EXIT_DENY = 1
@@ -60,6 +67,7 @@ def _exec(
     user: str,
     fields: dict[object, object],
     authorized: bool,
+    execve: "_Execve",
 ) -> int:
     env[b"USER"] = user.encode("utf-8")
     extra = []
@@ -78,18 +86,25 @@ def _exec(
     if authorized:
         env[b"AUTHORIZED"] = b"2"
     try:
-        posix.execve(argv[1], argv[1:], env)
+        execve(argv[1], argv[1:], env)
     except OSError:
         return EXIT_TEMPFAIL
-    return EXIT_TEMPFAIL  # not reached
+    return EXIT_TEMPFAIL  # not reached, but for a stand-in execve in tests
 
 
-def main() -> int:
-    argv = sys.argv
+def main(
+    argv: list[str] | None = None,
+    environ: dict[bytes, bytes] | None = None,
+    read_input: "Callable[[], bytes | None]" = _read_fd3,
+    ask: "_Ask" = wire.ask,
+    execve: "_Execve" = posix.execve,
+) -> int:
+    """The program; its I/O is passed in only so that the fuzz target can drive it."""
+    argv = sys.argv if argv is None else argv
     if len(argv) < 2:
         return EXIT_MISUSE
     try:
-        data = _read_fd3()
+        data = read_input()
     except OSError:
         return EXIT_MISUSE
     if data is None:
@@ -97,7 +112,7 @@ def main() -> int:
     parts = data.split(b"\0")
     if len(parts) < 3 or parts[-1] != b"":
         return EXIT_MISUSE
-    env = dict(posix.environ)
+    env = dict(posix.environ if environ is None else environ)
     user = _text(parts[0])
     password = _text(parts[1])
     if not user or password is None or "\t" in user or "\n" in user:
@@ -137,7 +152,7 @@ def main() -> int:
             "secured": bool(env.get(b"AUTH_SECURED")),
         }
     try:
-        reply = wire.ask(path, request, timeout)
+        reply = ask(path, request, timeout)
     except (OSError, wire.ProtocolError):
         return EXIT_TEMPFAIL
     result = reply.get("result")
@@ -151,7 +166,7 @@ def main() -> int:
         and "\t" not in name
         and "\0" not in name
     ):
-        return _exec(argv, env, name, fields, authorized)
+        return _exec(argv, env, name, fields, authorized, execve)
     if result in ("deny", "challenge"):
         return EXIT_DENY
     if result == "unknown" and authorized:

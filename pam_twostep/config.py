@@ -40,6 +40,7 @@ __all__ = [
     "Secrets",
     "TotpConfig",
     "UsersConfig",
+    "config_from_yaml",
     "config_path",
     "load_config",
     "load_secrets",
@@ -191,7 +192,13 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
-        if key in seen:
+        try:
+            repeated = key in seen
+        except TypeError:  # a list or mapping as a key
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value", key_node.start_mark
+            ) from None
+        if repeated:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
@@ -568,21 +575,27 @@ def load_config(path: Path) -> Config:
             text = handle.read(_MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    return config_from_yaml(text, path)
+
+
+def config_from_yaml(text: bytes, source: Path | None = None) -> Config:
+    """The configuration in ``text``; every problem is a ``ConfigError`` naming the place."""
+    where = f"{source}" if source is not None else "configuration"
     if len(text) > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than 1 MiB")
+        raise ConfigError(f"{where}: larger than 1 MiB")
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
+        line = f", line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{path}{where}: {problem}") from None
+        raise ConfigError(f"{where}{line}: {problem}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply") from None
+        raise ConfigError(f"{where}: nested too deeply") from None
     try:
-        return parse_config(data, path)
+        return parse_config(data, source)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_secrets(config: Config) -> Secrets:

@@ -239,7 +239,11 @@ class Daemon:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: dict[str, object]) -> None:
-        writer.write(json.dumps(reply, separators=(",", ":"), ensure_ascii=True).encode() + b"\n")
+        data = json.dumps(reply, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+        if len(data) > wire.MAX_REPLY:  # no client would read it
+            log.error("a %s reply of %d bytes was not sent", reply.get("result"), len(data))
+            data = b'{"result":"tempfail"}\n'
+        writer.write(data)
         await writer.drain()
 
 

@@ -7,8 +7,10 @@ daemon decodes requests with the same ``decode`` the clients use, so both sides 
 by construction; the Lua passdb is the one other implementation, held to the same
 contract by tests.
 
-Framing: a message is UTF-8 JSON, one object, on one line ending in ``\\n``, at most
-``MAX_MESSAGE`` bytes including the newline. Requests carry ``op`` and the fields of
+Framing: a message is UTF-8 JSON, one object, on one line ending in ``\\n``. A request
+is at most ``MAX_MESSAGE`` bytes including the newline (what the daemon holds for a
+stranger); a reply at most ``MAX_REPLY`` (an account's status lists every passcode and
+device, and clients trust the daemon). Requests carry ``op`` and the fields of
 that operation; every reply carries ``result``. See README.md, "The twostepd protocol".
 """
 
@@ -16,11 +18,21 @@ import _json
 import _socket
 import time
 
-__all__ = ["DEFAULT_SOCKET", "MAX_MESSAGE", "ProtocolError", "ask", "decode", "encode"]
+__all__ = [
+    "DEFAULT_SOCKET",
+    "MAX_MESSAGE",
+    "MAX_REPLY",
+    "ProtocolError",
+    "ask",
+    "decode",
+    "encode",
+]
 
 DEFAULT_SOCKET = "/run/twostep/twostepd.sock"
 MAX_MESSAGE = 8192
-"""Bytes per message, newline included: room for any request, and a bound on memory."""
+"""Bytes per request, newline included: room for any request, and a bound on memory."""
+MAX_REPLY = 4 << 20
+"""Bytes per reply: the largest entry the directory layer reads fits many times over."""
 
 _encode_string = _json.encode_basestring_ascii
 
@@ -71,17 +83,17 @@ def _encode_value(value: object) -> str:
     raise ProtocolError(f"cannot encode {type(value).__name__}")
 
 
-def encode(message: dict[str, object]) -> bytes:
-    """One message, newline-terminated; ``ProtocolError`` if it would exceed the limit."""
+def encode(message: dict[str, object], limit: int = MAX_MESSAGE) -> bytes:
+    """One message, newline-terminated; ``ProtocolError`` if it would exceed ``limit``."""
     data = (_encode_value(message) + "\n").encode("ascii")
-    if len(data) > MAX_MESSAGE:
+    if len(data) > limit:
         raise ProtocolError("message too large")
     return data
 
 
-def decode(line: bytes) -> dict[str, object]:
+def decode(line: bytes, limit: int = MAX_MESSAGE) -> dict[str, object]:
     """Parse one message (with or without its newline); anything else is ProtocolError."""
-    if len(line) > MAX_MESSAGE:
+    if len(line) > limit:
         raise ProtocolError("message too large")
     try:
         text = line.decode("utf-8")
@@ -126,15 +138,15 @@ def ask(path: str, request: dict[str, object], timeout: float) -> dict[str, obje
             if left <= 0:
                 raise TimeoutError("no reply in time")
             sock.settimeout(left)
-            chunk = sock.recv(MAX_MESSAGE)
+            chunk = sock.recv(65536)
             if not chunk:
                 raise ProtocolError("connection closed before a reply")
             received += chunk
-            if len(received) > MAX_MESSAGE:
+            if len(received) > MAX_REPLY:
                 raise ProtocolError("reply too large")
     finally:
         sock.close()
-    reply = decode(received)
+    reply = decode(received, MAX_REPLY)
     if not isinstance(reply.get("result"), str):
         raise ProtocolError("reply without a result")
     return reply

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from support.stack import world_readable_directory
 
-from pam_twostep import cli, qr
+from pam_twostep import cli, qr, wire
 from pam_twostep.lab.stack import Lab
 from pam_twostep.totp import decode_secret, time_step, totp
 
@@ -249,6 +249,17 @@ def test_passcode_limit(run: Run) -> None:
     assert run("passcode", "add", "alice", "One")[0] == 0
     code, data = run.json("passcode", "add", "alice", "Two")
     assert (code, data["reason"]) == (1, "limit-reached")
+
+
+def test_status_of_a_full_account_is_larger_than_a_request_may_be(run: Run) -> None:
+    enroll(run)
+    labels = [f"{n:02d} " + "\u00e9\u4e2d" * 30 for n in range(25)]
+    for label in labels:
+        assert run("passcode", "add", "alice", label, "--services", "imap,smtp,pop3")[0] == 0
+    code, data = run.json("status", "alice")
+    assert code == 0
+    assert sorted(p["label"] for p in data["passcodes"]) == labels
+    assert len(json.dumps(data)) > wire.MAX_MESSAGE
 
 
 def test_codes_and_disable_and_unlock(run: Run) -> None:

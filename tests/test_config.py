@@ -145,6 +145,8 @@ def test_load_names_the_file(tmp_path: Path) -> None:
     [
         ("ldap: [\n", "line"),
         ("a: 1\na: 2\n", "duplicate key 'a'"),
+        ("? [a, b]\n: 1\n", "a key must be a plain value"),  # found by tests/fuzz
+        ("{? {a: 1}: 1}\n", "a key must be a plain value"),
         ("!!python/object/apply:os.system ['true']\n", "could not determine"),
         ("- 1\n- 2\n", "top level: must be a mapping"),
         ("ldap: \x80\x81\n", "not valid YAML"),
