@@ -18,7 +18,7 @@ LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
 SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
 
-.PHONY: test lint typecheck unit deps venv demo demo-stop bench clean install install-clients
+.PHONY: test lint typecheck unit deps venv demo demo-stop bench fuzz clean install install-clients
 
 test: deps venv lint typecheck
 	$(BIN)/pytest -q
@@ -61,6 +61,14 @@ demo-stop: venv
 # Measures logins through every path side by side (several minutes); see docs/performance.md.
 bench: deps venv
 	$(BIN)/python bench/bench.py
+
+# Every fuzz target for FUZZ_RUNS inputs each (make test runs them briefly); see
+# tests/fuzz/README.md.
+FUZZ_RUNS ?= 100000
+fuzz: deps venv
+	for target in checkpassword protocol config records; do \
+	  $(BIN)/python tests/fuzz/run.py $$target --runs $(FUZZ_RUNS) || exit 1; \
+	done
 
 # The thin clients: what Dovecot (as the dovecot user) and PAM run on every login. Only
 # the protocol module is needed, compiled here so that no login ever has to write bytecode.

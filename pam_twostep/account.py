@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from .errors import CorruptEntry
+from .hashing import plausible_backup_hash
 from .policy import overrides_from_ldap
 from .records import Device, Failure, Passcode, Pending, Usage
 from .totp import Algorithm, TotpParams
@@ -259,8 +260,8 @@ def parse_account(entry: RawEntry, username: str, username_attribute: str) -> Ac
         raise CorruptEntry(Attr.PENDING, "not in canonical form")
 
     backup_codes = tuple(_text(entry, Attr.BACKUP_CODE))
-    if any(not code.startswith("$argon2id$") for code in backup_codes):
-        raise CorruptEntry(Attr.BACKUP_CODE, "not an argon2id hash")
+    if not all(plausible_backup_hash(code) for code in backup_codes):
+        raise CorruptEntry(Attr.BACKUP_CODE, "not an argon2id hash at a cost we accept")
 
     locked_text = _single(entry, Attr.LOCKED_AT)
     try:

@@ -159,7 +159,7 @@ def main(
     name = reply.get("user")
     fields = reply.get("fields") or {}
     if (
-        result in ("accept", "found")
+        result == ("found" if authorized else "accept")
         and isinstance(name, str)
         and name
         and isinstance(fields, dict)

@@ -325,11 +325,17 @@ def _uris(value: object, where: str) -> tuple[str, ...]:
     uris = []
     for item in items:
         uri = _string(item, where)
-        parsed = urllib.parse.urlsplit(uri)
-        if parsed.scheme not in ("ldap", "ldaps", "ldapi") or (
-            parsed.scheme != "ldapi" and not parsed.hostname
+        try:
+            parsed = urllib.parse.urlsplit(uri)
+            _ = parsed.port  # raises for a port that is not a number from 0 to 65535
+        except ValueError:
+            parsed = None
+        if (
+            parsed is None
+            or parsed.scheme not in ("ldap", "ldaps", "ldapi")
+            or (parsed.scheme != "ldapi" and not parsed.hostname)
         ):
-            raise ConfigError(f"{where}: {uri!r} is not an ldap://, ldaps:// or ldapi:// URI")
+            raise ConfigError(f"{where}: {uri[:200]!r} is not an ldap://, ldaps:// or ldapi:// URI")
         uris.append(uri)
     return tuple(uris)
 

@@ -15,18 +15,33 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 
 from argon2 import low_level
 from argon2.exceptions import VerificationError
 
-__all__ = ["fast_digest", "digest_matches", "hash_backup_code", "verify_backup_codes"]
+__all__ = [
+    "digest_matches",
+    "fast_digest",
+    "hash_backup_code",
+    "plausible_backup_hash",
+    "verify_backup_codes",
+]
 
 _ARGON2_TIME = 2
 _ARGON2_MEMORY_KIB = 8192
 _ARGON2_PARALLELISM = 1
 _ARGON2_HASH_LEN = 32
 SALT_BYTES = 16
+_PHC = re.compile(
+    r"\$argon2id\$v=19\$m=(\d{1,6}),t=(\d{1,2}),p=(\d{1,2})\$[A-Za-z0-9+/]{11,64}\$[A-Za-z0-9+/]{22,86}"
+)
+# What a stored hash may ask of a verifier: verifying costs what the hash says, so a
+# value written by someone else must not name gigabytes or minutes.
+_MAX_MEMORY_KIB = 65536
+_MAX_TIME = 10
+_MAX_PARALLELISM = 4
 
 
 def hash_backup_code(normalized: str, salt: bytes) -> str:
@@ -44,16 +59,31 @@ def hash_backup_code(normalized: str, salt: bytes) -> str:
     ).decode("ascii")
 
 
+def plausible_backup_hash(encoded: str) -> bool:
+    """Whether ``encoded`` is an argon2id PHC string with a cost we are willing to pay."""
+    match = _PHC.fullmatch(encoded)
+    if match is None:
+        return False
+    memory, time_cost, parallelism = (int(g) for g in match.groups())
+    return (
+        8 * parallelism <= memory <= _MAX_MEMORY_KIB
+        and 1 <= time_cost <= _MAX_TIME
+        and 1 <= parallelism <= _MAX_PARALLELISM
+    )
+
+
 def verify_backup_codes(hashes: Sequence[str], normalized: str) -> int | None:
     """Index of the stored hash that ``normalized`` matches, or None.
 
     Every hash is tried, with no early exit, so a right code and a wrong one cost the
-    same. A hash that is not a valid PHC string simply does not match; the caller has
-    already refused entries whose values do not parse.
+    same. A hash that is not plausible never matches and is never computed; the caller
+    has already refused entries holding one.
     """
     found: int | None = None
     secret = normalized.encode("ascii", "replace")
     for index, encoded in enumerate(hashes):
+        if not plausible_backup_hash(encoded):
+            continue
         try:
             if low_level.verify_secret(encoded.encode("ascii"), secret, low_level.Type.ID):
                 found = index if found is None else found

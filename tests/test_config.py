@@ -89,6 +89,9 @@ def test_full_config() -> None:
         ("ldap.pool_size", True, "ldap.pool_size: must be a whole number"),
         ("ldap.uris", [], "ldap.uris: must be a URI"),
         ("ldap.uris", ["http://x/"], "is not an ldap://"),
+        ("ldap.uris", ["ldap://[::1/"], "is not an ldap://"),  # found by tests/fuzz
+        ("ldap.uris", ["ldap://127.0.0.1:99999/"], "is not an ldap://"),
+        ("ldap.uris", ["ldaps://host:port/"], "is not an ldap://"),
         ("ldap.uris", ["ldap://ldap.example.org/"], "clear text"),
         ("ldap.bind_dn", "twostep", "not a distinguished name"),
         ("ldap.bind_password_file", "ldap.secret", "absolute path"),

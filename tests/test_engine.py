@@ -479,6 +479,7 @@ def test_oversized_secrets_are_denied_not_crashed(engine: Engine, clock: Clock) 
         (Attr.LOCKED_AT, "2026010100Z"),
         (Attr.FAILURE, "{}"),
         (Attr.ALGORITHM, "MD5"),
+        (Attr.BACKUP_CODE, "$argon2id$v=19$m=8198192,t=2,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43),
     ],
 )
 def test_corrupt_values_hurt_only_their_owner(

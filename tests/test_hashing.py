@@ -9,6 +9,7 @@ from pam_twostep.hashing import (
     digest_matches,
     fast_digest,
     hash_backup_code,
+    plausible_backup_hash,
     verify_backup_codes,
 )
 
@@ -56,3 +57,22 @@ def test_fast_digest_is_domain_separated() -> None:
     assert digest_matches(fast_digest("passcode", "X"), fast_digest("passcode", "X"))
     assert not digest_matches(fast_digest("passcode", "X"), fast_digest("passcode", "Y"))
     assert not digest_matches("é", fast_digest("passcode", "Y"))
+
+
+def _with_cost(encoded: str, cost: str) -> str:
+    parts = encoded.split("$")
+    parts[3] = cost
+    return "$".join(parts)
+
+
+def test_stored_hashes_cannot_ask_for_an_unbounded_cost() -> None:
+    # found by tests/fuzz: a value naming m=8198192 KiB made the verifier allocate 8 GiB
+    ours = hash_backup_code("AAAAAAAAAA", os.urandom(16))
+    assert plausible_backup_hash(ours)
+    for cost in ("m=8198192,t=2,p=1", "m=8192,t=99,p=1", "m=8192,t=2,p=16", "m=1,t=2,p=1"):
+        hostile = _with_cost(ours, cost)
+        assert not plausible_backup_hash(hostile)
+        assert verify_backup_codes([hostile], "AAAAAAAAAA") is None
+    assert plausible_backup_hash(_with_cost(ours, "m=65536,t=3,p=4"))  # a stronger future
+    for broken in ("", "$argon2i$v=19$m=8192,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2g"):
+        assert not plausible_backup_hash(broken)
