@@ -1,15 +1,22 @@
-"""Shared fixtures: one private slapd per session, entries reset for every test."""
+"""Shared fixtures: one private slapd per session, entries reset for every test.
+
+And one check over the whole session: no secret the tests handled may appear in any
+log the session wrote (support/leaks.py). It runs when the last test has finished and
+fails the run if it finds one.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import leaks
 from support.slapd import (
     DEFAULT_POLICY,
     PEOPLE,
@@ -26,6 +33,39 @@ from pam_twostep.engine import Engine
 from pam_twostep.keyring import write_key_file
 
 T0 = 1_800_000_000  # a fixed "now" for tests: 2027-01-15
+
+_STARTED = time.time()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logs = Path(tempfile.mkdtemp(prefix="twostep-test-logs-"))
+    leaks.install(logs / "in-process.log")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Search every log this session wrote for every secret it handled."""
+    temp = Path(tempfile.gettempdir())
+    roots = [p for p in temp.iterdir() if _modified_since(p, _STARTED)]
+    files = leaks.log_files(roots, _STARTED)
+    findings = leaks.scan(files, leaks.remembered())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    summary = (
+        f"secrets in logs: searched {len(files)} log files for "
+        f"{len(leaks.remembered())} secrets, found {len(findings)}"
+    )
+    if reporter is not None:
+        reporter.write_line(summary)
+        for secret, path in findings[:20]:
+            reporter.write_line(f"  {secret[:3]}... in {path}", red=True)
+    if findings:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _modified_since(path: Path, since: float) -> bool:
+    try:
+        return path.is_dir() and path.stat().st_mtime >= since
+    except OSError:
+        return False
 
 
 class Clock:
