@@ -99,10 +99,12 @@ def _config(args: argparse.Namespace) -> Config:
         raise CommandError(EXIT_CONFIG, str(exc), "configuration") from None
 
 
-def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, Any]:
+def _ask(
+    args: argparse.Namespace, request: dict[str, object], timeout: float = _TIMEOUT
+) -> dict[str, Any]:
     socket_path = args.socket or str(_config(args).daemon.socket)
     try:
-        reply = wire.ask(socket_path, request, _TIMEOUT)
+        reply = wire.ask(socket_path, request, timeout)
     except wire.ProtocolError as exc:
         raise CommandError(EXIT_TEMPFAIL, f"twostepd answered nonsense ({exc})", "daemon") from None
     except OSError as exc:
@@ -445,6 +447,43 @@ def _settings(pairs: Sequence[str]) -> dict[str, bool | int | None]:
         raise CommandError(EXIT_USAGE, str(exc), "usage") from None
 
 
+_RESEAL_TIMEOUT = 3600
+"""Re-sealing reads and rewrites every account: allow an hour for a large directory."""
+
+
+def cmd_keys(args: argparse.Namespace, out: Output) -> int:
+    if args.action == "status":
+        usage = _ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT)
+        data = {k: usage[k] for k in ("current", "loaded", "values", "unreadable")}
+
+        def text() -> str:
+            lines = [f"current key: {usage['current']}; loaded: {', '.join(usage['loaded'])}"]
+            for key_id in sorted(set(usage["loaded"]) | set(usage["values"])):
+                count = usage["values"].get(key_id, 0)
+                note = "" if key_id in usage["loaded"] else " (NOT LOADED: those logins fail)"
+                if count == 0 and key_id != usage["current"]:
+                    note = " (no value needs it: its file may be removed)"
+                lines.append(f"  {key_id}: {count} sealed values{note}")
+            lines += [f"  unreadable: {dn}" for dn in usage["unreadable"]]
+            return "\n".join(lines)
+
+        out.result(data, text)
+        return EXIT_OK
+    report = _ask(args, {"op": "keys-reseal"}, _RESEAL_TIMEOUT)
+    data = {k: report[k] for k in ("resealed", "already_current", "failed")}
+
+    def summary() -> str:
+        lines = [
+            f"re-sealed {report['resealed']} accounts under the current key; "
+            f"{report['already_current']} were current already"
+        ]
+        lines += [f"  not re-sealed: {f['account']}: {f['why']}" for f in report["failed"]]
+        return "\n".join(lines)
+
+    out.result(data, summary)
+    return EXIT_REFUSED if report["failed"] else EXIT_OK
+
+
 def cmd_policy(args: argparse.Namespace, out: Output) -> int:
     if args.action == "list":
         policies = _ask(args, {"op": "policy-list"})["policies"]
@@ -623,6 +662,16 @@ def _parser() -> argparse.ArgumentParser:
     assign.add_argument("name", nargs="?")
     assign.add_argument("--default", action="store_true", help="back to the default policy")
     policy.set_defaults(func=cmd_policy)
+
+    keys = commands.add_parser(
+        "keys", help="encryption keys of TOTP secrets: status, re-seal", parents=[common]
+    )
+    keys_actions = keys.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    keys_actions.add_parser("status", parents=[common], help="sealed values per key")
+    keys_actions.add_parser(
+        "reseal", parents=[common], help="re-seal every value under the current key"
+    )
+    keys.set_defaults(func=cmd_keys)
 
     check = command(
         "check", cmd_check, "check configuration, directory, ACLs, keys, daemon", user=False

@@ -77,6 +77,7 @@ _UNREACHABLE = (
 _MAX_ENTRY_VALUES = 4000
 _MAX_PASSWORD = 1024
 _MAX_CACHED_REQUESTS = 20_000
+_PAGE = 500
 _T = TypeVar("_T")
 
 
@@ -360,6 +361,35 @@ class Directory:
             return self._search(base, search_filter, attributes, SUBTREE, limit=limit)
         except _NoSuchObjectError:
             return []
+
+    def names_under(self, base: str, search_filter: str) -> list[str]:
+        """The DN of every entry under ``base`` that ``search_filter`` matches, however many:
+        paged (RFC 2696), all pages on one connection as the server requires."""
+        paged = "1.2.840.113556.1.4.319"
+
+        def operation(conn: Connection) -> list[str]:
+            names: list[str] = []
+            cookie: bytes | None = None
+            while True:
+                conn.search(
+                    base,
+                    search_filter,
+                    SUBTREE,
+                    attributes=["1.1"],
+                    paged_size=_PAGE,
+                    paged_cookie=cookie,
+                )
+                names += [
+                    str(item["dn"])
+                    for item in conn.response or ()
+                    if item.get("type") == "searchResEntry"
+                ]
+                controls = (conn.result or {}).get("controls") or {}
+                cookie = controls.get(paged, {}).get("value", {}).get("cookie") or None
+                if not cookie:
+                    return names
+
+        return self._run("search", operation, retry=True)
 
     def _search(
         self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int

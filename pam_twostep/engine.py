@@ -16,11 +16,12 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from . import enrollment, management
+from . import enrollment, management, rotation
 from .account import ACCOUNT_CLASS, POLICY_CLASS, AccountState, Attr, RawEntry, parse_account
 from .audit import AuditEvent, AuditSink
 from .changes import Change, Modify
@@ -576,6 +577,81 @@ class Engine:
             actor,
             lambda loaded, now: (None, management.unlock_modify(), Modify(())),
         )
+
+    # -- key rotation -----------------------------------------------------------------
+
+    def _accounts(self) -> list[str]:
+        base = self.config.users.base
+        return self.directory.names_under(base, f"(objectClass={ACCOUNT_CLASS})")
+
+    def _read_account(self, dn: str) -> AccountState | None:
+        raw = self.directory.read(dn, self._attributes)
+        if raw is None:
+            return None
+        attribute = self.config.users.username_attribute
+        names = raw.get(attribute)
+        return parse_account(raw, names[0].decode("utf-8", "replace") if names else dn, attribute)
+
+    def key_usage(self) -> rotation.KeyUsage:
+        """How many sealed values name each key, over every account (reads them all)."""
+        values: Counter[str] = Counter()
+        unreadable = []
+        for dn in self._accounts():
+            try:
+                state = self._read_account(dn)
+                if state is not None:
+                    values.update(rotation.sealed_with(state, self._keys))
+            except CorruptEntry:
+                unreadable.append(dn)
+        return rotation.KeyUsage(
+            current=self._keys.current,
+            loaded=tuple(sorted(self._keys.key_ids)),
+            values=dict(values),
+            unreadable=tuple(unreadable),
+        )
+
+    def reseal_keys(self, *, actor: str | None = None) -> rotation.ResealReport:
+        """Re-seal every value not sealed with the current key; online, account by account."""
+        resealed = current = 0
+        failed: list[tuple[str, str]] = []
+        for dn in self._accounts():
+            outcome = self._reseal_account(dn, actor)
+            if outcome == "resealed":
+                resealed += 1
+            elif outcome == "current":
+                current += 1
+            else:
+                failed.append((dn, outcome))
+        return rotation.ResealReport(resealed, current, tuple(failed))
+
+    def _reseal_account(self, dn: str, actor: str | None) -> str:
+        for _ in range(3):  # a concurrent enrollment or reset wins; then read again
+            try:
+                state = self._read_account(dn)
+                if state is None:
+                    return "current"  # deleted meanwhile: nothing left to re-seal
+                modify = rotation.reseal(state, self._keys, self._random)
+                if not modify:
+                    return "current"
+                self._write(state, modify)
+            except Conflict:
+                continue
+            except (CorruptEntry, KeyUnavailable) as exc:
+                log.warning("%s: not re-sealed: %s", dn, exc)
+                return str(exc)
+            self._emit(
+                AuditEvent(
+                    time=self._now(),
+                    action="key-reseal",
+                    user=state.username,
+                    outcome="ok",
+                    service="twostep",
+                    remote="",
+                    actor=actor,
+                )
+            )
+            return "resealed"
+        return "changed three times while being re-sealed; run it again"
 
     def reset(self, username: str, *, actor: str | None = None) -> None:
         """Admin: wipe all two-step state, devices, passcodes and the lock."""

@@ -416,6 +416,25 @@ def _password_change(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
     return {}
 
 
+def _keys_status(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    usage = engine.key_usage()
+    return {
+        "current": usage.current,
+        "loaded": list(usage.loaded),
+        "values": dict(usage.values),
+        "unreadable": list(usage.unreadable),
+    }
+
+
+def _keys_reseal(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    report = engine.reseal_keys(actor=actor)
+    return {
+        "resealed": report.resealed,
+        "already_current": report.already_current,
+        "failed": [{"account": account, "why": why} for account, why in report.failed],
+    }
+
+
 def _policy_list(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
     return {"policies": [_policy_entry_reply(p) for p in engine.list_policies()]}
 
@@ -507,6 +526,8 @@ OPS: dict[str, tuple[Right, Handler]] = {
             _password_change,
         ),
     ),
+    "keys-status": (Right.MANAGE, _manage({}, _keys_status)),
+    "keys-reseal": (Right.MANAGE, _manage({}, _keys_reseal)),
     "policy-list": (Right.MANAGE, _manage({}, _policy_list)),
     "policy-show": (Right.MANAGE, _manage({"name": _Field(str, True, 128)}, _policy_show)),
     "policy-create": (

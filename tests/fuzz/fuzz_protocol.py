@@ -76,6 +76,8 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "device-revoke-all": ("user",),
     "unlock": ("user",),
     "password-change": ("user", "old", "new", "keep_device", *_CONTEXT),
+    "keys-status": (),
+    "keys-reseal": (),
     "policy-list": (),
     "policy-show": ("name",),
     "policy-create": ("name", "settings"),

@@ -38,7 +38,7 @@ def interactive_login(
 ) -> Decision:
     attempt = Attempt(
         Flow.INTERACTIVE,
-        USERS[user] if password is None else password,
+        USERS.get(user, f"{user}-pw") if password is None else password,
         code=code,
         device_token=device_token,
         trust_device=trust,

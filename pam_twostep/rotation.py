@@ -1,0 +1,94 @@
+"""Key rotation: TOTP secrets re-sealed under the current key, while logins go on.
+
+Rotating is: add a key file, make it ``keys.current``, reload every twostepd (new
+secrets are sealed with it from then on, old ones still open with theirs), then
+``twostep keys reseal``, which rewrites each value sealed with another key, and at last
+remove the old key file once ``twostep keys status`` counts no value under it.
+
+Each re-seal is one compare-and-swap modify (delete the exact value read, add the new
+one): a login reading the entry meanwhile sees either value, and both open, so none
+fails; an enrollment or reset that changed the value meanwhile wins, and the re-seal
+reads again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from .account import AccountState, Attr
+from .changes import Change, Modify
+from .codes import Random
+from .errors import CorruptEntry
+from .keyring import NONCE_BYTES, Keyring
+
+__all__ = ["KeyUsage", "ResealReport", "reseal", "sealed_with"]
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """Which keys the directory's sealed values need: an old key file may go once no
+    value names it."""
+
+    current: str
+    loaded: tuple[str, ...]
+    values: Mapping[str, int]
+    """Sealed values (secrets and pending enrollments) per key id."""
+    unreadable: tuple[str, ...] = ()
+    """Accounts whose values could not be read (corrupt): they need a reset."""
+
+
+@dataclass(frozen=True)
+class ResealReport:
+    resealed: int = 0
+    already_current: int = 0
+    failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    """(account, why) for each account left as it was."""
+
+
+def _sealed_values(state: AccountState) -> list[tuple[str, str]]:
+    values = []
+    if state.secret is not None:
+        values.append((Attr.SECRET, state.secret))
+    if state.pending is not None:
+        values.append((Attr.PENDING, state.pending.sealed))
+    return values
+
+
+def _key_id(keys: Keyring, attribute: str, sealed: str) -> str:
+    try:
+        return keys.key_of(sealed)
+    except ValueError:
+        raise CorruptEntry(attribute, "not a sealed value") from None
+
+
+def sealed_with(state: AccountState, keys: Keyring) -> Counter[str]:
+    """How many of the account's sealed values name each key id."""
+    return Counter(_key_id(keys, attribute, sealed) for attribute, sealed in _sealed_values(state))
+
+
+def _reseal_one(keys: Keyring, attribute: str, sealed: str, context: bytes, random: Random) -> str:
+    try:
+        plaintext = keys.open(sealed, context=context)
+    except ValueError as exc:
+        raise CorruptEntry(attribute, str(exc)) from None
+    return keys.seal(plaintext, context=context, nonce=random(NONCE_BYTES))
+
+
+def reseal(state: AccountState, keys: Keyring, random: Random) -> Modify:
+    """The compare-and-swap that re-seals the account's values under the current key;
+    empty when all are current. ``KeyUnavailable`` if a value's key is not loaded."""
+    context = state.uuid.encode()
+    changes: list[Change] = []
+    if state.secret is not None and _key_id(keys, Attr.SECRET, state.secret) != keys.current:
+        fresh = _reseal_one(keys, Attr.SECRET, state.secret, context, random)
+        changes += [Change.delete(Attr.SECRET, state.secret), Change.add(Attr.SECRET, fresh)]
+    pending = state.pending
+    if pending is not None and _key_id(keys, Attr.PENDING, pending.sealed) != keys.current:
+        fresh = _reseal_one(keys, Attr.PENDING, pending.sealed, context, random)
+        changes += [
+            Change.delete(Attr.PENDING, pending.dump()),
+            Change.add(Attr.PENDING, replace(pending, sealed=fresh).dump()),
+        ]
+    return Modify(tuple(changes), guarded=True)

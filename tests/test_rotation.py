@@ -1,0 +1,205 @@
+"""Key rotation: re-sealing under the current key, online, and through the command."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Clock, config_data, make_secrets_dir
+from support.flows import enroll, interactive_login
+from support.slapd import Slapd, ssha, user_dn
+from support.stack import world_readable_directory
+from support.states import enabled_state, plain_state
+
+from pam_twostep import cli
+from pam_twostep.account import Attr
+from pam_twostep.audit import MemorySink
+from pam_twostep.config import Config, load_secrets, parse_config
+from pam_twostep.decision import Outcome
+from pam_twostep.directory import Directory
+from pam_twostep.engine import Engine
+from pam_twostep.errors import CorruptEntry, KeyUnavailable
+from pam_twostep.keyring import Keyring, write_key_file
+from pam_twostep.lab.twostepd import Twostepd
+from pam_twostep.records import Pending
+from pam_twostep.rotation import reseal, sealed_with
+from pam_twostep.totp import TotpParams, totp
+
+K1, K2 = bytes(range(32)), bytes(range(1, 33))
+OLD = Keyring({"k1": K1}, "k1")
+BOTH = Keyring({"k1": K1, "k2": K2}, "k2")
+NONCE = b"\x05" * 12
+
+
+# -- the pure part ---------------------------------------------------------------------
+
+
+def sealed_state(keys: Keyring = OLD, pending: bool = False) -> Any:
+    state = enabled_state()
+    context = state.uuid.encode()
+    state = replace(state, secret=keys.seal(b"k" * 20, context=context, nonce=NONCE))
+    if pending:
+        sealed = keys.seal(b"p" * 20, context=context, nonce=NONCE)
+        state = replace(state, pending=Pending(sealed, TotpParams(), 1, 2))
+    return state
+
+
+def test_values_under_another_key_are_resealed_under_the_current_one() -> None:
+    state = sealed_state(pending=True)
+    assert sealed_with(state, BOTH) == {"k1": 2}
+    modify = reseal(state, BOTH, lambda n: b"\x09" * n)
+    assert modify.guarded
+    deleted = {c.attribute: c.values for c in modify.changes if c.op.name == "DELETE"}
+    added = {c.attribute: c.values[0] for c in modify.changes if c.op.name == "ADD"}
+    assert deleted == {Attr.SECRET: (state.secret,), Attr.PENDING: (state.pending.dump(),)}
+    context = state.uuid.encode()
+    assert BOTH.key_of(added[Attr.SECRET]) == "k2"
+    assert BOTH.open(added[Attr.SECRET], context=context) == b"k" * 20
+    pending = Pending.load(added[Attr.PENDING])
+    assert BOTH.open(pending.sealed, context=context) == b"p" * 20
+    assert replace(pending, sealed="") == replace(state.pending, sealed="")
+
+
+def test_current_values_are_left_alone() -> None:
+    assert not reseal(sealed_state(BOTH, pending=True), BOTH, secrets.token_bytes)
+    assert not reseal(plain_state(), BOTH, secrets.token_bytes)
+
+
+def test_values_that_do_not_open_are_reported_not_rewritten() -> None:
+    with pytest.raises(KeyUnavailable):
+        reseal(sealed_state(), Keyring({"k2": K2}, "k2"), secrets.token_bytes)
+    moved = replace(sealed_state(), uuid="another-entry")
+    with pytest.raises(CorruptEntry):
+        reseal(moved, BOTH, secrets.token_bytes)
+    with pytest.raises(CorruptEntry):
+        sealed_with(replace(sealed_state(), secret="garbage"), BOTH)
+
+
+# -- online, against slapd -------------------------------------------------------------
+
+
+def engine_with(config: Config, keys: Keyring, clock: Clock) -> Engine:
+    loaded = load_secrets(config)
+    directory = Directory(config.ldap, config.users, loaded.bind_password)
+    return Engine(config, directory, keys, MemorySink(), clock=clock)
+
+
+@pytest.fixture
+def people(slapd: Slapd) -> list[str]:
+    names = [f"rot{n}" for n in range(20)]
+    conn = slapd.admin()
+    for name in names:
+        conn.add(
+            user_dn(name),
+            ["inetOrgPerson"],
+            {"uid": name, "cn": name, "sn": name, "userPassword": ssha(f"{name}-pw")},
+        )
+    conn.unbind()
+    return names
+
+
+def test_resealing_online_fails_no_login(config: Config, clock: Clock, people: list[str]) -> None:
+    before = engine_with(config, OLD, clock)
+    keys = {name: enroll(before, clock.now, name)[0] for name in people}
+    before.directory.close()
+    # every serving process reloaded with k2 current; one of them re-seals meanwhile
+    serving, admin = engine_with(config, BOTH, clock), engine_with(config, BOTH, clock)
+    assert admin.key_usage().values == {"k1": len(people)}
+    reports = []
+    resealer = threading.Thread(target=lambda: reports.append(admin.reseal_keys(actor="root")))
+    outcomes = []
+    resealer.start()
+    while resealer.is_alive() or not outcomes:
+        clock.advance(30)
+        for name in people:
+            decision = interactive_login(serving, name, totp(keys[name], clock.now))
+            outcomes.append(decision.outcome)
+    resealer.join()
+    assert set(outcomes) == {Outcome.ACCEPT}
+    assert reports[0].resealed == len(people) and not reports[0].failed
+    assert admin.key_usage().values == {"k2": len(people)}
+    assert admin.reseal_keys().already_current == len(people)
+    # the old key can go: logins need k2 only now
+    after = engine_with(config, Keyring({"k2": K2}, "k2"), clock)
+    clock.advance(30)
+    assert interactive_login(after, people[0], totp(keys[people[0]], clock.now)).outcome is (
+        Outcome.ACCEPT
+    )
+    for engine in (serving, admin, after):
+        engine.directory.close()
+
+
+def test_a_corrupt_account_is_reported_and_the_others_resealed(
+    config: Config, clock: Clock, people: list[str], slapd: Slapd
+) -> None:
+    engine = engine_with(config, OLD, clock)
+    for name in people[:3]:
+        enroll(engine, clock.now, name)
+    engine.directory.close()
+    slapd.set_attributes(user_dn(people[0]), twostepSecret=["aes256gcm:k1:bad:bad"])
+    admin = engine_with(config, BOTH, clock)
+    report = admin.reseal_keys()
+    assert report.resealed == 2 and [dn for dn, _ in report.failed] == [user_dn(people[0])]
+    assert admin.key_usage().unreadable == (user_dn(people[0]),)
+    admin.directory.close()
+
+
+# -- the command, against twostepd -------------------------------------------------------
+
+
+@pytest.fixture
+def daemon(slapd: Slapd) -> Iterator[Twostepd]:
+    base = world_readable_directory("twostep-rotation-")
+    instance = Twostepd(base / "daemon", config_data(slapd, make_secrets_dir(base / "etc")))
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def twostep(daemon: Twostepd, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    code = cli.main([*args, "--json", "--config", str(daemon.config_path)])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_rotation_through_the_command(
+    daemon: Twostepd, people: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys_dir = Path(daemon.config["keys"]["directory"])
+    clock = Clock()
+    first = engine_with(
+        parse_config(daemon.config), load_secrets(parse_config(daemon.config)).keyring, clock
+    )
+    for name in people[:4]:
+        enroll(first, clock.now, name)
+    first.directory.close()
+
+    write_key_file(keys_dir / "k2.key", secrets.token_bytes(32))
+    daemon.config["keys"]["current"] = "k2"
+    daemon.write_config()
+    daemon.reload()
+    code, status = twostep(daemon, capsys, "keys", "status")
+    while status["current"] != "k2":  # the reload is asynchronous
+        code, status = twostep(daemon, capsys, "keys", "status")
+    assert code == 0 and status["values"] == {"k1": 4} and status["loaded"] == ["k1", "k2"]
+
+    code, report = twostep(daemon, capsys, "keys", "reseal")
+    assert code == 0
+    assert report == {"ok": True, "resealed": 4, "already_current": 0, "failed": []}
+    code, status = twostep(daemon, capsys, "keys", "status")
+    assert status["values"] == {"k2": 4}
+
+    os.unlink(keys_dir / "k1.key")
+    daemon.reload()
+    code, status = twostep(daemon, capsys, "keys", "status")
+    while status["loaded"] != ["k2"]:
+        code, status = twostep(daemon, capsys, "keys", "status")
+    assert status["values"] == {"k2": 4} and not status["unreadable"]
+    assert base64.b64decode((keys_dir / "k2.key").read_text())  # untouched
