@@ -95,10 +95,12 @@ class Slapd:
         users: Mapping[str, str] | None = None,
         *,
         seed: bool = True,
+        acl: bool = True,
     ) -> Slapd:
         """Configure, start, load schema, ACLs and indexes, and seed the tree.
 
         Unseeded, the database is empty: a replica that gets its tree from a provider.
+        Without ``acl``, the shipped ACL is not loaded: everyone reads everything.
         """
         server = cls(directory, port or free_port(), names or Directory())
         (directory / "slapd.d").mkdir(parents=True)
@@ -112,7 +114,8 @@ class Slapd:
         )
         server.start()
         server.ldapmodify(resource("ldap_schema/twostep.ldif"), add=True)
-        server.ldapmodify(_rebased(resource("ldap_schema/acl.ldif"), server.names, directory))
+        if acl:
+            server.ldapmodify(_rebased(resource("ldap_schema/acl.ldif"), server.names, directory))
         server.ldapmodify(resource("ldap_schema/indexes.ldif"))
         if seed:
             server.ldapadd(server._tree_ldif(users or {}))

@@ -91,6 +91,8 @@ def protocol_seeds() -> None:
         {"op": "device-revoke-all", "user": "alice"},
         {"op": "unlock", "user": "alice"},
         {"op": "password-change", "user": "carol", "old": USERS["carol"], "new": "n3w-Pass"},
+        {"op": "keys-status"},
+        {"op": "keys-reseal"},
         {"op": "policy-list"},
         {"op": "policy-show", "name": "default"},
         {"op": "policy-create", "name": "staff", "settings": {"required": True}},
