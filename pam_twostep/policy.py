@@ -81,7 +81,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("lockout_max_failures", "twostepLockoutMaxFailures", "int", 1, 100),
     _Field("lockout_window", "twostepLockoutWindow", "duration", 1, 30 * _DAY),
     _Field("lockout_duration", "twostepLockoutDuration", "duration", 0, 30 * _DAY),
-    _Field("totp_window", "twostepTOTPWindow", "int", 0, 10),
+    _Field("totp_window", "twostepTOTPWindow", "int", 0, 2),
     _Field("mail_password", "twostepMailPassword", "bool"),
 )
 
