@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
 	lua-socket lua5.4 postfix zbar-tools libpam-python pamtester python3-pam libpam0g-dev gcc \
-	libc6-dev openssh-server openssh-client
+	libc6-dev openssh-server openssh-client chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PREFIX ?= /usr/local
@@ -18,7 +18,7 @@ LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
 SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
 
-.PHONY: test lint typecheck unit deps venv demo demo-stop bench fuzz clean install install-clients
+.PHONY: test lint typecheck unit deps venv demo demo-stop bench fuzz screenshots clean install install-clients
 
 test: deps venv lint typecheck
 	$(BIN)/pytest -q
@@ -70,6 +70,12 @@ fuzz: deps venv
 	  $(BIN)/python tests/fuzz/run.py $$target --runs $(FUZZ_RUNS) || exit 1; \
 	done
 
+# The portal's pages as the browser test sees them, for the README (docs/screenshots/).
+screenshots: deps venv
+	$(BIN)/pytest -q tests/test_portal_browser.py
+	install -d docs/screenshots
+	cp screenshots/*.png docs/screenshots/
+
 # The thin clients: what Dovecot (as the dovecot user) and PAM run on every login. Only
 # the protocol module is needed, compiled here so that no login ever has to write bytecode.
 install-clients:
@@ -84,12 +90,16 @@ install: install-clients
 	$(LIBDIR)/venv/bin/python -m compileall -q $(LIBDIR)/venv/lib
 	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/twostep
 	ln -sfn $(PREFIX)/lib/twostep/venv/bin/twostepd $(DESTDIR)$(PREFIX)/sbin/twostepd
+	install -d -m 755 $(DESTDIR)$(PREFIX)/bin
+	ln -sfn $(PREFIX)/lib/twostep/venv/bin/twostep $(DESTDIR)$(PREFIX)/bin/twostep
 	install -m 644 README.md CHANGELOG.md $(DESTDIR)$(PREFIX)/share/doc/twostep/
 	cp -r ldap_schema config checkpassword $(SHAREDIR)/
 	ln -sfn ../../twostep/ldap_schema $(DESTDIR)$(PREFIX)/share/doc/twostep/ldap_schema
 	install -d -m 755 $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/tmpfiles.d
-	sed 's|/usr/local|$(PREFIX)|g' config/systemd/twostepd.service \
-	  > $(DESTDIR)/lib/systemd/system/twostepd.service
+	for unit in twostepd twostep-portal; do \
+	  sed 's|/usr/local|$(PREFIX)|g' config/systemd/$$unit.service \
+	    > $(DESTDIR)/lib/systemd/system/$$unit.service; \
+	done
 	install -m 644 config/tmpfiles.d/twostep.conf $(DESTDIR)/usr/lib/tmpfiles.d/twostep.conf
 	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/twostep
 	[ -e $(DESTDIR)$(SYSCONFDIR)/twostep/twostep.yaml ] || \
@@ -100,6 +110,12 @@ install: install-clients
 	  chgrp twostep $(SYSCONFDIR)/twostep $(SYSCONFDIR)/twostep/twostep.yaml; \
 	  chmod 750 $(SYSCONFDIR)/twostep; \
 	  install -d -m 700 -o twostep -g twostep $(SYSCONFDIR)/twostep/keys; \
+	  getent passwd twostep-portal >/dev/null || \
+	    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \
+	      --groups twostep twostep-portal; \
+	  [ -e $(SYSCONFDIR)/twostep/portal.key ] || \
+	    (umask 077; head -c 32 /dev/urandom | base64 > $(SYSCONFDIR)/twostep/portal.key; \
+	     chown twostep-portal: $(SYSCONFDIR)/twostep/portal.key); \
 	fi
 	@echo "installed; next: keys in $(SYSCONFDIR)/twostep/keys, the service password, the LDAP schema"
 

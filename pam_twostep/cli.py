@@ -16,9 +16,11 @@ Exit codes (sysexits.h where one fits):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -531,6 +533,40 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
     return EXIT_REFUSED if problems else EXIT_OK
 
 
+def cmd_portal(args: argparse.Namespace, out: Output) -> int:
+    """Serve the self-service portal until stopped (SIGTERM, Ctrl-C)."""
+    from .portal import serve  # noqa: PLC0415 - Flask only for this command
+
+    config = _config(args)
+    if args.listen:
+        try:
+            listen = _listen_argument(args.listen)
+        except ValueError as exc:
+            raise CommandError(EXIT_USAGE, str(exc), "usage") from None
+        config = dataclasses.replace(
+            config, portal=dataclasses.replace(config.portal, listen=listen)
+        )
+    logging.basicConfig(
+        level=config.log_level.upper(), format="twostep-portal: %(levelname)s %(message)s"
+    )
+    try:
+        serve(config)
+    except ConfigError as exc:
+        raise CommandError(EXIT_CONFIG, str(exc), "configuration") from None
+    except OSError as exc:
+        raise CommandError(
+            EXIT_TEMPFAIL, f"cannot listen: {exc.strerror or exc}", "listen"
+        ) from None
+    return EXIT_OK
+
+
+def _listen_argument(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen {text[:60]!r}: give HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 def cmd_lab(args: argparse.Namespace, out: Output) -> int:
     from .lab.stack import Lab, LabError  # noqa: PLC0415 - only for this command
 
@@ -542,6 +578,7 @@ def cmd_lab(args: argparse.Namespace, out: Output) -> int:
                 "imap": args.imap_port,
                 "pop3": args.pop3_port,
                 "smtp": args.smtp_port,
+                "web": args.web_port,
             }
             info = lab.up(passdb=args.passdb, ports=ports)
             out.result(info, lambda: lab.describe(info))
@@ -682,6 +719,11 @@ def _parser() -> argparse.ArgumentParser:
         "stdin) cannot read their two-step attributes",
     )
 
+    portal = command(
+        "portal", cmd_portal, "serve the self-service web portal (Account Security)", user=False
+    )
+    portal.add_argument("--listen", help="HOST:PORT instead of portal.listen")
+
     lab = commands.add_parser(
         "lab", help="a private stack on loopback to try twostep", parents=[common]
     )
@@ -691,7 +733,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--dir", default=DEFAULT_LAB, help=f"where the lab lives ({DEFAULT_LAB})")
         if name == "up":
             sub.add_argument("--passdb", choices=("lua", "checkpassword"), default="lua")
-            for port in ("ldap", "imap", "pop3", "smtp"):
+            for port in ("ldap", "imap", "pop3", "smtp", "web"):
                 sub.add_argument(f"--{port}-port", type=int, default=0, metavar="PORT")
     lab.set_defaults(func=cmd_lab)
     return parser

@@ -37,6 +37,7 @@ __all__ = [
     "KeysConfig",
     "LdapConfig",
     "PolicyConfig",
+    "PortalConfig",
     "Secrets",
     "TotpConfig",
     "UsersConfig",
@@ -157,6 +158,27 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class PortalConfig:
+    """The self-service web portal (``twostep portal``), meant to sit behind a proxy."""
+
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    secret_key_file: Path = Path("/etc/twostep/portal.key")
+    """Signs session cookies: 32 random bytes in base64, like a key file."""
+    service: str = "web"
+    """The service name its sign-ins are decided and audited under."""
+    idle_timeout: int = 900
+    """A session unused this long ends."""
+    session_lifetime: int = 43200
+    """A session ends this long after sign-in, used or not."""
+    reauth_window: int = 300
+    """Sensitive changes need a password and code given at most this long ago."""
+    secure_cookies: bool = True
+    """Cookies only over HTTPS (``__Host-`` names); off only for a lab on loopback."""
+    trusted_proxies: int = 0
+    """Reverse proxies in front whose X-Forwarded-For/-Proto to believe."""
+
+
+@dataclass(frozen=True)
 class Config:
     ldap: LdapConfig
     users: UsersConfig
@@ -168,6 +190,7 @@ class Config:
     """Dovecot userdb field -> LDAP attribute, returned with an accepted mail login."""
     audit: AuditConfig = AuditConfig()
     daemon: DaemonConfig = DaemonConfig()
+    portal: PortalConfig = PortalConfig()
     log_level: str = "info"
     source: Path | None = None
 
@@ -338,6 +361,27 @@ def _uris(value: object, where: str) -> tuple[str, ...]:
             raise ConfigError(f"{where}: {uri[:200]!r} is not an ldap://, ldaps:// or ldapi:// URI")
         uris.append(uri)
     return tuple(uris)
+
+
+def _listen(value: object, where: str) -> tuple[str, int]:
+    text = _string(value, where)
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if (
+        not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+        or any(c.isspace() or c in "/@?#" for c in host)
+    ):
+        raise ConfigError(f"{where}: {text[:80]!r} is not host:port")
+    return host, int(port)
+
+
+def _service_name(value: object, where: str) -> str:
+    text = _string(value, where)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,31}", text):
+        raise ConfigError(f"{where}: 1-32 lower-case letters, digits, '.', '_' or '-'")
+    return text
 
 
 def _filter(value: object, where: str) -> str:
@@ -550,6 +594,30 @@ def parse_config(data: object, source: Path | None = None) -> Config:
     )
     daemon.done()
 
+    portal = top.section("portal")
+    portal_defaults = PortalConfig()
+    portal_config = PortalConfig(
+        listen=portal.take("listen", _listen, portal_defaults.listen),
+        secret_key_file=portal.take("secret_key_file", _path, portal_defaults.secret_key_file),
+        service=portal.take("service", _service_name, portal_defaults.service),
+        idle_timeout=portal.take(
+            "idle_timeout", _seconds(60, 86400, "1 minute and 1 day"), portal_defaults.idle_timeout
+        ),
+        session_lifetime=portal.take(
+            "session_lifetime",
+            _seconds(300, 7 * 86400, "5 minutes and 7 days"),
+            portal_defaults.session_lifetime,
+        ),
+        reauth_window=portal.take(
+            "reauth_window",
+            _seconds(30, 3600, "30 seconds and 1 hour"),
+            portal_defaults.reauth_window,
+        ),
+        secure_cookies=portal.take("secure_cookies", _bool, portal_defaults.secure_cookies),
+        trusted_proxies=portal.take("trusted_proxies", _integer(0, 5), 0),
+    )
+    portal.done()
+
     logging_section = top.section("logging")
     log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)
     logging_section.done()
@@ -565,6 +633,7 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         userdb_fields=userdb_fields,
         audit=audit_config,
         daemon=daemon_config,
+        portal=portal_config,
         log_level=log_level,
         source=source,
     )

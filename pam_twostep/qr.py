@@ -52,5 +52,12 @@ def terminal(text: str) -> str:
 def svg(text: str, scale: int = 5) -> str:
     """An inline SVG of the code, for the portal's enrollment page."""
     code = segno.make(text, error="m", micro=False, boost_error=False)
-    result: str = code.svg_inline(scale=scale, border=QUIET_ZONE, dark="#000", light="#fff")
+    result: str = code.svg_inline(
+        scale=scale,
+        border=QUIET_ZONE,
+        dark="#000",
+        light="#fff",
+        omitsize=True,  # a viewBox instead, so the page can size it
+        title="QR code of the key for your authenticator app",
+    )
     return result

@@ -410,7 +410,7 @@ def test_lab_refuses_a_second_start_and_taken_ports(run: Run, lab: dict[str, Any
     code, _, err = run("lab", "up", "--dir", str(other), "--imap-port", str(lab["imap_port"]))
     assert code == 1 and "taken" in err
     code, data = run.json("lab", "status", "--dir", lab["dir"])
-    assert set(data["running"]) == {"slapd", "twostepd", "dovecot", "postfix"}
+    assert set(data["running"]) == {"slapd", "twostepd", "dovecot", "postfix", "portal"}
     assert {
         "config",
         "ldap_uri",

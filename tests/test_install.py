@@ -17,6 +17,7 @@ def test_make_install_into_a_staging_directory(tmp_path: Path) -> None:
     )
     local = stage / "usr/local"
     assert (local / "sbin/twostepd").readlink() == Path("/usr/local/lib/twostep/venv/bin/twostepd")
+    assert (local / "bin/twostep").readlink() == Path("/usr/local/lib/twostep/venv/bin/twostep")
     for path in (
         "lib/twostep/client/twostep-checkpassword",
         "lib/twostep/client/pam_twostep/__pycache__",
@@ -28,6 +29,8 @@ def test_make_install_into_a_staging_directory(tmp_path: Path) -> None:
     assert (stage / "etc/twostep/twostep.yaml").exists()
     unit = (stage / "lib/systemd/system/twostepd.service").read_text()
     assert "ExecStart=/usr/local/sbin/twostepd" in unit
+    portal = (stage / "lib/systemd/system/twostep-portal.service").read_text()
+    assert "ExecStart=/usr/local/bin/twostep portal" in portal and "User=twostep-portal" in portal
     help_text = subprocess.run(
         [str(local / "lib/twostep/venv/bin/twostepd"), "--help"],
         capture_output=True,

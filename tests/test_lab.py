@@ -27,7 +27,7 @@ def test_up_down_and_up_again() -> None:
     info = lab.up(passdb="checkpassword")
     try:
         state = lab.status()
-        assert set(state["running"]) == {"slapd", "twostepd", "dovecot", "postfix"}
+        assert set(state["running"]) == {"slapd", "twostepd", "dovecot", "postfix", "portal"}
         pids = dict(__import__("json").loads(lab.state_path.read_text())["pids"])
         assert all(alive(pid) for pid in pids.values())
         assert info["passdb"] == "checkpassword"
@@ -37,7 +37,7 @@ def test_up_down_and_up_again() -> None:
     finally:
         stopped = lab.down()
     assert not pam_file.exists()
-    assert set(stopped) == {"slapd", "twostepd", "dovecot", "postfix"}
+    assert set(stopped) == {"slapd", "twostepd", "dovecot", "postfix", "portal"}
     assert not any(alive(pid) for pid in pids.values())
     assert lab.status()["running"] == []
     assert lab.down() == []  # nothing left to stop
@@ -97,4 +97,6 @@ def test_lab_command_json(tmp_path: Path) -> None:
             text=True,
             check=False,
         )
-    assert down.returncode == 0 and "stopped: postfix, dovecot, twostepd, slapd" in down.stdout
+    assert (
+        down.returncode == 0 and "stopped: portal, postfix, dovecot, twostepd, slapd" in down.stdout
+    )

@@ -2,8 +2,9 @@
 
 ``up`` starts a slapd with the schema, ACLs, a default policy and demo users; twostepd;
 Dovecot (IMAP, POP3) on the Lua passdb (or checkpassword); Postfix submission with SMTP
-AUTH through Dovecot SASL. It writes a twostep configuration for that stack and records
-what it started in ``state.json``; ``down`` stops exactly those processes, by pid.
+AUTH through Dovecot SASL; the self-service portal on plain HTTP (loopback only). It
+writes a twostep configuration for that stack and records what it started in
+``state.json``; ``down`` stops exactly those processes, by pid.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from ..keyring import write_key_file
 from .dovecot import Dovecot, passdb_block
 from .files import PAM_LOADER, install_clients
+from .portal import Portal
 from .postfix import Postfix
 from .processes import free_port, port_open, stop_group
 from .slapd import Directory, Slapd
@@ -29,7 +31,7 @@ __all__ = ["DEMO_USERS", "Lab", "LabError"]
 
 DEMO_USERS = ("alice", "bob", "carol")
 _STATE = "state.json"
-_ORDER = ("postfix", "dovecot", "twostepd", "slapd")  # stopping order
+_ORDER = ("portal", "postfix", "dovecot", "twostepd", "slapd")  # stopping order
 _PAM_D = Path("/etc/pam.d")
 
 
@@ -143,6 +145,8 @@ class Lab:
         password_file = etc / "ldap.secret"
         password_file.touch(mode=0o600)
         password_file.write_text(names.service_password + "\n")
+        write_key_file(etc / "portal.key", secrets.token_bytes(32))
+        web_port = ports.get("web") or free_port()
 
         clients = d / "clients"
         share = d / "share"
@@ -160,6 +164,11 @@ class Lab:
                 "keys": {"current": "lab", "directory": str(etc / "keys")},
                 "totp": {"issuer": "twostep lab"},
                 "audit": {"syslog": False, "file": str(d / "audit.log")},
+                "portal": {
+                    "listen": f"127.0.0.1:{web_port}",
+                    "secret_key_file": str(etc / "portal.key"),
+                    "secure_cookies": False,  # plain HTTP, loopback only
+                },
             },
         )
         daemon.start()
@@ -181,6 +190,10 @@ class Lab:
         postfix.start()
         started["postfix"] = _pid(postfix.pid)
 
+        portal = Portal(d / "portal", daemon.config_path, web_port)
+        portal.start()
+        started["portal"] = _pid(portal.pid)
+
         pam_service = self._install_pam_service(clients / PAM_LOADER, daemon.socket)
         info = {
             "dir": str(d),
@@ -193,6 +206,7 @@ class Lab:
             "imap_port": dovecot.imap_port,
             "pop3_port": dovecot.pop3_port,
             "smtp_port": postfix.port,
+            "portal_url": portal.url,
             "daemon_socket": str(daemon.socket),
             "passdb": passdb,
             "audit_log": str(d / "audit.log"),
@@ -260,6 +274,7 @@ class Lab:
               admin {info["admin_dn"]}  password {info["admin_password"]}
   IMAP        127.0.0.1:{info["imap_port"]}     POP3  127.0.0.1:{info["pop3_port"]}
   SMTP AUTH   127.0.0.1:{info["smtp_port"]}
+  portal      {info["portal_url"]}
   twostepd    {info["daemon_socket"]}
   PAM service {info.get("pam_service") or "(written to /etc/pam.d only when run as root)"}
   audit log   {info["audit_log"]}

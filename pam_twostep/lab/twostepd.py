@@ -62,6 +62,16 @@ class Twostepd:
     def reload(self) -> None:
         self.signal(signal.SIGHUP)
 
+    def reload_and_wait(self, timeout: float = 10) -> None:
+        """SIGHUP, then wait until the process says it reloaded (fresh policy cache)."""
+        before = self.log().count("configuration and keys reloaded")
+        self.reload()
+        wait_for(
+            lambda: self.log().count("configuration and keys reloaded") > before,
+            timeout,
+            "twostepd reload",
+        )
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=40)

@@ -1,0 +1,272 @@
+"""The portal's pages through Flask's test client, against a real twostepd and slapd:
+CSRF, headers, cookies, session time limits, re-authentication, hostile forms, outages,
+and the lock-out it shares with every other path."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Clock, config_data, make_secrets_dir
+from support.flows import enroll
+from support.slapd import POLICIES, USERS, Slapd
+from support.stack import world_readable_directory
+
+from pam_twostep.audit import MemorySink
+from pam_twostep.config import Config, load_secrets, parse_config
+from pam_twostep.directory import Directory
+from pam_twostep.engine import Engine
+from pam_twostep.lab.twostepd import Twostepd
+from pam_twostep.portal import create_app
+from pam_twostep.totp import time_step, totp
+
+HTTPS = "https://portal.example.org"
+
+
+@pytest.fixture(scope="module")
+def daemon(slapd_server: Slapd) -> Iterator[Twostepd]:
+    base = world_readable_directory("twostep-portal-app-")
+    instance = Twostepd(base / "daemon", config_data(slapd_server, make_secrets_dir(base / "etc")))
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def config(daemon: Twostepd, slapd: Slapd) -> Config:
+    daemon.reload_and_wait()  # policies are cached for 30 s: start each test afresh
+    return parse_config(daemon.config)
+
+
+def set_policy(daemon: Twostepd, slapd: Slapd, **attributes: list[str]) -> None:
+    slapd.set_attributes(f"cn=default,{POLICIES}", **attributes)
+    daemon.reload_and_wait()
+
+
+@pytest.fixture
+def wall() -> Clock:
+    return Clock(time.time())
+
+
+@pytest.fixture
+def client(config: Config, wall: Clock) -> Any:
+    app = create_app(config, secret_key=b"k" * 32, clock=wall)
+    app.testing = True
+    return app.test_client()
+
+
+@pytest.fixture
+def admin(config: Config) -> Iterator[Engine]:
+    loaded = load_secrets(config)
+    directory = Directory(config.ldap, config.users, loaded.bind_password)
+    yield Engine(config, directory, loaded.keyring, MemorySink(), clock=Clock(time.time()))
+    directory.close()
+
+
+def csrf(client: Any, path: str = "/signin") -> str:
+    page = client.get(path, base_url=HTTPS, follow_redirects=True).get_data(as_text=True)
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def post(client: Any, path: str, token: str | None = None, **form: Any) -> Any:
+    data = {"csrf": token if token is not None else csrf(client), **form}
+    return client.post(path, data=data, base_url=HTTPS)
+
+
+def sign_in(client: Any, user: str = "bob") -> Any:
+    return post(client, "/signin", user=user, password=USERS[user])
+
+
+# -- headers, cookies, CSRF -----------------------------------------------------------
+
+
+def test_every_page_carries_the_security_headers(client: Any) -> None:
+    for response in (client.get("/signin", base_url=HTTPS), client.get("/nothing", base_url=HTTPS)):
+        headers = response.headers
+        assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Cache-Control"] == "no-store"
+        assert headers["Referrer-Policy"] == "same-origin"
+        assert headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_the_session_cookie_is_host_only_secure_and_http_only(client: Any) -> None:
+    response = sign_in(client)
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if "__Host-twostep=" in c)
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Path=/" in cookie and "Domain" not in cookie
+
+
+@pytest.mark.parametrize("token", ["", "forged", "x" * 5000])
+def test_posts_without_the_right_token_are_refused(client: Any, token: str) -> None:
+    csrf(client)
+    response = post(client, "/signin", token=token, user="bob", password=USERS["bob"])
+    assert response.status_code == 403
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_a_foreign_origin_is_refused_even_with_the_token(client: Any) -> None:
+    token = csrf(client)
+    response = client.post(
+        "/signin",
+        data={"csrf": token, "user": "bob", "password": USERS["bob"]},
+        base_url=HTTPS,
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+
+
+# -- signing in ---------------------------------------------------------------------
+
+
+def test_password_only_while_two_step_is_off(client: Any) -> None:
+    response = sign_in(client)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    page = client.get("/", base_url=HTTPS).get_data(as_text=True)
+    assert "Off. Signing in asks for your password only." in page
+
+
+def test_wrong_passwords_are_refused_alike_and_lock_every_path(
+    client: Any, admin: Engine, slapd: Slapd, daemon: Twostepd
+) -> None:
+    set_policy(daemon, slapd, twostepLockoutMaxFailures=["3"])
+    for user in ("bob", "nobody"):
+        response = post(client, "/signin", user=user, password="wrong")
+        assert response.status_code == 401
+        assert "The user name or password is not right." in response.get_data(as_text=True)
+    for n in range(2):
+        post(client, "/signin", user="bob", password=f"wrong {n}")
+    locked = sign_in(client)
+    assert "locked" in locked.get_data(as_text=True)
+    assert admin.status("bob").locked  # the same lock Dovecot and PAM see
+
+
+def test_code_step_and_trusting_this_browser(client: Any, admin: Engine) -> None:
+    key, codes = enroll(admin, time.time(), "alice")
+    response = sign_in(client, "alice")
+    assert response.headers["Location"] == "/signin/code"
+    assert "password" not in str(client.get_cookie("__Host-twostep", domain="portal.example.org"))
+    wrong = post(client, "/signin/code", code="000000")
+    assert wrong.status_code == 401
+    right = post(client, "/signin/code", code=codes[0], trust="yes", label="Work laptop")
+    assert right.headers["Location"] == "/"
+    device = next(c for c in right.headers.getlist("Set-Cookie") if "__Host-twostep-device" in c)
+    assert "HttpOnly" in device and "SameSite=Strict" in device and "Max-Age=2592000" in device
+    assert "Work laptop" in client.get("/", base_url=HTTPS).get_data(as_text=True)
+    post(client, "/signout")
+    assert sign_in(client, "alice").headers["Location"] == "/"  # trusted: no code
+    assert totp(key, time.time())  # the key still works for the app
+
+
+def test_policy_required_leads_to_setup_first(client: Any, slapd: Slapd, daemon: Twostepd) -> None:
+    set_policy(daemon, slapd, twostepRequired=["TRUE"])
+    response = sign_in(client)
+    assert response.headers["Location"] == "/setup"
+    assert client.get("/", base_url=HTTPS).headers["Location"] == "/setup"
+    assert client.get("/setup", base_url=HTTPS).status_code == 200
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+
+def test_an_idle_session_ends(client: Any, config: Config, wall: Clock) -> None:
+    sign_in(client)
+    wall.advance(config.portal.idle_timeout - 5)
+    assert client.get("/", base_url=HTTPS).status_code == 200
+    wall.advance(config.portal.idle_timeout + 1)
+    response = client.get("/", base_url=HTTPS)
+    assert response.headers["Location"] == "/signin"
+
+
+def test_a_used_session_still_ends_after_its_lifetime(
+    client: Any, config: Config, wall: Clock
+) -> None:
+    sign_in(client)
+    for _ in range(config.portal.session_lifetime // 600 + 1):
+        wall.advance(600)
+        response = client.get("/", base_url=HTTPS)
+    assert response.headers["Location"] == "/signin"
+
+
+def test_sensitive_changes_need_a_recent_password_and_code(
+    client: Any, admin: Engine, config: Config, wall: Clock
+) -> None:
+    key, codes = enroll(admin, time.time(), "alice")
+    sign_in(client, "alice")
+    post(client, "/signin/code", code=codes[0])
+    wall.advance(config.portal.reauth_window + 1)
+    response = post(client, "/passcodes", label="Phone")
+    assert response.headers["Location"].startswith("/reauth")
+    assert admin.status("alice").passcodes == ()
+    wrong = post(client, "/reauth", password=USERS["alice"], code="000000", next="/")
+    assert wrong.headers["Location"].startswith("/reauth")
+    right = post(client, "/reauth", password=USERS["alice"], code=codes[1], next="//evil.example")
+    assert right.headers["Location"] == "/"
+    made = post(client, "/passcodes", label="Phone")
+    assert made.status_code == 200 and "Application passcode for Phone" in made.get_data(True)
+    assert [p.label for p in admin.status("alice").passcodes] == ["Phone"]
+    assert time_step(time.time(), 30) and key
+
+
+def test_disable_asks_password_and_code(client: Any, admin: Engine) -> None:
+    _, codes = enroll(admin, time.time(), "alice")
+    sign_in(client, "alice")
+    post(client, "/signin/code", code=codes[0])
+    refused = post(client, "/disable", password=USERS["alice"], code="123456")
+    assert refused.headers["Location"] == "/disable"
+    assert admin.status("alice").enabled
+    done = post(client, "/disable", password=USERS["alice"], code=codes[1])
+    assert done.headers["Location"] == "/"
+    assert not admin.status("alice").enabled
+
+
+# -- hostile forms and outages ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("form", "status"),
+    [
+        ({"user": "bob", "password": "x" * 2000}, 400),
+        ({"user": "b\0ob", "password": "x"}, 400),
+        ({"user": "x" * 300, "password": "x"}, 400),
+        ({"user": "*)(uid=*", "password": USERS["bob"]}, 401),
+        ({"user": "", "password": ""}, 400),
+        ({"password": "x"}, 400),
+    ],
+)
+def test_hostile_sign_in_forms(client: Any, form: dict[str, str], status: int) -> None:
+    response = post(client, "/signin", **form)
+    assert response.status_code == status
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_oversized_bodies_are_refused(client: Any) -> None:
+    response = post(client, "/signin", user="bob", password="x" * 100_000)
+    assert response.status_code == 413
+
+
+def test_pages_for_signed_in_users_send_others_to_sign_in(client: Any) -> None:
+    for path in ("/", "/setup", "/password", "/disable", "/reauth"):
+        assert client.get(path, base_url=HTTPS).headers["Location"] == "/signin"
+    assert post(client, "/codes").headers["Location"] == "/signin"
+
+
+def test_twostepd_down_is_a_page_that_says_try_again(config: Config, tmp_path: Path) -> None:
+    import dataclasses
+
+    daemonless = dataclasses.replace(
+        config, daemon=dataclasses.replace(config.daemon, socket=tmp_path / "none.sock")
+    )
+    app = create_app(daemonless, secret_key=b"k" * 32)
+    client = app.test_client()
+    response = post(client, "/signin", user="bob", password=USERS["bob"])
+    assert response.status_code == 503
+    text = response.get_data(as_text=True)
+    assert "try again in a moment" in text and "sock" not in text

@@ -1,0 +1,226 @@
+"""The portal in a real browser (headless Chromium through Playwright), against the lab's
+real slapd, twostepd, Dovecot and Postfix: the user guide's whole story, one page after
+another, with a screenshot of each in screenshots/ (`make screenshots` copies them to
+docs/screenshots/ for the README)."""
+
+from __future__ import annotations
+
+import imaplib
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.stack import source, world_readable_directory
+
+from pam_twostep.lab.dovecot import SourceIMAP
+from pam_twostep.lab.stack import Lab
+from pam_twostep.totp import decode_secret, time_step, totp
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict[str, Any]]:
+    instance = Lab(world_readable_directory("twostep-portal-") / "lab")
+    info = instance.up()
+    yield info
+    instance.down()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+class Person:
+    """One browser profile (a fresh context: its own cookies), signing in as a user."""
+
+    def __init__(self, browser: Any, lab: dict[str, Any], user: str, name: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1100, "height": 800})
+        self.page = self.context.new_page()
+        self.url = lab["portal_url"]
+        self.user = user
+        self.password = next(u["password"] for u in lab["users"] if u["name"] == user)
+        self.name = name
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def submit(self, form: str) -> None:
+        with self.page.expect_navigation():
+            self.page.click(f"main form[action='{form}'] button[type=submit]")
+
+    def sign_in(self, password: str | None = None) -> str:
+        """Fills the password form; returns where it landed: code, account or signin."""
+        self.page.goto(self.url + "/signin")
+        self.page.fill("#user", self.user)
+        self.page.fill("#password", password or self.password)
+        self.submit("/signin")
+        path = self.page.url.removeprefix(self.url)
+        return {"/signin/code": "code", "/": "account", "/setup": "setup"}.get(path, path)
+
+    def enter_code(self, code: str, trust: bool = False) -> None:
+        self.page.fill("#code", code)
+        if trust:
+            self.page.check("#trust")
+        self.submit("/signin/code")
+
+    def sign_out(self) -> None:
+        with self.page.expect_navigation():
+            self.page.click("form.signout button")
+
+    def text(self) -> str:
+        return str(self.page.inner_text("main"))
+
+
+def next_code(key: bytes, used_step: int) -> tuple[str, int]:
+    """A code of a step after ``used_step`` (the +-1 window takes the next one at once)."""
+    step = used_step + 1
+    while step > time_step(time.time(), 30) + 1:
+        time.sleep(0.5)
+    return totp(key, step * 30), step
+
+
+def imap_ok(lab: dict[str, Any], user: str, secret: str) -> bool:
+    client = SourceIMAP("127.0.0.1", lab["imap_port"], source())
+    try:
+        client.login(user, secret)
+    except imaplib.IMAP4.error:
+        return False
+    finally:
+        client.logout()
+    return True
+
+
+def test_the_user_guides_story(lab: dict[str, Any], browser: Any) -> None:
+    alice = Person(browser, lab, "alice", "first browser")
+    page = alice.page
+
+    # Sign in with the password alone; the page says two-step is off.
+    alice.page.goto(alice.url + "/")
+    assert alice.page.url.endswith("/signin")
+    alice.shot("01-signin")
+    assert alice.sign_in() == "account"
+    assert "Off. Signing in asks for your password only." in alice.text()
+    alice.shot("02-account-off")
+    headers = page.request.get(alice.url + "/").headers
+    assert "default-src 'none'" in headers["content-security-policy"]
+    cookies = {c["name"]: c for c in alice.context.cookies()}
+    assert cookies["twostep"]["httpOnly"] and cookies["twostep"]["sameSite"] == "Lax"
+
+    # Set up: the password again, the QR code and key, a code, the backup codes.
+    page.click("text=Set up two-step verification")
+    page.fill("#password", alice.password)
+    alice.submit("/setup")
+    alice.shot("03-setup-scan")
+    uri = page.text_content(".uri")
+    qr_png = SHOTS / "qr.png"
+    page.locator("figure.qr").screenshot(path=str(qr_png))
+    decoded = subprocess.run(
+        ["zbarimg", "-q", "--raw", str(qr_png)], capture_output=True, text=True, check=True
+    )
+    assert decoded.stdout.strip() == uri
+    qr_png.unlink()
+    key = decode_secret(page.inner_text("#key").replace(" ", ""))
+    code, step = next_code(key, time_step(time.time(), 30) - 2)
+    page.fill("#code", code)
+    alice.submit("/setup/confirm")
+    alice.shot("04-backup-codes")
+    codes = page.inner_text("#codes").split()
+    assert len(codes) == 10
+    page.click("text=I have saved them")
+    assert "On. Signing in asks for your password and a code" in alice.text()
+    alice.sign_out()
+
+    # A fresh browser: the code is asked; trust this browser.
+    phone = Person(browser, lab, "alice", "second browser")
+    assert phone.sign_in() == "code"
+    phone.shot("05-code")
+    phone.enter_code(codes[0], trust=True)
+    assert phone.page.url == phone.url + "/"
+    assert "this browser" in phone.text()
+    phone.sign_out()
+    # ... and again: no code asked.
+    assert phone.sign_in() == "account"
+
+    # Another browser trusted too, then revoked from the second one.
+    laptop = Person(browser, lab, "alice", "third browser")
+    assert laptop.sign_in() == "code"
+    code, step = next_code(key, step)
+    laptop.enter_code(code, trust=True)
+    phone.page.reload()
+    assert phone.page.locator("section[aria-labelledby=h-devices] tbody tr").count() == 2
+    phone.submit("/devices/revoke-others")
+    assert phone.page.locator("section[aria-labelledby=h-devices] tbody tr").count() == 1
+    laptop.sign_out()
+    assert laptop.sign_in() == "code"  # asked again
+
+    # An application passcode: a trusted-device sign-in must confirm it is the user first.
+    page = phone.page
+    page.fill("#label", "Thunderbird")
+    phone.submit("/passcodes")
+    assert page.url.startswith(phone.url + "/reauth")
+    page.fill("#password", phone.password)
+    page.fill("#code", codes[1])
+    phone.submit("/reauth")
+    page.fill("#label", "Thunderbird")
+    page.check("#svc-imap")
+    phone.submit("/passcodes")
+    phone.shot("06-passcode")
+    passcode = page.inner_text("#passcode").replace(" ", "")
+    assert (len(passcode) == 24 and passcode.isupper()) or passcode.isalnum()
+    page.click("text=Done")
+    assert "never" in page.inner_text("td.last-used")
+    assert imap_ok(lab, "alice", passcode)
+    page.reload()
+    assert "from 127." in page.inner_text("td.last-used")
+    phone.shot("07-account-on")
+
+    # Revoked: IMAP refuses it.
+    phone.submit("/passcodes/revoke")
+    assert "no longer works" in phone.text()
+    assert not imap_ok(lab, "alice", passcode)
+
+    # A password change revokes every passcode (and every other device).
+    page.fill("#label", "Phone")
+    phone.submit("/passcodes")
+    second = page.inner_text("#passcode").replace(" ", "")
+    page.click("text=Done")
+    assert imap_ok(lab, "alice", second)
+    page.click("text=Change your password")
+    phone.shot("08-password")
+    new_password = phone.password + "-new"
+    page.fill("#old", phone.password)
+    page.fill("#new", new_password)
+    page.fill("#again", new_password)
+    phone.submit("/password")
+    assert "Every application passcode and every other trusted device was revoked" in phone.text()
+    assert page.locator("section[aria-labelledby=h-apps] tbody tr").count() == 0
+    assert "this browser" in phone.text()  # the browser it was changed from stays trusted
+    assert not imap_ok(lab, "alice", second)
+    phone.sign_out()
+    assert phone.sign_in(new_password) == "account"
+
+    for person in (alice, phone, laptop):
+        person.context.close()
+
+
+def test_screenshots_are_where_the_readme_expects_them() -> None:
+    documented = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for shot in sorted(documented.glob("*.png")):
+        assert f"docs/screenshots/{shot.name}" in readme
+    assert shutil.which("zbarimg")
