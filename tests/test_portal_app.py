@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
+from support import leaks
 from support.flows import enroll
 from support.slapd import POLICIES, USERS, Slapd
 from support.stack import world_readable_directory
@@ -75,6 +76,7 @@ def csrf(client: Any, path: str = "/signin") -> str:
 
 
 def post(client: Any, path: str, token: str | None = None, **form: Any) -> Any:
+    leaks.remember(*(form.get(k) for k in ("password", "code", "old", "new")))
     data = {"csrf": token if token is not None else csrf(client), **form}
     return client.post(path, data=data, base_url=HTTPS)
 
@@ -163,6 +165,18 @@ def test_code_step_and_trusting_this_browser(client: Any, admin: Engine) -> None
     post(client, "/signout")
     assert sign_in(client, "alice").headers["Location"] == "/"  # trusted: no code
     assert totp(key, time.time())  # the key still works for the app
+
+
+def test_revoking_this_device_forgets_its_cookie(client: Any, admin: Engine) -> None:
+    _, codes = enroll(admin, time.time(), "alice")
+    sign_in(client, "alice")
+    post(client, "/signin/code", code=codes[0], trust="yes")
+    device = admin.status("alice").devices[0].id
+    response = post(client, "/devices/revoke", device=device)
+    gone = [c for c in response.headers.getlist("Set-Cookie") if "__Host-twostep-device=;" in c]
+    assert gone and admin.status("alice").devices == ()
+    post(client, "/signout")
+    assert sign_in(client, "alice").headers["Location"] == "/signin/code"
 
 
 def test_policy_required_leads_to_setup_first(client: Any, slapd: Slapd, daemon: Twostepd) -> None:
