@@ -78,7 +78,8 @@ def _listen(config: Config) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     os.chmod(path, config.daemon.socket_mode)
-    listener.listen(256)
+    # room for a burst of logins while the serving processes catch up
+    listener.listen(min(max(config.daemon.max_connections, 256), 4096))
     return listener
 
 

@@ -127,7 +127,14 @@ def ask(path: str, request: dict[str, object], timeout: float) -> dict[str, obje
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        sock.connect(path)
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except BlockingIOError:  # the daemon's backlog is full for a moment: wait
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("the daemon is not accepting connections") from None
+                time.sleep(0.005)
         try:  # noqa: SIM105 - contextlib would cost an import on every login
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):

@@ -47,7 +47,15 @@ def daemon(slapd: Slapd, base: Path) -> Iterator[Twostepd]:
 def raw(path: Path, data: bytes, *, read: bool = True, timeout: float = 10) -> bytes:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
+        deadline = time.monotonic() + timeout
+        while True:  # as wire.ask does: a full listen queue is waited for
+            try:
+                sock.connect(str(path))
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         sock.sendall(data)
         if not read:
             return b""

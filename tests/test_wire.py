@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -101,3 +102,34 @@ def test_ask_times_out_and_reports_unreachable(tmp_path: Path) -> None:
         wire.ask(str(path), {"op": "ping"}, 0.3)
     with pytest.raises(OSError):
         wire.ask(str(tmp_path / "missing"), {"op": "ping"}, 1)
+
+
+def test_a_full_backlog_is_waited_for_not_refused(tmp_path: Path) -> None:
+    """A burst of logins can fill the daemon's listen queue for a moment: a client waits
+    for room (within its timeout) instead of failing at once."""
+    path = tmp_path / "s"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(0)
+    queued = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+    for sock in queued:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.connect(str(path))
+    with pytest.raises(OSError):  # nobody accepts: a temporary failure, after the timeout
+        wire.ask(str(path), {"op": "ping"}, 0.3)
+
+    def accept_later() -> None:
+        threading.Event().wait(0.3)
+        for _ in range(len(queued) + 1):
+            conn, _ = server.accept()
+            if conn.recv(65536):
+                conn.sendall(b'{"result":"ok"}\n')
+            conn.close()
+
+    thread = threading.Thread(target=accept_later, daemon=True)
+    thread.start()
+    for sock in queued:
+        sock.close()
+    assert wire.ask(str(path), {"op": "ping"}, 5) == {"result": "ok"}
+    server.close()
