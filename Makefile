@@ -9,7 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
 	lua-socket lua5.4 postfix zbar-tools libpam-python pamtester python3-pam libpam0g-dev gcc \
-	libc6-dev openssh-server openssh-client chromium
+	libc6-dev openssh-server openssh-client chromium libpam-google-authenticator oathtool \
+	libpam-oath
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PREFIX ?= /usr/local

@@ -106,10 +106,10 @@ def classify(normalized: str, digits: int) -> CodeKind:
     """Tell the kind of a normalized code from its shape alone."""
     if len(normalized) == digits and normalized.isascii() and normalized.isdigit():
         return CodeKind.TOTP
-    if not _ALLOWED.issuperset(normalized):
-        return CodeKind.OTHER
-    if len(normalized) == BACKUP_CODE_LENGTH:
-        return CodeKind.BACKUP_CODE
-    if len(normalized) == PASSCODE_LENGTH:
+    if _ALLOWED.issuperset(normalized) and len(normalized) == PASSCODE_LENGTH:
         return CodeKind.PASSCODE
+    if 6 <= len(normalized) <= 16 and normalized.isascii() and normalized.isalnum():
+        # ours are 10 symbols; imported ones keep their shape (google-authenticator's
+        # eight digits, Zimbra's eight base32 letters)
+        return CodeKind.BACKUP_CODE
     return CodeKind.OTHER

@@ -42,7 +42,7 @@ from .decision import (
     unknown_user,
     wants_password,
 )
-from .directory import Directory
+from .directory import Directory, escape_filter
 from .errors import (
     Conflict,
     CorruptEntry,
@@ -55,6 +55,9 @@ from .errors import (
 )
 from .keyring import Keyring
 from .lockout import lock_state, record_failure
+from .migrate.candidate import Candidate
+from .migrate.plan import Outcome as ImportOutcome
+from .migrate.plan import plan_import
 from .policy import (
     POLICY_ATTRIBUTES,
     Policy,
@@ -76,6 +79,7 @@ _SERVICE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _ADDRESS = re.compile(r"[0-9A-Fa-f.:]{1,45}")
 _T = TypeVar("_T")
 _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -155,14 +159,18 @@ class Engine:
         if raw is None:
             return None
         state = parse_account(raw, username, self.config.users.username_attribute)
+        policy, policy_dn = self._policy_of(state)
+        return _Loaded(state, policy, policy_dn, self._fields(raw))
+
+    def _policy_of(self, state: AccountState) -> tuple[Policy, str | None]:
+        """The policy in force for an account, and the entry it comes from."""
         policy_dn = state.policy_dn or self.config.policy.default
         cos = self._policy_entry(policy_dn) if policy_dn else {}
         if cos is None:
             raise CorruptEntry(
                 Attr.POLICY, f"names a policy entry that does not exist: {policy_dn}"
             )
-        policy = resolve_policy(self.config.policy.defaults, cos, state.overrides)
-        return _Loaded(state, policy, policy_dn, self._fields(raw))
+        return resolve_policy(self.config.policy.defaults, cos, state.overrides), policy_dn
 
     def _fields(self, raw: RawEntry) -> dict[str, str]:
         """The configured userdb fields present on the entry (first value of each)."""
@@ -652,6 +660,76 @@ class Engine:
             )
             return "resealed"
         return "changed three times while being re-sealed; run it again"
+
+    # -- imports ----------------------------------------------------------------------
+
+    def import_account(
+        self,
+        match_attribute: str,
+        match_value: str,
+        candidate: Candidate,
+        *,
+        apply: bool,
+        replace: bool,
+        actor: str | None = None,
+    ) -> tuple[str, str | None, str]:
+        """(outcome, the account's user name, why) for one authenticator brought over.
+
+        The account is the one directory user whose ``match_attribute`` is
+        ``match_value``. Without ``apply`` nothing is written and an import that would
+        happen says ``would-import``. Everything for the account is one modify.
+        """
+        if not _ATTRIBUTE.fullmatch(match_attribute):
+            raise Refused(RefusalReason.INVALID_INPUT, "not an attribute name")
+        search = f"({match_attribute}={escape_filter(match_value)})"
+        found = self.directory.search(self.config.users.base, search, self._attributes, 2)
+        wanted = f"{match_attribute}={match_value[:64]}"
+        if not found:
+            return "skipped", None, f"no directory user has {wanted}"
+        if len(found) > 1:
+            return "skipped", None, f"more than one directory user has {wanted}"
+        attribute = self.config.users.username_attribute
+        names = found[0].get(attribute)
+        username = names[0].decode("utf-8", "replace") if names else match_value
+        unreadable = "its stored two-step values are unreadable ({}): reset it first"
+        try:
+            state = parse_account(found[0], username, attribute)
+        except CorruptEntry as exc:
+            return "skipped", username, unreadable.format(exc)
+        try:
+            policy, _ = self._policy_of(state)
+            policy_dn = self.show_policy(candidate.policy).dn if candidate.policy else None
+            outcome, modify, why = plan_import(
+                state,
+                policy,
+                candidate,
+                keys=self._keys,
+                random=self._random,
+                replace=replace,
+                policy_dn=policy_dn,
+            )
+        except CorruptEntry as exc:
+            return "skipped", state.username, unreadable.format(exc)
+        except Refused as exc:  # a policy that does not exist, or cannot
+            return "skipped", state.username, str(exc)
+        if outcome is not ImportOutcome.IMPORTED:
+            return outcome.value, state.username, why
+        if not apply:
+            return "would-import", state.username, ""
+        self._write(state, modify)
+        self._emit(
+            AuditEvent(
+                time=self._now(),
+                action="import",
+                user=state.username,
+                outcome="ok",
+                service="twostep",
+                remote="",
+                label=candidate.source[-64:],
+                actor=actor,
+            )
+        )
+        return outcome.value, state.username, ""
 
     def reset(self, username: str, *, actor: str | None = None) -> None:
         """Admin: wipe all two-step state, devices, passcodes and the lock."""

@@ -16,6 +16,8 @@ Errors, all as ``{"result": "error", "error": <code>}``:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import logging
 import os
@@ -30,7 +32,9 @@ from .decision import Attempt, Decision, Flow, Outcome
 from .engine import Engine, PolicyEntry
 from .errors import RefusalReason, Refused, TemporaryFailure
 from .management import AccountStatus
+from .migrate.candidate import Candidate
 from .policy import Policy, overrides_from_mapping
+from .totp import Algorithm, TotpParams
 
 __all__ = ["OPS", "Malformed", "error", "handle", "policy_reply", "status_reply"]
 
@@ -58,6 +62,8 @@ class _Field:
     kind: type
     required: bool = False
     max_length: int = _MAX_TEXT
+    minimum: int = 1
+    """The smallest int taken."""
 
 
 def _validate(request: Mapping[str, object], schema: Mapping[str, _Field]) -> dict[str, Any]:
@@ -72,8 +78,12 @@ def _validate(request: Mapping[str, object], schema: Mapping[str, _Field]) -> di
             if not isinstance(value, bool):
                 raise Malformed(f"{name}: not true or false")
         elif spec.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 1 << 40:
-                raise Malformed(f"{name}: not a positive whole number")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not spec.minimum <= value < 1 << 40
+            ):
+                raise Malformed(f"{name}: not a whole number from {spec.minimum}")
         elif spec.kind is dict:
             if not isinstance(value, dict) or len(value) > 64:
                 raise Malformed(f"{name}: not an object")
@@ -416,6 +426,34 @@ def _password_change(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
     return {}
 
 
+def _import_account(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    try:
+        secret = base64.b32decode(v["secret"] + "=" * (-len(v["secret"]) % 8))
+        candidate = Candidate(
+            source=v.get("source", ""),
+            match=v["match_value"],
+            secret=secret,
+            params=TotpParams(
+                Algorithm(v.get("algorithm", "SHA1")), v.get("digits", 6), v.get("period", 30)
+            ),
+            last_step=v.get("last_step"),
+            window=v.get("window"),
+            backup_codes=tuple(c for c in v.get("backup_codes", "").split(",") if c),
+            policy=v.get("policy"),
+        )
+    except (ValueError, binascii.Error) as exc:
+        raise Refused(RefusalReason.INVALID_INPUT, f"not importable: {exc}") from None
+    outcome, user, why = engine.import_account(
+        v["match_attribute"],
+        v["match_value"],
+        candidate,
+        apply=v.get("apply", False),
+        replace=v.get("replace", False),
+        actor=actor,
+    )
+    return {"outcome": outcome, "user": user, "why": why}
+
+
 def _keys_status(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
     usage = engine.key_usage()
     return {
@@ -524,6 +562,27 @@ OPS: dict[str, tuple[Right, Handler]] = {
                 **_CONTEXT,
             },
             _password_change,
+        ),
+    ),
+    "import-account": (
+        Right.MANAGE,
+        _manage(
+            {
+                "match_attribute": _Field(str, True, 64),
+                "match_value": _Field(str, True, 512),
+                "secret": _Field(str, True, 128),
+                "algorithm": _Field(str, max_length=8),
+                "digits": _Field(int),
+                "period": _Field(int),
+                "last_step": _Field(int, minimum=0),
+                "window": _Field(int, minimum=0),
+                "backup_codes": _Field(str, max_length=2048),
+                "policy": _Field(str, max_length=128),
+                "source": _Field(str, max_length=512),
+                "apply": _Field(bool),
+                "replace": _Field(bool),
+            },
+            _import_account,
         ),
     ),
     "keys-status": (Right.MANAGE, _manage({}, _keys_status)),

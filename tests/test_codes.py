@@ -68,9 +68,12 @@ def test_typing_variations_normalize_to_the_code(length: int, data: st.DataObjec
     [
         ("123456", 6, CodeKind.TOTP),
         ("12345678", 8, CodeKind.TOTP),
-        ("12345678", 6, CodeKind.OTHER),
+        ("12345678", 6, CodeKind.BACKUP_CODE),  # google-authenticator's scratch codes
         ("ABCDEFGHJK", 6, CodeKind.BACKUP_CODE),
-        ("ABCDEFGHJO", 6, CodeKind.OTHER),  # O is not in the alphabet
+        ("ABCDEFGHJO", 6, CodeKind.BACKUP_CODE),  # not ours (O), but maybe imported
+        ("ABCDE", 6, CodeKind.OTHER),
+        ("A" * 17, 6, CodeKind.OTHER),
+        ("ABCDE!GHJK", 6, CodeKind.OTHER),
         ("A" * PASSCODE_LENGTH, 6, CodeKind.PASSCODE),
         ("A" * 23, 6, CodeKind.OTHER),
         ("", 6, CodeKind.OTHER),

@@ -175,6 +175,30 @@ def test_many_idle_connections_cost_nobody(daemon: Twostepd) -> None:
             sock.close()
 
 
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"secret": "not base32!"}, "not importable"),
+        ({"secret": "JBSWY3DP"}, "bits"),
+        ({"match_attribute": "uid)(x=*"}, "not an attribute name"),
+        ({"digits": 9}, "digits"),
+        ({"backup_codes": "ok123456,x"}, "backup code"),
+    ],
+)
+def test_import_requests_that_cannot_be_imported(
+    daemon: Twostepd, fields: dict[str, object], why: str
+) -> None:
+    request = {
+        "op": "import-account",
+        "match_attribute": "uid",
+        "match_value": "bob",
+        "secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+        **fields,
+    }
+    reply = daemon.ask(request)
+    assert reply["result"] == "refused" and why in str(reply["message"]), reply
+
+
 def test_memory_stays_bounded_under_hostile_connections(slapd: Slapd, base: Path) -> None:
     """A thousand connections, half of them holding almost a whole message, and oversized
     frames on top: the daemon serves others throughout and its memory stays bounded."""

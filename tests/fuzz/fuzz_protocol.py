@@ -76,6 +76,21 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "device-revoke-all": ("user",),
     "unlock": ("user",),
     "password-change": ("user", "old", "new", "keep_device", *_CONTEXT),
+    "import-account": (
+        "match_attribute",
+        "match_value",
+        "secret",
+        "algorithm",
+        "digits",
+        "period",
+        "last_step",
+        "window",
+        "backup_codes",
+        "policy",
+        "source",
+        "apply",
+        "replace",
+    ),
     "keys-status": (),
     "keys-reseal": (),
     "policy-list": (),
@@ -159,9 +174,9 @@ def _value(fdp: atheris.FuzzedDataProvider, depth: int = 0) -> object:
 
 def _typed(fdp: atheris.FuzzedDataProvider, name: str) -> object:
     """A value of the type the field takes: the parser lets it through to the handler."""
-    if name in ("secured", "trust_device"):
+    if name in ("secured", "trust_device", "apply", "replace"):
         return fdp.ConsumeBool()
-    if name == "lifetime":
+    if name in ("lifetime", "digits", "period", "last_step", "window"):
         return fdp.ConsumeIntInRange(-10, 10**9)
     if name == "settings":
         keys = ["required", "backup_codes", "passcode_limit", "lockout_window", "x", ""]
