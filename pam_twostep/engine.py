@@ -219,6 +219,23 @@ class Engine:
             except (Conflict, TemporaryFailure) as exc:
                 log.debug("bookkeeping write for %s skipped: %s", state.username, exc)
 
+    def _emit_done(
+        self, action: str, user: str, actor: str | None, label: str | None = None
+    ) -> None:
+        """The event of an administrative change that went through."""
+        self._emit(
+            AuditEvent(
+                time=self._now(),
+                action=action,
+                user=user,
+                outcome="ok",
+                service="twostep",
+                remote="",
+                label=label,
+                actor=actor,
+            )
+        )
+
     def _emit(self, event: AuditEvent) -> None:
         try:
             self._audit.emit(event)
@@ -647,17 +664,7 @@ class Engine:
             except (CorruptEntry, KeyUnavailable) as exc:
                 log.warning("%s: not re-sealed: %s", dn, exc)
                 return str(exc)
-            self._emit(
-                AuditEvent(
-                    time=self._now(),
-                    action="key-reseal",
-                    user=state.username,
-                    outcome="ok",
-                    service="twostep",
-                    remote="",
-                    actor=actor,
-                )
-            )
+            self._emit_done("key-reseal", state.username, actor)
             return "resealed"
         return "changed three times while being re-sealed; run it again"
 
@@ -717,18 +724,7 @@ class Engine:
         if not apply:
             return "would-import", state.username, ""
         self._write(state, modify)
-        self._emit(
-            AuditEvent(
-                time=self._now(),
-                action="import",
-                user=state.username,
-                outcome="ok",
-                service="twostep",
-                remote="",
-                label=candidate.source[-64:],
-                actor=actor,
-            )
-        )
+        self._emit_done("import", state.username, actor, label=candidate.source[-64:])
         return outcome.value, state.username, ""
 
     def reset(self, username: str, *, actor: str | None = None) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from conftest import Clock, config_data
+from support.concurrency import at_once
 from support.flows import enroll, interactive_login, mail_login
 from support.slapd import (
     ADMIN_DN,
@@ -345,23 +345,6 @@ def test_a_success_clears_failures_from_its_address_only(engine: Engine) -> None
 # -- concurrency -----------------------------------------------------------------------
 
 
-def race(count: int, login: Callable[[int], Any]) -> list[Any]:
-    """``count`` logins released at once; each is told its index."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = login(index)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 @pytest.fixture
 def twin(config: Any, clock: Clock, audit: MemorySink) -> Iterator[Engine]:
     """A second engine on the same directory: another serving process, or another host."""
@@ -380,7 +363,7 @@ def test_one_backup_code_presented_in_parallel_passes_once(
     _, codes = enroll(engine, clock.now)
     engines = (engine, twin)
     for code in codes[:3]:
-        results = race(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
+        results = at_once(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
         assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
         assert all(r.reason in (None, Reason.REPLAYED, Reason.WRONG_CODE) for r in results)
         engine.unlock("alice")
@@ -396,7 +379,7 @@ def test_one_totp_code_presented_in_parallel_passes_once(
     for _ in range(3):
         clock.advance(30)
         code = totp(key, clock.now)
-        results = race(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
+        results = at_once(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
         assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
         assert {r.reason for r in results} <= {None, Reason.REPLAYED}
         engine.unlock("alice")
@@ -409,7 +392,7 @@ def test_parallel_guesses_pass_the_limit_by_at_most_one_per_process(
     slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["5"])
     engines = (engine, twin)[:processes]
     for round_ in range(5):
-        results = race(
+        results = at_once(
             32,
             lambda i, r=round_: mail_login(engines[i % processes], "bob", f"guess {r}.{i}"),
         )

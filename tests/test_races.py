@@ -7,17 +7,17 @@ compare-and-swap, not by anything one process holds in memory.
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
+from support.concurrency import at_once
 from support.flows import enroll
 from support.pam import module_lines, pam_service
-from support.slapd import POLICIES, USERS, Slapd, ssha, user_dn
+from support.slapd import POLICIES, USERS, Slapd
 from support.stack import (
     MailStack,
     install_clients,
@@ -59,14 +59,7 @@ def admin(daemon: Twostepd, slapd: Slapd) -> Iterator[Engine]:
     slapd.set_attributes(
         f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"], twostepBackupCodeCount=["5"]
     )
-    conn = slapd.admin()
-    for name in RACERS:
-        conn.add(
-            user_dn(name),
-            ["inetOrgPerson"],
-            {"uid": name, "cn": name, "sn": name, "userPassword": ssha(f"{name}-pw")},
-        )
-    conn.unbind()
+    slapd.add_users(RACERS)
     config = parse_config(daemon.config)
     loaded = load_secrets(config)
     directory = Directory(config.ldap, config.users, loaded.bind_password)
@@ -84,22 +77,6 @@ def code_of_next_step(key: bytes) -> str:
     while time.time() % 30 > 28.5:
         time.sleep(0.2)
     return totp(key, (time_step(time.time(), 30) + 1) * 30)
-
-
-def at_once(count: int, attempt: Callable[[int], str]) -> list[str]:
-    barrier = threading.Barrier(count)
-    results = [""] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = attempt(index)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # -- through the socket, many times -----------------------------------------------------

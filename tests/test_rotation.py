@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
 from support.flows import enroll, interactive_login
-from support.slapd import Slapd, ssha, user_dn
+from support.slapd import Slapd, user_dn
 from support.stack import world_readable_directory
 from support.states import enabled_state, plain_state
 
@@ -95,14 +95,7 @@ def engine_with(config: Config, keys: Keyring, clock: Clock) -> Engine:
 @pytest.fixture
 def people(slapd: Slapd) -> list[str]:
     names = [f"rot{n}" for n in range(20)]
-    conn = slapd.admin()
-    for name in names:
-        conn.add(
-            user_dn(name),
-            ["inetOrgPerson"],
-            {"uid": name, "cn": name, "sn": name, "userPassword": ssha(f"{name}-pw")},
-        )
-    conn.unbind()
+    slapd.add_users(names)
     return names
 
 

@@ -203,11 +203,17 @@ def create_app(
 
         return wrapper  # type: ignore[return-value]
 
-    def needs_recent_auth() -> Response | None:
-        if security.recent(session, now(), portal.reauth_window):
-            return None
-        flash("Confirm it is you, then make the change again.")
-        return redirect(url_for("reauth", next="/"))
+    def recent_auth(view: _F) -> _F:
+        """Sensitive changes: a password and code given within ``reauth_window``."""
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not security.recent(session, now(), portal.reauth_window):
+                flash("Confirm it is you, then make the change again.")
+                return redirect(url_for("reauth", next="/"))
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
 
     # -- signing in ----------------------------------------------------------------------
 
@@ -397,10 +403,8 @@ def create_app(
 
     @app.post("/codes")
     @signed_in
+    @recent_auth
     def codes() -> Any:
-        redirect_to = needs_recent_auth()
-        if redirect_to is not None:
-            return redirect_to
         try:
             fresh = daemon.call("codes-regenerate", user=g.user)
         except Refusal as refusal:
@@ -410,10 +414,8 @@ def create_app(
 
     @app.post("/passcodes")
     @signed_in
+    @recent_auth
     def passcode_add() -> Any:
-        redirect_to = needs_recent_auth()
-        if redirect_to is not None:
-            return redirect_to
         label = _field("label", 64).strip()
         wanted = {s for s, _ in _MAIL_SERVICES} & set(request.form.getlist("services"))
         try:
@@ -475,10 +477,8 @@ def create_app(
 
     @app.post("/password")
     @signed_in
+    @recent_auth
     def password_change() -> Any:
-        redirect_to = needs_recent_auth()
-        if redirect_to is not None:
-            return redirect_to
         old, new, again = _field("old"), _field("new"), _field("again")
         if new != again:
             flash("The two new passwords are not the same.")

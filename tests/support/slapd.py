@@ -108,6 +108,17 @@ class Slapd(lab.Slapd):
         conn.unbind()
         return result
 
+    def add_users(self, names: list[str]) -> None:
+        """More users, each with the password ``<name>-pw`` (what support.flows assumes)."""
+        conn = self.admin()
+        for name in names:
+            conn.add(
+                user_dn(name),
+                ["inetOrgPerson"],
+                {"uid": name, "cn": name, "sn": name, "userPassword": ssha(f"{name}-pw")},
+            )
+        conn.unbind()
+
     def set_attributes(self, dn: str, **values: list[str]) -> None:
         conn = self.admin()
         conn.modify(dn, {name: [(MODIFY_REPLACE, list(v))] for name, v in values.items()})
