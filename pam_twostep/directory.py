@@ -29,6 +29,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ldap3 import (
@@ -45,6 +46,9 @@ from ldap3 import (
 )
 from ldap3.core import exceptions as ldap_errors
 from ldap3.operation.search import search_operation
+from ldap3.protocol.rfc4511 import ProtocolOp
+from ldap3.strategy.base import BaseStrategy
+from ldap3.utils.asn1 import encode as ber_encode
 from ldap3.utils.conv import escape_filter_chars
 
 from .account import RawEntry
@@ -109,7 +113,7 @@ class Directory:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(ldap.pool_size)
         self._counts: Counter[str] = Counter()
-        self._requests: dict[tuple[object, ...], object] = {}
+        self._requests: dict[tuple[object, ...], _Prepared] = {}
         self._count_lock = threading.Lock()
 
     def _count(self, what: str) -> None:
@@ -394,11 +398,11 @@ class Directory:
     def _search(
         self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int
     ) -> list[RawEntry]:
-        request = self._search_request(base, search_filter, attributes, scope, limit)
+        prepared = self._prepared_search(base, search_filter, attributes, scope, limit)
 
         def operation(conn: Connection) -> list[RawEntry]:
             try:
-                response = conn.post_send_search(conn.send("searchRequest", request, None))
+                response = conn.post_send_search(_send_prepared(conn, prepared))
             except ldap_errors.LDAPNoSuchObjectResult:
                 raise _NoSuchObjectError() from None
             return [
@@ -407,17 +411,17 @@ class Directory:
 
         return self._run("search", operation, retry=True)
 
-    def _search_request(
+    def _prepared_search(
         self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int
-    ) -> object:
-        """The encoded-to-be search request, built once per distinct search.
+    ) -> _Prepared:
+        """The search request, encoded once per distinct search.
 
-        Building it (parsing the filter, ASN.1 objects) is most of what ldap3 spends on a
-        login's search; the same user's searches are identical, so they are kept (bounded).
+        Building and BER-encoding it (parsing the filter, pyasn1) was a third of twostepd's
+        CPU per login; the same user's searches are identical, so they are kept (bounded).
         """
         key = (base, search_filter, tuple(attributes), scope, limit)
-        request = self._requests.get(key)
-        if request is None:
+        prepared = self._requests.get(key)
+        if prepared is None:
             try:
                 request = search_operation(
                     base,
@@ -436,10 +440,11 @@ class Directory:
                 )
             except ldap_errors.LDAPException as exc:
                 raise DirectoryUnavailable(f"search: {_describe(exc)}") from None
+            prepared = _prepare("searchRequest", request)
             if len(self._requests) >= _MAX_CACHED_REQUESTS:
                 self._requests.clear()
-            self._requests[key] = request
-        return request
+            self._requests[key] = prepared
+        return prepared
 
     # -- writes -----------------------------------------------------------------------
 
@@ -570,6 +575,53 @@ class Directory:
 
 class _NoSuchObjectError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request encoded once: its protocolOp in BER, and what ldap3 keeps about it."""
+
+    operation: bytes
+    request: Mapping[str, object]
+
+
+def _prepare(kind: str, request: object) -> _Prepared:
+    return _Prepared(
+        operation=ber_encode(ProtocolOp().setComponentByName(kind, request)),
+        request=BaseStrategy.decode_request(kind, request, None),
+    )
+
+
+def _ber_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes((length,))
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(octets),)) + octets
+
+
+def _message(message_id: int, prepared: _Prepared) -> bytes:
+    """RFC 4511 LDAPMessage: SEQUENCE { messageID INTEGER, protocolOp } (no controls)."""
+    number = message_id.to_bytes(message_id.bit_length() // 8 + 1, "big", signed=True)
+    body = b"\x02" + _ber_length(len(number)) + number + prepared.operation
+    return b"\x30" + _ber_length(len(body)) + body
+
+
+def _send_prepared(conn: Connection, prepared: _Prepared) -> int:
+    """What ldap3's ``BaseStrategy.send`` does for a request without controls, minus the
+    encoding. Relies on ldap3 internals (``strategy._outstanding``) kept as of 2.9; any
+    change there breaks every search in the tests, not silently. Connections here bind
+    simply (no SASL signing), the one case where ``send`` alters the bytes."""
+    if not conn.listening:
+        raise ldap_errors.LDAPSocketOpenError("unable to send message, socket is not open")
+    message_id: int = conn.server.next_message_id()
+    request = dict(prepared.request)
+    conn.request = request
+    conn.strategy._outstanding[message_id] = request
+    try:
+        conn.socket.sendall(_message(message_id, prepared))
+    except OSError as exc:
+        raise ldap_errors.LDAPSocketSendError(f"socket sending error: {exc}") from None
+    return message_id
 
 
 def _raw_entry(item: dict[str, object]) -> RawEntry:

@@ -12,12 +12,18 @@ from pathlib import Path
 
 import pytest
 from conftest import config_data
+from hypothesis import given
+from hypothesis import strategies as st
+from ldap3 import DEREF_NEVER, SUBTREE
+from ldap3.operation.search import search_operation
+from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
+from ldap3.utils.asn1 import encode
 from support.slapd import PEOPLE, USERS, Slapd, user_dn
 
 from pam_twostep.account import Attr
 from pam_twostep.changes import Change, Modify
 from pam_twostep.config import Config, load_secrets, parse_config
-from pam_twostep.directory import Directory, escape_filter
+from pam_twostep.directory import Directory, _message, _prepare, escape_filter
 from pam_twostep.errors import Conflict, DirectoryUnavailable
 
 ATTRS = ["uid", "entryUUID", "objectClass", "userPassword", Attr.LAST_STEP]
@@ -52,6 +58,45 @@ def test_filter_metacharacters_are_escaped(directory: Directory, name: str) -> N
 
 def test_escape_filter() -> None:
     assert escape_filter("a*(b)\\\x00") == "a\\2a\\28b\\29\\5c\\00"
+
+
+@given(
+    message_id=st.integers(1, 2**31 - 1) | st.sampled_from([1, 127, 128, 255, 256, 32767, 32768]),
+    name=st.text(max_size=300),
+    attributes=st.lists(st.sampled_from([*ATTRS, "*", "1.1"]), max_size=8),
+)
+def test_a_prepared_search_is_what_ldap3_would_send(
+    message_id: int, name: str, attributes: list[str]
+) -> None:
+    """The search bytes are encoded once and framed per message; the framing must give
+    exactly what ldap3 itself sends, whatever the message id and however long the filter."""
+    request = search_operation(
+        PEOPLE,
+        f"(&(objectClass=inetOrgPerson)(uid={escape_filter(name)}))",
+        SUBTREE,
+        DEREF_NEVER,
+        attributes,
+        2,
+        5,
+        False,
+        True,
+        True,
+        None,
+        validator=None,
+        check_names=True,
+    )
+    ldap_message = LDAPMessage()
+    ldap_message["messageID"] = MessageID(message_id)
+    ldap_message["protocolOp"] = ProtocolOp().setComponentByName("searchRequest", request)
+    assert _message(message_id, _prepare("searchRequest", request)) == encode(ldap_message)
+
+
+def test_prepared_searches_on_one_connection(directory: Directory) -> None:
+    """The same prepared search many times over pooled connections: each answer is its own."""
+    for _ in range(50):
+        for name in ("alice", "bob"):
+            entry = directory.find_account(name, ATTRS)
+            assert entry is not None and entry.dn == user_dn(name)
 
 
 def test_check_password(directory: Directory) -> None:
