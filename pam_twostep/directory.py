@@ -171,7 +171,14 @@ class Directory:
                 conn = self._connect(index, user, password)
             except _UNREACHABLE as exc:
                 last = exc
-                log.warning("ldap server %s unusable: %s", self._servers[index], type(exc).__name__)
+                # The message says why (a certificate that does not verify, a refused
+                # connection); ldap3 puts no credentials in these.
+                log.warning(
+                    "ldap server %s unusable: %s: %s",
+                    self._servers[index],
+                    type(exc).__name__,
+                    str(exc)[:1000],
+                )
                 continue
             if index != current:
                 self._move_to(index)

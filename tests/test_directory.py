@@ -18,13 +18,14 @@ from ldap3 import DEREF_NEVER, SUBTREE
 from ldap3.operation.search import search_operation
 from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
 from ldap3.utils.asn1 import encode
-from support.slapd import PEOPLE, USERS, Slapd, user_dn
+from support.slapd import NAMES, PEOPLE, USERS, Slapd, user_dn
 
 from pam_twostep.account import Attr
 from pam_twostep.changes import Change, Modify
 from pam_twostep.config import Config, load_secrets, parse_config
 from pam_twostep.directory import Directory, _message, _prepare, escape_filter
 from pam_twostep.errors import Conflict, DirectoryUnavailable
+from pam_twostep.lab.tls import make_certificates
 
 ATTRS = ["uid", "entryUUID", "objectClass", "userPassword", Attr.LAST_STEP]
 
@@ -129,6 +130,69 @@ def test_compare_and_swap(directory: Directory, slapd: Slapd) -> None:
 def test_the_service_cannot_write_outside_its_attributes(directory: Directory) -> None:
     with pytest.raises(DirectoryUnavailable, match="InsufficientAccess"):
         directory.modify(user_dn("alice"), Modify((Change.replace("mail", "x@example.org"),)))
+
+
+def _over_tls(slapd: Slapd, secrets_dir: Path, how: str, **ldap: object) -> Directory:
+    if how == "ldaps":
+        return directory_for(slapd, secrets_dir, uris=[slapd.ldaps_uri], **ldap)
+    return directory_for(slapd, secrets_dir, uris=[slapd.uri], start_tls=True, **ldap)
+
+
+@pytest.mark.parametrize("how", ["ldaps", "starttls"])
+def test_everything_works_over_tls(slapd: Slapd, secrets_dir: Path, how: str) -> None:
+    """Searches (sent as prepared bytes on the TLS socket), password binds and writes."""
+    directory = _over_tls(slapd, secrets_dir, how, ca_file=str(slapd.ca_file))
+    try:
+        for _ in range(20):
+            entry = directory.find_account("alice", ATTRS)
+            assert entry is not None and entry.dn == user_dn("alice")
+        assert directory.check_password(user_dn("alice"), USERS["alice"])
+        assert not directory.check_password(user_dn("alice"), "wrong")
+        slapd.set_attributes(user_dn("alice"), objectClass=["inetOrgPerson", "twostepAccount"])
+        directory.modify(user_dn("alice"), Modify((Change.add(Attr.LAST_STEP, "9"),)))
+        assert slapd.entry(user_dn("alice"))[Attr.LAST_STEP.lower()] == [b"9"]
+    finally:
+        directory.close()
+
+
+@pytest.mark.parametrize("how", ["ldaps", "starttls"])
+def test_a_server_certificate_from_another_ca_is_refused(
+    slapd: Slapd, secrets_dir: Path, tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = make_certificates(tmp_path / "other")
+    for ldap in ({"ca_file": str(stranger.ca)}, {}):  # another CA; the system's CAs
+        directory = _over_tls(slapd, secrets_dir, how, **ldap)
+        caplog.clear()
+        try:
+            with pytest.raises(DirectoryUnavailable):
+                directory.find_account("alice", ATTRS)
+            with pytest.raises(DirectoryUnavailable):
+                directory.check_password(user_dn("alice"), USERS["alice"])
+        finally:
+            directory.close()
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text  # the log says why
+
+
+def test_a_server_certificate_for_another_name_is_refused(
+    secrets_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Signed by the trusted CA, but not for the address we connect to."""
+    server = Slapd.create(tmp_path / "ldap", names=NAMES, users=USERS, tls=True)
+    try:
+        make_certificates(server.directory / "tls", names=["ldap.example.org"])
+        server.stop()
+        server.start()
+        for how in ("ldaps", "starttls"):
+            directory = _over_tls(server, secrets_dir, how, ca_file=str(server.ca_file))
+            caplog.clear()
+            try:
+                with pytest.raises(DirectoryUnavailable):
+                    directory.find_account("alice", ATTRS)
+            finally:
+                directory.close()
+            assert "doesn't match any name" in caplog.text
+    finally:
+        server.stop()
 
 
 def test_fail_over_to_the_next_uri(slapd: Slapd, secrets_dir: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .files import resource
 from .processes import Process, free_port, port_open, stop_group, wait_for
+from .tls import make_certificates
 
 __all__ = ["SUFFIX", "Directory", "Slapd", "ssha"]
 
@@ -71,10 +72,23 @@ class Slapd:
     names: Directory = field(default_factory=Directory)
     process: Process | None = None
     pid: int | None = None
+    tls_port: int | None = None
+    """Where it also listens for ldaps://, when made with ``tls``; StartTLS works then too."""
 
     @property
     def uri(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_uri(self) -> str:
+        if self.tls_port is None:
+            raise RuntimeError("this slapd was made without tls")
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate of the private CA that signed this slapd's certificate."""
+        return self.directory / "tls" / "ca.pem"
 
     @property
     def socket_path(self) -> Path:
@@ -96,13 +110,19 @@ class Slapd:
         *,
         seed: bool = True,
         acl: bool = True,
+        tls: bool = False,
     ) -> Slapd:
         """Configure, start, load schema, ACLs and indexes, and seed the tree.
 
         Unseeded, the database is empty: a replica that gets its tree from a provider.
-        Without ``acl``, the shipped ACL is not loaded: everyone reads everything.
+        Without ``acl``, the shipped ACL is not loaded: everyone reads everything. With
+        ``tls``, it has a certificate from a private CA (``ca_file``) and listens for
+        ldaps:// as well.
         """
         server = cls(directory, port or free_port(), names or Directory())
+        if tls:
+            server.tls_port = free_port()
+            make_certificates(directory / "tls")
         (directory / "slapd.d").mkdir(parents=True)
         (directory / "data").mkdir()
         config = directory / "config.ldif"
@@ -132,7 +152,7 @@ objectClass: olcGlobal
 cn: config
 olcPidFile: {self.directory}/slapd.pid
 olcArgsFile: {self.directory}/slapd.args
-
+{self._tls_ldif()}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}
@@ -168,6 +188,16 @@ olcDbIndex: uid eq
 olcAccess: {{0}}to * by * read
 """
 
+    def _tls_ldif(self) -> str:
+        if self.tls_port is None:
+            return ""
+        tls = self.directory / "tls"
+        return (
+            f"olcTLSCACertificateFile: {tls}/ca.pem\n"
+            f"olcTLSCertificateFile: {tls}/server.pem\n"
+            f"olcTLSCertificateKeyFile: {tls}/server.key\n"
+        )
+
     def _tree_ldif(self, users: Mapping[str, str]) -> str:
         n = self.names
         parts = [
@@ -192,12 +222,17 @@ olcAccess: {{0}}to * by * read
 
     def start(self) -> None:
         urls = f"{self.uri}/ {self.ldapi}/"
+        if self.tls_port is not None:
+            urls += f" {self.ldaps_uri}/"
         self.process = Process(
             ["slapd", "-d", "0", "-F", str(self.directory / "slapd.d"), "-h", urls],
             self.directory / "slapd.log",
         )
         self.pid = self.process.pid
-        wait_for(lambda: port_open(self.port) and self.socket_path.exists(), 10, "slapd")
+        ports = [self.port] if self.tls_port is None else [self.port, self.tls_port]
+        wait_for(
+            lambda: all(port_open(p) for p in ports) and self.socket_path.exists(), 10, "slapd"
+        )
 
     def stop(self) -> None:
         if self.process is not None:

@@ -51,7 +51,7 @@ def user_dn(name: str) -> str:
 class Slapd(lab.Slapd):
     @classmethod
     def create_for_tests(cls, directory: Path) -> Slapd:
-        server = cls.create(directory, names=NAMES, users=USERS)
+        server = cls.create(directory, names=NAMES, users=USERS, tls=True)
         assert isinstance(server, Slapd)
         return server
 
