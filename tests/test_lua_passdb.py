@@ -212,6 +212,62 @@ try("bob", {USERS["bob"]!r})
     assert (first, second) == (b"OK bob\n", b"OK bob\n")
 
 
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (  # Dovecot 2.3
+            'service = "imap", remote_ip = "192.0.2.9", local_ip = "127.0.0.1", secured = ""',
+            {"service": "imap", "remote": "192.0.2.9", "local": "127.0.0.1", "secured": False},
+        ),
+        (  # Dovecot 2.4 renamed the service to "protocol" and says "TLS" when it was
+            'protocol = "pop3", remote_ip = "2001:db8::7", local_ip = "::1", secured = "TLS"',
+            {"service": "pop3", "remote": "2001:db8::7", "local": "::1", "secured": True},
+        ),
+        (
+            'remote_ip = "192.0.2.9", secured = "secured"',
+            {"service": "unknown", "remote": "192.0.2.9", "secured": True},
+        ),
+    ],
+)
+def test_what_dovecot_says_about_the_login_reaches_the_daemon(
+    fields: str, expected: dict[str, object]
+) -> None:
+    """Scoped passcodes, "last used from" and the audit depend on these fields arriving,
+    under the names each Dovecot version uses."""
+    path = world_readable_directory("lua-") / "sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            received.append(conn.recv(8192))
+            conn.sendall(b'{"result":"deny","reason":"wrong-secret"}\n')
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    out = lua(
+        f"""
+local result = auth_password_verify({{ user = "alice", {fields} }}, "pass word")
+print(result)
+""",
+        env={"TWOSTEP_SOCKET": str(path)},
+    )
+    thread.join(5)
+    server.close()
+    assert out.strip() == "MISMATCH"
+    request = json.loads(received[0])
+    assert request == {
+        "op": "auth",
+        "flow": "mail",
+        "user": "alice",
+        "password": "pass word",
+        **expected,
+    }
+
+
 def test_daemon_down_slow_or_garbled_is_an_internal_failure(tmp_path: Path) -> None:
     directory = world_readable_directory("lua-")
     missing = lua(VERIFY + 'try("bob", "pw")', env={"TWOSTEP_SOCKET": str(directory / "none")})

@@ -123,6 +123,21 @@ def test_scope_revocation_and_expiry(mail: MailStack, admin: Engine, clock: Cloc
     assert imap(mail, "alice", short) == "OK"  # the daemon keeps real time: not expired yet
 
 
+def test_the_client_address_and_service_reach_the_decision(
+    mail: MailStack, admin: Engine, clock: Clock
+) -> None:
+    """The passcode's "last used" shows where the mail client connected from (what the
+    portal and `twostep status` show), so the address must arrive through each passdb;
+    the service must too, or a scoped passcode could not be told apart."""
+    enroll(admin, clock.now)
+    passcode = admin.add_passcode("alice", "Thunderbird", services=["pop3"]).passcode
+    address = source()
+    assert mail.dovecot.pop3_login("alice", passcode, address)[0] == "OK"
+    (info,) = admin.status("alice").passcodes
+    assert info.last_address == address
+    assert info.last_used is not None
+
+
 def test_ldappasswd_kills_every_passcode(
     mail: MailStack, admin: Engine, clock: Clock, slapd: Slapd
 ) -> None:

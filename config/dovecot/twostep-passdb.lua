@@ -199,10 +199,12 @@ function auth_password_verify(req, pass)
   if pass == nil or pass == "" or utf8.len(pass) == nil or utf8.len(req.user or "") == nil then
     return auth.PASSDB_RESULT_PASSWORD_MISMATCH, ""
   end
-  local secured = req.secured
+  local secured = req.secured   -- 2.3: "secured" or ""; 2.4 also "TLS"
   local line = encode({
     op = "auth", flow = "mail", user = req.user, password = pass,
-    service = req.service or "unknown", remote = req.remote_ip, ["local"] = req.local_ip,
+    -- Dovecot 2.3 calls the service "service", 2.4 "protocol".
+    service = req.service or req.protocol or "unknown",
+    remote = req.remote_ip, ["local"] = req.local_ip,
     secured = secured == true or (type(secured) == "string" and secured ~= ""),
   }, REQUEST_KEYS)
   if #line > MAX_MESSAGE then
