@@ -430,20 +430,8 @@ class Directory:
         prepared = self._requests.get(key)
         if prepared is None:
             try:
-                request = search_operation(
-                    base,
-                    search_filter,
-                    scope,
-                    DEREF_NEVER,
-                    list(attributes),
-                    limit,
-                    max(1, int(self._config.timeout)),
-                    False,
-                    True,
-                    True,
-                    None,
-                    validator=None,
-                    check_names=True,
+                request = _search_request(
+                    base, search_filter, attributes, scope, limit, self._config.timeout
                 )
             except ldap_errors.LDAPException as exc:
                 raise DirectoryUnavailable(f"search: {_describe(exc)}") from None
@@ -590,6 +578,32 @@ class _Prepared:
 
     operation: bytes
     request: Mapping[str, object]
+
+
+def _search_request(
+    base: str,
+    search_filter: str,
+    attributes: Sequence[str],
+    scope: str,
+    limit: int,
+    timeout: float,
+) -> object:
+    """ldap3's search request object (filter parsed), as ``Connection.search`` builds it."""
+    return search_operation(
+        base,
+        search_filter,
+        scope,
+        DEREF_NEVER,
+        list(attributes),
+        limit,
+        max(1, int(timeout)),
+        False,
+        True,
+        True,
+        None,
+        validator=None,
+        check_names=True,
+    )
 
 
 def _prepare(kind: str, request: object) -> _Prepared:

@@ -14,8 +14,7 @@ import pytest
 from conftest import config_data
 from hypothesis import given
 from hypothesis import strategies as st
-from ldap3 import DEREF_NEVER, SUBTREE
-from ldap3.operation.search import search_operation
+from ldap3 import SUBTREE
 from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
 from ldap3.utils.asn1 import encode
 from support.slapd import NAMES, PEOPLE, USERS, Slapd, user_dn
@@ -23,7 +22,13 @@ from support.slapd import NAMES, PEOPLE, USERS, Slapd, user_dn
 from pam_twostep.account import Attr
 from pam_twostep.changes import Change, Modify
 from pam_twostep.config import Config, load_secrets, parse_config
-from pam_twostep.directory import Directory, _message, _prepare, escape_filter
+from pam_twostep.directory import (
+    Directory,
+    _message,
+    _prepare,
+    _search_request,
+    escape_filter,
+)
 from pam_twostep.errors import Conflict, DirectoryUnavailable
 from pam_twostep.lab.tls import make_certificates
 
@@ -71,20 +76,13 @@ def test_a_prepared_search_is_what_ldap3_would_send(
 ) -> None:
     """The search bytes are encoded once and framed per message; the framing must give
     exactly what ldap3 itself sends, whatever the message id and however long the filter."""
-    request = search_operation(
+    request = _search_request(
         PEOPLE,
         f"(&(objectClass=inetOrgPerson)(uid={escape_filter(name)}))",
-        SUBTREE,
-        DEREF_NEVER,
         attributes,
+        SUBTREE,
         2,
         5,
-        False,
-        True,
-        True,
-        None,
-        validator=None,
-        check_names=True,
     )
     ldap_message = LDAPMessage()
     ldap_message["messageID"] = MessageID(message_id)
@@ -132,6 +130,14 @@ def test_the_service_cannot_write_outside_its_attributes(directory: Directory) -
         directory.modify(user_dn("alice"), Modify((Change.replace("mail", "x@example.org"),)))
 
 
+def _refused(directory: Directory) -> None:
+    """Every kind of operation is a temporary failure, never an answer."""
+    with pytest.raises(DirectoryUnavailable):
+        directory.find_account("alice", ATTRS)
+    with pytest.raises(DirectoryUnavailable):
+        directory.check_password(user_dn("alice"), USERS["alice"])
+
+
 def _over_tls(slapd: Slapd, secrets_dir: Path, how: str, **ldap: object) -> Directory:
     if how == "ldaps":
         return directory_for(slapd, secrets_dir, uris=[slapd.ldaps_uri], **ldap)
@@ -164,10 +170,7 @@ def test_a_server_certificate_from_another_ca_is_refused(
         directory = _over_tls(slapd, secrets_dir, how, **ldap)
         caplog.clear()
         try:
-            with pytest.raises(DirectoryUnavailable):
-                directory.find_account("alice", ATTRS)
-            with pytest.raises(DirectoryUnavailable):
-                directory.check_password(user_dn("alice"), USERS["alice"])
+            _refused(directory)
         finally:
             directory.close()
         assert "CERTIFICATE_VERIFY_FAILED" in caplog.text  # the log says why
@@ -186,8 +189,7 @@ def test_a_server_certificate_for_another_name_is_refused(
             directory = _over_tls(server, secrets_dir, how, ca_file=str(server.ca_file))
             caplog.clear()
             try:
-                with pytest.raises(DirectoryUnavailable):
-                    directory.find_account("alice", ATTRS)
+                _refused(directory)
             finally:
                 directory.close()
             assert "doesn't match any name" in caplog.text
@@ -231,10 +233,7 @@ def test_stopped_and_restarted_server(directory: Directory, slapd: Slapd) -> Non
     assert directory.find_account("alice", ATTRS) is not None  # a pooled connection exists
     slapd.stop()
     try:
-        with pytest.raises(DirectoryUnavailable):
-            directory.find_account("alice", ATTRS)
-        with pytest.raises(DirectoryUnavailable):
-            directory.check_password(user_dn("alice"), USERS["alice"])
+        _refused(directory)
     finally:
         slapd.start()
     assert directory.find_account("alice", ATTRS) is not None  # recovered by itself
