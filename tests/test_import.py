@@ -17,6 +17,7 @@ import pytest
 from support import leaks
 from support.pam import pam_service, pamtester
 from support.stack import world_readable_directory
+from support.tools import google_authenticator
 from test_migrate_zimbra import ACCOUNT_ID, SEALED_CODES, SEALED_SECRET, SECRET
 
 from pam_twostep import cli
@@ -75,32 +76,7 @@ def outcomes(data: dict[str, Any]) -> dict[str, str]:
 
 def google_file(home: Path) -> Path:
     home.mkdir(parents=True)
-    path = home / ".google_authenticator"
-    subprocess.run(
-        [
-            "google-authenticator",
-            "-t",
-            "-d",
-            "-f",
-            "-q",
-            "-C",
-            "-Q",
-            "NONE",
-            "-r",
-            "3",
-            "-R",
-            "30",
-            "-w",
-            "3",
-            "-e",
-            "5",
-            "-s",
-            str(path),
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-    )
+    path = google_authenticator(home / ".google_authenticator", "-w", "3")
     leaks.remember(path.read_text().split())
     return path
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from support.tools import google_authenticator
 
 from pam_twostep.migrate import google
 from pam_twostep.migrate.candidate import Candidate, Problem
@@ -106,34 +106,7 @@ def test_user_from_path_wants_the_owner(tmp_path: Path) -> None:
 
 
 def test_reads_what_the_real_command_writes(tmp_path: Path) -> None:
-    path = tmp_path / "ga"
-    subprocess.run(
-        [
-            "google-authenticator",
-            "-t",
-            "-d",
-            "-f",
-            "-q",
-            "-C",
-            "-Q",
-            "NONE",
-            "-r",
-            "3",
-            "-R",
-            "30",
-            "-w",
-            "5",
-            "-S",
-            "30",
-            "-e",
-            "5",
-            "-s",
-            str(path),
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-    )
+    path = google_authenticator(tmp_path / "ga", "-w", "5", "-S", "30")
     candidate = google.read(path, "alice")
     assert isinstance(candidate, Candidate)
     assert len(candidate.backup_codes) == 5 and candidate.window == 2
