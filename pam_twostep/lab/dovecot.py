@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import Process, free_port, port_open, stop_group, wait_for
+from .processes import Process, Server, free_port, port_open, wait_for
 
 __all__ = ["Dovecot", "SourceIMAP", "SourcePOP3", "passdb_block"]
 
@@ -48,7 +48,9 @@ class SourcePOP3(poplib.POP3):
 
 
 @dataclass
-class Dovecot:
+class Dovecot(Server):
+    log_name = "dovecot.log"
+
     directory: Path
     passdb: str
     """The passdb block's body, e.g. 'driver = lua\\n args = file=... blocking=yes'."""
@@ -146,18 +148,6 @@ userdb {{
             15,
             "dovecot",
         )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-        elif self.pid is not None:
-            stop_group(self.pid)
-        self.process = None
-        self.pid = None
-
-    def log(self) -> str:
-        path = self.directory / "dovecot.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     # -- clients ----------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .processes import Process, stop_group, wait_for
+from .processes import Process, Server, wait_for
 
 __all__ = ["Portal"]
 
 
-class Portal:
+class Portal(Server):
+    log_name = "portal.log"
+
     def __init__(self, directory: Path, config_path: Path, port: int) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -41,15 +43,3 @@ class Portal:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-        elif self.pid is not None:
-            stop_group(self.pid)
-        self.process = None
-        self.pid = None
-
-    def log(self) -> str:
-        path = self.directory / "portal.log"
-        return path.read_text(errors="replace") if path.exists() else ""

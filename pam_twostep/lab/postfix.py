@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import Process, free_port, port_open, stop_group, wait_for
+from .processes import Process, Server, free_port, port_open, wait_for
 
 __all__ = ["Postfix"]
 
@@ -35,7 +35,9 @@ postlog   unix-dgram n - n - 1 postlogd
 
 
 @dataclass
-class Postfix:
+class Postfix(Server):
+    log_name = "postfix.log"
+
     directory: Path
     sasl_path: Path
     port: int = 0
@@ -92,16 +94,7 @@ local_transport = discard
             capture_output=True,
             check=False,
         )
-        if self.process is not None:
-            self.process.stop()
-        elif self.pid is not None:
-            stop_group(self.pid)
-        self.process = None
-        self.pid = None
-
-    def log(self) -> str:
-        path = self.directory / "postfix.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        super().stop()
 
     def send(
         self, user: str, password: str, source: str, mechanism: str = "PLAIN"

@@ -16,8 +16,9 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
-__all__ = ["Process", "free_port", "port_open", "stop_group", "wait_for"]
+__all__ = ["Process", "Server", "free_port", "port_open", "stop_group", "wait_for"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -120,3 +121,33 @@ class Process:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class Server:
+    """What every lab server shares: its process, or only its pid when an earlier
+    ``twostep lab up`` started it; stopping it either way; and reading its log."""
+
+    directory: Path
+    process: Process | None
+    pid: int | None
+    log_name: ClassVar[str]
+    """The log file in ``directory`` that says why it failed."""
+    stop_timeout: ClassVar[float] = 10.0
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=self.stop_timeout)
+        elif self.pid is not None:
+            stop_group(self.pid, timeout=self.stop_timeout)
+        self.process = None
+        self.pid = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+        self.process = None
+        self.pid = None
+
+    def log(self) -> str:
+        path = self.directory / self.log_name
+        return path.read_text(errors="replace") if path.exists() else ""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import resource
-from .processes import Process, free_port, port_open, stop_group, wait_for
+from .processes import Process, Server, free_port, port_open, wait_for
 from .tls import make_certificates
 
 __all__ = ["SUFFIX", "Directory", "Slapd", "ssha"]
@@ -66,7 +66,9 @@ class Directory:
 
 
 @dataclass
-class Slapd:
+class Slapd(Server):
+    log_name = "slapd.log"
+
     directory: Path
     port: int
     names: Directory = field(default_factory=Directory)
@@ -233,20 +235,6 @@ olcAccess: {{0}}to * by * read
         wait_for(
             lambda: all(port_open(p) for p in ports) and self.socket_path.exists(), 10, "slapd"
         )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-        elif self.pid is not None:
-            stop_group(self.pid)
-        self.process = None
-        self.pid = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-        self.process = None
-        self.pid = None
 
     # -- administration ---------------------------------------------------------------
 

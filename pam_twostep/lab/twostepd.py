@@ -11,12 +11,15 @@ from typing import Any
 import yaml
 
 from .. import wire
-from .processes import Process, stop_group, wait_for
+from .processes import Process, Server, wait_for
 
 __all__ = ["Twostepd"]
 
 
-class Twostepd:
+class Twostepd(Server):
+    log_name = "twostepd.log"
+    stop_timeout = 40.0
+
     def __init__(self, directory: Path, config: dict[str, Any]) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -71,21 +74,3 @@ class Twostepd:
             timeout,
             "twostepd reload",
         )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=40)
-        elif self.pid is not None:
-            stop_group(self.pid, timeout=40)
-        self.process = None
-        self.pid = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-        self.process = None
-        self.pid = None
-
-    def log(self) -> str:
-        path = self.directory / "twostepd.log"
-        return path.read_text(errors="replace") if path.exists() else ""
