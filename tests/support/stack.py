@@ -18,6 +18,27 @@ from pam_twostep.lab.twostepd import Twostepd
 _addresses = itertools.count(1)
 
 
+LAB_INFO_KEYS = frozenset(
+    {
+        "config",
+        "ldap_uri",
+        "base_dn",
+        "admin_dn",
+        "admin_password",
+        "imap_port",
+        "pop3_port",
+        "smtp_port",
+        "portal_url",
+        "daemon_socket",
+        "users",
+        "dir",
+        "passdb",
+        "audit_log",
+    }
+)
+"""The keys README.md promises from `twostep lab up --json` and `lab status --json`."""
+
+
 def source() -> str:
     """A loopback address no earlier login used: Dovecot's auth penalty is per address."""
     n = next(_addresses)
