@@ -145,24 +145,7 @@ def test_last_use_is_recorded_without_a_write_per_login(
 
 
 def change_with_ldappasswd(slapd: Slapd, engine: Engine, new: str) -> None:
-    subprocess.run(
-        [
-            "ldappasswd",
-            "-x",
-            "-H",
-            slapd.uri,
-            "-D",
-            user_dn("alice"),
-            "-w",
-            USERS["alice"],
-            "-a",
-            USERS["alice"],
-            "-s",
-            new,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    slapd.user_changes_password("alice", new)
 
 
 def change_with_admin_ldapmodify(slapd: Slapd, engine: Engine, new: str) -> None:

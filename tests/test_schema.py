@@ -185,20 +185,5 @@ def test_the_service_reads_and_writes_them(slapd: Slapd) -> None:
 
 
 def test_users_still_change_their_own_password(slapd: Slapd) -> None:
-    subprocess.run(
-        [
-            "ldappasswd",
-            "-x",
-            "-H",
-            slapd.uri,
-            "-D",
-            user_dn("bob"),
-            "-w",
-            USERS["bob"],
-            "-s",
-            "new-bob-pw",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    slapd.user_changes_password("bob", "new-bob-pw")
     connect(slapd, user_dn("bob"), "new-bob-pw")

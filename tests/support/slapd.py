@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from ldap3 import ALL_ATTRIBUTES, BASE, LEVEL, MODIFY_REPLACE, NONE, Connection, Server
@@ -60,6 +61,17 @@ class Slapd(lab.Slapd):
 
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def user_changes_password(self, name: str, new: str) -> None:
+        """The user changes their own password with ldappasswd (RFC 3062), as they would
+        from a shell: bound as themselves, giving the old password."""
+        old = USERS[name]
+        argv = ["ldappasswd", "-x", "-H", self.uri, "-D", user_dn(name), "-w", old]
+        subprocess.run(
+            [*argv, "-a", old, "-s", new],
+            check=True,
+            capture_output=True,
+        )
 
     def admin(self) -> Connection:
         server = Server("127.0.0.1", port=self.port, get_info=NONE)
