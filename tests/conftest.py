@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from support import leaks
+from support.engines import engine_for
 from support.slapd import (
     DEFAULT_POLICY,
     PEOPLE,
@@ -27,8 +28,7 @@ from support.slapd import (
 )
 
 from pam_twostep.audit import MemorySink
-from pam_twostep.config import Config, load_secrets, parse_config
-from pam_twostep.directory import Directory
+from pam_twostep.config import Config, parse_config
 from pam_twostep.engine import Engine
 from pam_twostep.keyring import write_key_file
 
@@ -153,9 +153,5 @@ def audit() -> MemorySink:
 
 @pytest.fixture
 def engine(config: Config, clock: Clock, audit: MemorySink) -> Iterator[Engine]:
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    try:
-        yield Engine(config, directory, loaded.keyring, audit, clock=clock)
-    finally:
-        directory.close()
+    with engine_for(config, clock, audit) as engine:
+        yield engine

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import config_data, make_secrets_dir
+from support.engines import engine_for
 from support.proxy import DelayProxy
 from support.slapd import USERS, Slapd, ssha, user_dn
 from support.stack import world_readable_directory
@@ -443,19 +444,12 @@ def test_continuations_spare_a_bind_and_prove_nothing_else(daemon: Twostepd, sla
     from support.flows import enroll
 
     from pam_twostep.account import Attr  # noqa: F401 - the schema is loaded by the fixture
-    from pam_twostep.audit import MemorySink
-    from pam_twostep.config import load_secrets, parse_config
-    from pam_twostep.directory import Directory
-    from pam_twostep.engine import Engine
+    from pam_twostep.config import parse_config
     from pam_twostep.totp import totp
 
-    config = parse_config(daemon.config)
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
     past = time.time() - 300  # enrolled earlier: the code of now is unused
-    engine = Engine(config, directory, loaded.keyring, MemorySink(), clock=lambda: past)
-    key, _ = enroll(engine, past)
-    directory.close()
+    with engine_for(parse_config(daemon.config), lambda: past) as engine:
+        key, _ = enroll(engine, past)
     challenge = daemon.ask(auth("alice", service="sshd"))
     assert challenge["result"] == "challenge" and isinstance(challenge["continuation"], str)
     token = str(challenge["continuation"])

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from conftest import Clock, config_data
 from support.concurrency import at_once
+from support.engines import engine_for
 from support.flows import enroll, interactive_login, mail_login
 from support.slapd import (
     ADMIN_DN,
@@ -23,9 +24,8 @@ from support.slapd import (
 from pam_twostep import hashing
 from pam_twostep.account import Attr
 from pam_twostep.audit import MemorySink
-from pam_twostep.config import load_secrets, parse_config
+from pam_twostep.config import parse_config
 from pam_twostep.decision import Method, Outcome, Reason
-from pam_twostep.directory import Directory
 from pam_twostep.engine import Engine
 from pam_twostep.errors import NotFound, RefusalReason, Refused
 from pam_twostep.totp import totp
@@ -331,12 +331,8 @@ def test_a_success_clears_failures_from_its_address_only(engine: Engine) -> None
 @pytest.fixture
 def twin(config: Any, clock: Clock, audit: MemorySink) -> Iterator[Engine]:
     """A second engine on the same directory: another serving process, or another host."""
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    try:
-        yield Engine(config, directory, loaded.keyring, audit, clock=clock)
-    finally:
-        directory.close()
+    with engine_for(config, clock, audit) as engine:
+        yield engine
 
 
 def test_one_backup_code_presented_in_parallel_passes_once(
@@ -582,8 +578,6 @@ def test_ambiguous_user_filter_is_a_temporary_failure(slapd: Slapd, secrets_dir:
     config = parse_config(
         config_data(slapd, secrets_dir, users={"filter": "(|(uid={username})(sn=Bob))"})
     )
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    engine = Engine(config, directory, loaded.keyring, MemorySink())
-    assert mail_login(engine, "alice", USERS["alice"]).reason is Reason.DIRECTORY_UNAVAILABLE
-    directory.close()
+    with engine_for(config) as engine:
+        result = mail_login(engine, "alice", USERS["alice"])
+    assert result.reason is Reason.DIRECTORY_UNAVAILABLE

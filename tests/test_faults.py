@@ -15,16 +15,14 @@ from typing import Any
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
 from support.checkpassword import TEMPFAIL, credentials, run
+from support.engines import engine_for
 from support.flows import enroll
 from support.slapd import POLICIES, USERS, Slapd, user_dn
 from support.stack import install_clients, world_readable_directory
 
 from pam_twostep import wire
 from pam_twostep.account import Attr, parse_account
-from pam_twostep.audit import MemorySink
-from pam_twostep.config import load_secrets, parse_config
-from pam_twostep.directory import Directory
-from pam_twostep.engine import Engine
+from pam_twostep.config import parse_config
 from pam_twostep.lab.twostepd import Twostepd
 
 RIGHT_FROM, WRONG_FROM = "192.0.2.10", "192.0.2.66"
@@ -40,16 +38,10 @@ class Reply:
 def passcode_for(slapd: Slapd, etc: Path) -> str:
     """Alice enrolled, with one passcode; lock-out far away."""
     slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"])
-    config = parse_config(config_data(slapd, etc))
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
     clock = Clock(time.time())
-    try:
-        engine = Engine(config, directory, loaded.keyring, MemorySink(), clock=clock)
+    with engine_for(parse_config(config_data(slapd, etc)), clock) as engine:
         enroll(engine, clock.now)
         return engine.add_passcode("alice", "Phone").passcode
-    finally:
-        directory.close()
 
 
 @contextlib.contextmanager

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
+from support.engines import engine_for
 from support.flows import enroll
 from support.slapd import USERS, Slapd, user_dn
 from support.stack import MailStack, running_stack, source
 
+from pam_twostep.config import parse_config
 from pam_twostep.engine import Engine
 
 
@@ -38,15 +40,8 @@ def mail(stack: MailStack, slapd: Slapd) -> MailStack:
 @pytest.fixture
 def admin(mail: MailStack, slapd: Slapd, clock: Clock) -> Iterator[Engine]:
     """An engine sharing the daemon's keys, to set users up as an administrator would."""
-    from pam_twostep.audit import MemorySink
-    from pam_twostep.config import load_secrets, parse_config
-    from pam_twostep.directory import Directory
-
-    config = parse_config(mail.daemon.config)
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    yield Engine(config, directory, loaded.keyring, MemorySink(), clock=clock)
-    directory.close()
+    with engine_for(parse_config(mail.daemon.config), clock) as engine:
+        yield engine
 
 
 def imap(stack: MailStack, user: str, secret: str) -> str:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
+from support.engines import engine_for
 from support.flows import enroll
 from support.pam import PAM_D, build_loop, in_process, loop, module_lines, pam_service, pamtester
 from support.slapd import USERS, Slapd, user_dn
 from support.stack import install_clients, world_readable_directory
 
-from pam_twostep.audit import MemorySink
-from pam_twostep.config import load_secrets, parse_config
-from pam_twostep.directory import Directory
+from pam_twostep.config import parse_config
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
 from pam_twostep.totp import decode_secret, time_step, totp
@@ -55,11 +54,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def admin(setup: Setup, slapd: Slapd, clock: Clock) -> Iterator[Engine]:
-    config = parse_config(setup.daemon.config)
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    yield Engine(config, directory, loaded.keyring, MemorySink(), clock=clock)
-    directory.close()
+    with engine_for(parse_config(setup.daemon.config), clock) as engine:
+        yield engine
 
 
 def fresh_code(key: bytes, after: float) -> str:
@@ -163,19 +159,17 @@ def test_locked_unknown_and_unreachable(setup: Setup, admin: Engine, slapd: Slap
     assert down["code"] == PAM_AUTHINFO_UNAVAIL
 
 
+def sign_in_trusting(service: str, key: bytes, clock: Clock, label: str) -> dict[str, object]:
+    """Alice signs in with password and code, asking to trust this device (``label``)."""
+    answers = [USERS["alice"], fresh_code(key, clock.now)]
+    env = {"TWOSTEP_TRUST_DEVICE": label}
+    return in_process(service, [{"user": "alice", "answers": answers, "env": env}])[0]
+
+
 def test_trusted_devices_skip_the_code(setup: Setup, admin: Engine, clock: Clock) -> None:
     key, _ = enroll(admin, clock.now)
     with pam_service(setup.lines()) as service:
-        trusted = in_process(
-            service,
-            [
-                {
-                    "user": "alice",
-                    "answers": [USERS["alice"], fresh_code(key, clock.now)],
-                    "env": {"TWOSTEP_TRUST_DEVICE": "web browser"},
-                }
-            ],
-        )[0]
+        trusted = sign_in_trusting(service, key, clock, "web browser")
         assert trusted["code"] == PAM_SUCCESS
         token = trusted["new_token"]
         assert isinstance(token, str)
@@ -214,16 +208,7 @@ def test_expired_device_asks_the_code(
     )
     key, _ = enroll(admin, clock.now)
     with pam_service(setup.lines()) as service:
-        trusted = in_process(
-            service,
-            [
-                {
-                    "user": "alice",
-                    "answers": [USERS["alice"], fresh_code(key, clock.now)],
-                    "env": {"TWOSTEP_TRUST_DEVICE": "1"},
-                }
-            ],
-        )[0]
+        trusted = sign_in_trusting(service, key, clock, "1")
         entry = slapd.entry(user_dn("alice"))
         from pam_twostep.records import Device
 

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
 from support import leaks
+from support.engines import engine_for
 from support.flows import enroll
 from support.slapd import POLICIES, USERS, Slapd
 from support.stack import world_readable_directory
 
-from pam_twostep.audit import MemorySink
-from pam_twostep.config import Config, load_secrets, parse_config
-from pam_twostep.directory import Directory
+from pam_twostep.config import Config, parse_config
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
 from pam_twostep.portal import create_app
@@ -62,10 +61,8 @@ def client(config: Config, wall: Clock) -> Any:
 
 @pytest.fixture
 def admin(config: Config) -> Iterator[Engine]:
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    yield Engine(config, directory, loaded.keyring, MemorySink(), clock=Clock(time.time()))
-    directory.close()
+    with engine_for(config, Clock(time.time())) as engine:
+        yield engine
 
 
 def csrf(client: Any, path: str = "/signin") -> str:

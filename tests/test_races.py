@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
 from support.concurrency import at_once
+from support.engines import engine_for
 from support.flows import enroll
 from support.pam import module_lines, pam_service
 from support.slapd import POLICIES, USERS, Slapd
@@ -27,9 +28,7 @@ from support.stack import (
 )
 
 from pam_twostep import wire
-from pam_twostep.audit import MemorySink
-from pam_twostep.config import load_secrets, parse_config
-from pam_twostep.directory import Directory
+from pam_twostep.config import parse_config
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
 from pam_twostep.totp import time_step, totp
@@ -60,11 +59,8 @@ def admin(daemon: Twostepd, slapd: Slapd) -> Iterator[Engine]:
         f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"], twostepBackupCodeCount=["5"]
     )
     slapd.add_users(RACERS)
-    config = parse_config(daemon.config)
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    yield Engine(config, directory, loaded.keyring, MemorySink(), clock=Clock(time.time()))
-    directory.close()
+    with engine_for(parse_config(daemon.config), Clock(time.time())) as engine:
+        yield engine
 
 
 def password(user: str) -> str:
@@ -181,12 +177,8 @@ def mail(slapd_server: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def test_backup_codes_never_open_mail_even_raced(mail: MailStack, slapd: Slapd) -> None:
     """Mail takes application passcodes only once two-step is on: 32 logins at once with a
     backup code (alone or after the password) all fail, and the code is not used up."""
-    config = parse_config(mail.daemon.config)
-    loaded = load_secrets(config)
-    directory = Directory(config.ldap, config.users, loaded.bind_password)
-    admin = Engine(config, directory, loaded.keyring, MemorySink(), clock=Clock(time.time()))
     slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["100"])
-    try:
+    with engine_for(parse_config(mail.daemon.config), Clock(time.time())) as admin:
         _, codes = enroll(admin, time.time(), "alice")
         secrets = [codes[0], USERS["alice"] + codes[0]]
         results = at_once(
@@ -195,5 +187,3 @@ def test_backup_codes_never_open_mail_even_raced(mail: MailStack, slapd: Slapd) 
         )
         assert set(results) == {"NO"}
         assert admin.status("alice").backup_codes == len(codes)
-    finally:
-        directory.close()
