@@ -10,6 +10,7 @@ exist, which the server refuses with "no such value" when writing is allowed and
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,4 +237,30 @@ def run_checks(
                 "systemctl start twostepd; journalctl -u twostepd",
             )
         )
+    dovecot = _dovecot_finding()
+    if dovecot is not None:
+        findings.append(dovecot)
     return findings
+
+
+def _dovecot_finding() -> Finding | None:
+    """Which passdb the installed Dovecot can use: 2.4 removed checkpassword."""
+    if shutil.which("dovecot") is None:
+        return None
+    from .lab.dovecot_config import DovecotConfigError, installed_version  # noqa: PLC0415
+
+    try:
+        version = installed_version()
+    except DovecotConfigError as exc:
+        return Finding(False, f"Dovecot: {exc}", "check the dovecot-core package")
+    if version.is_24:
+        return Finding(
+            True,
+            f"Dovecot {version.text}: use the Lua passdb (conf.d/auth-twostep-lua-2.4.conf.ext);"
+            " Dovecot 2.4 has no checkpassword passdb",
+        )
+    return Finding(
+        True,
+        f"Dovecot {version.text}: the Lua passdb (conf.d/auth-twostep-lua.conf.ext, for busy"
+        " servers) or the checkpassword program (conf.d/auth-twostep-checkpassword.conf.ext)",
+    )

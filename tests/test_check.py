@@ -41,3 +41,22 @@ def test_without_the_acls_check_names_every_exposure(open_slapd: Slapd, tmp_path
     assert any(what.startswith("alice bound as themselves can read") for what in failed)
     assert all(advice for advice in failed.values())  # every finding says what to do
     assert any("acl.ldif" in advice for advice in failed.values())
+
+
+def test_names_the_passdb_the_installed_dovecot_can_use(
+    open_slapd: Slapd, tmp_path: Path
+) -> None:
+    """Dovecot 2.4 (Debian 13) has no checkpassword passdb: check says so, in one line."""
+    from pam_twostep.lab.dovecot_config import installed_version
+
+    path = tmp_path / "twostep.yaml"
+    path.write_text(yaml.safe_dump(config_data(open_slapd, make_secrets_dir(tmp_path / "etc"))))
+    findings = [f for f in run_checks(path, socket="/nonexistent") if "Dovecot" in f.what]
+    assert len(findings) == 1 and findings[0].ok
+    version = installed_version()
+    assert version.text in findings[0].what
+    if version.is_24:
+        assert "auth-twostep-lua-2.4.conf.ext" in findings[0].what
+        assert "no checkpassword passdb" in findings[0].what
+    else:
+        assert "auth-twostep-checkpassword.conf.ext" in findings[0].what

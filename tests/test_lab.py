@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.stack import LAB_INFO_KEYS, world_readable_directory
+from support.stack import DOVECOT_24, LAB_INFO_KEYS, world_readable_directory
 
 from pam_twostep.lab.stack import Lab, LabError
 
@@ -25,13 +25,14 @@ def alive(pid: int) -> bool:
 
 def test_up_down_and_up_again() -> None:
     lab = Lab(world_readable_directory("twostep-lab-") / "lab")
-    info = lab.up(passdb="checkpassword")
+    passdb = "lua" if DOVECOT_24 else "checkpassword"
+    info = lab.up(passdb=passdb)
     try:
         state = lab.status()
         assert set(state["running"]) == {"slapd", "twostepd", "dovecot", "postfix", "portal"}
         pids = dict(__import__("json").loads(lab.state_path.read_text())["pids"])
         assert all(alive(pid) for pid in pids.values())
-        assert info["passdb"] == "checkpassword"
+        assert info["passdb"] == passdb
         assert Path(info["config"]).exists() and Path(info["daemon_socket"]).is_socket()
         pam_file = Path("/etc/pam.d") / info["pam_service"]
         assert pam_file.exists() and "twostep_pam.py" in pam_file.read_text()
@@ -44,6 +45,32 @@ def test_up_down_and_up_again() -> None:
     assert lab.down() == []  # nothing left to stop
     lab.up()  # the same directory again
     lab.down()
+
+
+@pytest.mark.skipif(not DOVECOT_24, reason="Dovecot 2.3 has the checkpassword passdb")
+def test_checkpassword_on_dovecot_24_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "lab")
+    with pytest.raises(LabError) as caught:
+        lab.up(passdb="checkpassword")
+    assert caught.value.code == 64
+    assert "no checkpassword passdb" in str(caught.value) and "Lua" in str(caught.value)
+    assert not (tmp_path / "lab").exists()  # refused before anything was made
+    result = subprocess.run(
+        [
+            str(REPO / ".venv/bin/twostep"),
+            "lab",
+            "up",
+            "--passdb",
+            "checkpassword",
+            "--dir",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 64, result.stderr
+    assert "Traceback" not in result.stderr and "Lua passdb" in result.stderr
 
 
 def test_refuses_directories_that_are_not_its_own(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from conftest import Clock, config_data, make_secrets_dir
 from support.engines import engine_for
 from support.flows import enroll
 from support.slapd import USERS, Slapd, user_dn
-from support.stack import MailStack, running_stack, source
+from support.stack import PASSDBS, MailStack, running_stack, source
 
 from pam_twostep.config import parse_config
 from pam_twostep.engine import Engine
 
 
-@pytest.fixture(scope="module", params=["checkpassword", "lua"])
+@pytest.fixture(scope="module", params=PASSDBS)
 def stack(
     request: pytest.FixtureRequest, slapd_server: Slapd, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MailStack]:

@@ -314,8 +314,11 @@ def test_no_service_file_is_left_behind() -> None:
 
 @pytest.fixture
 def sshd(setup: Setup, slapd: Slapd) -> Iterator[tuple[int, str]]:
-    """A private sshd on loopback. OpenSSH names its PAM service after the program, so a
-    link named like our test service makes it use that service, not /etc/pam.d/sshd."""
+    """A private sshd on loopback, using our test PAM service, not /etc/pam.d/sshd.
+
+    OpenSSH 9 (Debian 12) names its PAM service after the program, so it runs through a
+    link named like the service; OpenSSH 10 (Debian 13) takes ``PAMServiceName`` instead
+    and ignores the name. The option is written only where sshd accepts it."""
     import os
     import subprocess
 
@@ -352,6 +355,14 @@ PubkeyAuthentication no
 AuthenticationMethods keyboard-interactive
 StrictModes no
 """)
+        with_option = config.read_text() + f"PAMServiceName {service}\n"
+        probe = base / "sshd_config.probe"
+        probe.write_text(with_option)
+        probed = subprocess.run(
+            ["/usr/sbin/sshd", "-t", "-f", str(probe)], check=False, capture_output=True
+        )
+        if probed.returncode == 0:
+            config.write_text(with_option)
         created_run = not os.path.isdir("/run/sshd")
         if created_run:
             os.makedirs("/run/sshd", mode=0o755)
@@ -407,13 +418,12 @@ def test_ssh_keyboard_interactive(
 
 def test_dovecot_pam_passdb(setup: Setup, admin: Engine, clock: Clock) -> None:
     from pam_twostep.lab.dovecot import Dovecot
+    from pam_twostep.lab.dovecot_config import Passdb
 
     enroll(admin, clock.now)
     passcode = admin.add_passcode("alice", "Thunderbird").passcode
     with pam_service(setup.lines("mail")) as service:
-        dovecot = Dovecot(
-            world_readable_directory("twostep-pam-dovecot-"), f"driver = pam\n  args = {service}"
-        )
+        dovecot = Dovecot(world_readable_directory("twostep-pam-dovecot-"), Passdb.pam(service))
         dovecot.start()
         try:
             assert dovecot.imap_login("alice", passcode, "127.0.5.1") == ("OK", "")

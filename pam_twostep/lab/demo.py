@@ -26,7 +26,7 @@ from .. import wire
 from ..totp import TotpParams, decode_secret, time_step, totp
 from .dovecot import SourceIMAP
 from .postfix import Postfix
-from .stack import Lab
+from .stack import Lab, LabError
 
 __all__ = ["main"]
 
@@ -231,9 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--passdb", choices=("lua", "checkpassword"), default="lua")
     arguments = parser.parse_args(argv)
     lab = Lab(arguments.dir)
-    lab.down()
-    say("Starting a private stack on loopback: slapd, twostepd, Dovecot, Postfix.")
-    info = lab.up(passdb=arguments.passdb)
+    try:
+        lab.down()
+        say("Starting a private stack on loopback: slapd, twostepd, Dovecot, Postfix.")
+        info = lab.up(passdb=arguments.passdb)
+    except LabError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return exc.code
     print(textwrap.indent(lab.describe(info), "  "))
     play(lab, info)
     say("Done. Everything is still running; try it by hand:")

@@ -1,8 +1,9 @@
-"""A private Dovecot 2.3 (IMAP, POP3, auth socket for Postfix) on loopback.
+"""A private Dovecot 2.3 or 2.4 (IMAP, POP3, auth socket for Postfix) on loopback.
 
 Started as root with its own base_dir, stopped with its whole process group (killing the
 master alone leaves auth and log processes behind). The passdb is chosen per instance:
-the twostep checkpassword program, the twostep Lua script, PAM, or native LDAP. The
+the twostep checkpassword program (2.3 only), the twostep Lua script, PAM, or native
+LDAP; dovecot_config writes it in the installed version's dialect. The
 client classes log in from a chosen loopback address: Dovecot's auth penalty is per
 client address, so tests and the demo give each login its own.
 """
@@ -18,6 +19,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .dovecot_config import Passdb, Settings, installed_version, render
 from .processes import Process, Server, free_port, port_open, wait_for
 
 __all__ = ["Dovecot", "SourceIMAP", "SourcePOP3", "passdb_block"]
@@ -52,11 +54,11 @@ class Dovecot(Server):
     log_name = "dovecot.log"
 
     directory: Path
-    passdb: str
-    """The passdb block's body, e.g. 'driver = lua\\n args = file=... blocking=yes'."""
+    passdb: Passdb
     environment: dict[str, str] = field(default_factory=dict)
     imap_port: int = 0
     pop3_port: int = 0
+    auth_verbose: bool = True
     process: Process | None = None
     pid: int | None = None
 
@@ -69,6 +71,7 @@ class Dovecot(Server):
         return self.directory / "dovecot.conf"
 
     def write_config(self) -> None:
+        """Writes the configuration in the installed Dovecot's dialect (dovecot_config)."""
         for name in ("run", "state", "mail", "home"):
             (self.directory / name).mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o755)
@@ -76,54 +79,19 @@ class Dovecot(Server):
         os.chmod(self.directory / "home", 0o1777)
         self.imap_port = self.imap_port or free_port()
         self.pop3_port = self.pop3_port or free_port()
-        imported = " ".join(["TZ", *(f"{k}={v}" for k, v in self.environment.items())])
-        d = self.directory
-        self.config_path.write_text(f"""
-protocols = imap pop3
-listen = 127.0.0.1
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-info_log_path = {d}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_failure_delay = 0
-mail_location = maildir:{d}/mail/%u
-import_environment = {imported}
-default_login_user = dovenull
-default_internal_user = dovecot
-first_valid_uid = 100
-service imap-login {{
-  inet_listener imap {{
-    port = {self.imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {self.pop3_port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-service auth {{
-  unix_listener auth-client {{
-    mode = 0666
-  }}
-}}
-passdb {{
-  {self.passdb}
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/home/%u
-}}
-""")
+        settings = Settings(
+            self.directory,
+            self.passdb,
+            tuple(self.environment.items()),
+            self.imap_port,
+            self.pop3_port,
+            self.auth_verbose,
+        )
+        text, extra = render(settings, installed_version())
+        for path, content in extra.items():
+            Path(path).write_text(content)
+            os.chmod(path, 0o600)
+        self.config_path.write_text(text)
 
     def start(self) -> None:
         self.write_config()
@@ -176,10 +144,10 @@ userdb {{
         return "OK", ""
 
 
-def passdb_block(kind: str, clients: Path, share: Path) -> str:
-    """The passdb section body for Dovecot talking to twostep by ``kind``."""
+def passdb_block(kind: str, clients: Path, share: Path) -> Passdb:
+    """The passdb for Dovecot talking to twostep by ``kind`` (lua or checkpassword)."""
     if kind == "checkpassword":
-        return f"driver = checkpassword\n  args = {clients}/twostep-checkpassword"
+        return Passdb.checkpassword(clients / "twostep-checkpassword")
     if kind == "lua":
-        return f"driver = lua\n  args = file={share}/twostep-passdb.lua blocking=yes"
+        return Passdb.lua(share / "twostep-passdb.lua")
     raise ValueError(f"unknown passdb {kind!r}: checkpassword or lua")

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..keyring import write_key_file
 from .dovecot import Dovecot, passdb_block
+from .dovecot_config import DovecotConfigError, installed_version, unsupported
 from .files import PAM_LOADER, install_clients
 from .portal import Portal
 from .postfix import Postfix
@@ -99,6 +100,7 @@ class Lab:
     # -- commands ---------------------------------------------------------------------
 
     def up(self, passdb: str = "lua", ports: dict[str, int] | None = None) -> dict[str, Any]:
+        self._check_passdb(passdb)
         state = self._load()
         if state is not None and self._running(state):
             raise LabError(
@@ -130,6 +132,17 @@ class Lab:
                 f"the lab did not come up: {exc}; logs: "
                 f"{', '.join(map(str, logs)) or self.directory}",
             ) from exc
+
+    @staticmethod
+    def _check_passdb(passdb: str) -> None:
+        """Refuses, before anything starts, a passdb the installed Dovecot lacks."""
+        try:
+            version = installed_version()
+        except DovecotConfigError as exc:
+            raise LabError(75, str(exc)) from None
+        reason = unsupported(passdb_block(passdb, Path(), Path()), version)
+        if reason is not None:
+            raise LabError(64, f"--passdb {passdb}: {reason}")
 
     def _start(self, passdb: str, ports: dict[str, int], started: dict[str, int]) -> dict[str, Any]:
         d = self.directory

@@ -10,12 +10,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pam_twostep.lab.dovecot import Dovecot, passdb_block
+from pam_twostep.lab.dovecot_config import installed_version
 from pam_twostep.lab.files import install_clients as _install
 from pam_twostep.lab.postfix import Postfix
 from pam_twostep.lab.twostepd import Twostepd
 
 _addresses = itertools.count(1)
+
+DOVECOT_24 = installed_version().is_24
+
+PASSDBS = [
+    pytest.param(
+        "checkpassword",
+        marks=pytest.mark.skipif(DOVECOT_24, reason="Dovecot 2.4 has no checkpassword passdb"),
+    ),
+    "lua",
+]
+"""The passdbs that serve twostep, for tests parametrized over both; checkpassword is
+skipped (and counted as skipped) where the installed Dovecot is 2.4."""
 
 
 LAB_INFO_KEYS = frozenset(
