@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ldap3 import (
     BASE,
@@ -69,6 +69,34 @@ _CONFLICTS = (
     ldap_errors.LDAPConstraintViolationResult,
     ldap_errors.LDAPEntryAlreadyExistsResult,
 )
+class _VerifyingTls(Tls):  # type: ignore[misc]
+    """ldap3's Tls with the server's name or address checked by the standard library.
+
+    Python 3.12 dropped ``ssl.match_hostname``; ldap3 2.9 then falls back to its own copy,
+    which ignores IP-address subjectAltNames, so ``ldaps://<address>`` failed on Debian 13.
+    Here the handshake itself checks the certificate against the host (``check_hostname``
+    with ``server_hostname``), the same code on Python 3.11 and 3.13, and ldap3's own check
+    never runs.
+    """
+
+    def __init__(self, ca_file: str | None) -> None:
+        super().__init__(
+            validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file, version=ssl.PROTOCOL_TLS_CLIENT
+        )
+
+    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_certs_file)
+        context.check_hostname = True
+        context.verify_mode = ssl.CERT_REQUIRED
+        wrapped = context.wrap_socket(
+            connection.socket,
+            server_hostname=connection.server.host,
+            do_handshake_on_connect=False,
+        )
+        wrapped.do_handshake()  # always now: the name is checked before any byte is sent
+        connection.socket = wrapped
+
+
 # What makes a server unusable for now (try the next), as opposed to an answer.
 _UNREACHABLE = (
     ldap_errors.LDAPCommunicationError,
@@ -129,11 +157,7 @@ class Directory:
         parsed = urllib.parse.urlsplit(uri)
         tls = None
         if parsed.scheme == "ldaps" or self._config.start_tls:
-            tls = Tls(
-                validate=ssl.CERT_REQUIRED,
-                ca_certs_file=str(self._config.ca_file) if self._config.ca_file else None,
-                version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            tls = _VerifyingTls(str(self._config.ca_file) if self._config.ca_file else None)
         timeout = self._config.timeout
         if parsed.scheme == "ldapi":
             path = urllib.parse.unquote(parsed.netloc or parsed.path)

@@ -176,23 +176,77 @@ def test_a_server_certificate_from_another_ca_is_refused(
         assert "CERTIFICATE_VERIFY_FAILED" in caplog.text  # the log says why
 
 
-def test_a_server_certificate_for_another_name_is_refused(
-    secrets_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Signed by the trusted CA, but not for the address we connect to."""
+def _tls_slapd(tmp_path: Path, names: list[str]) -> Slapd:
+    """A slapd whose certificate, signed by the trusted CA, is for ``names`` only."""
     server = Slapd.create(tmp_path / "ldap", names=NAMES, users=USERS, tls=True)
+    make_certificates(server.directory / "tls", names=names)
+    server.stop()
+    server.start()
+    return server
+
+
+@pytest.mark.parametrize(
+    ("names", "host"),
+    [
+        (["ldap.example.org"], "127.0.0.1"),  # another name than the address we dial
+        (["127.0.0.2"], "127.0.0.1"),  # another address
+        (["127.0.0.1", "ldap.example.org"], "localhost"),  # another name than the one we dial
+    ],
+    ids=["name-for-address", "wrong-address", "wrong-name"],
+)
+def test_a_server_certificate_for_another_name_or_address_is_refused(
+    secrets_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    names: list[str],
+    host: str,
+) -> None:
+    """Signed by the trusted CA, but not for the host we connect to (Python 3.11 and 3.13)."""
+    server = _tls_slapd(tmp_path, names)
     try:
-        make_certificates(server.directory / "tls", names=["ldap.example.org"])
-        server.stop()
-        server.start()
         for how in ("ldaps", "starttls"):
-            directory = _over_tls(server, secrets_dir, how, ca_file=str(server.ca_file))
+            uri = server.ldaps_uri if how == "ldaps" else server.uri
+            uri = uri.replace("127.0.0.1", host)
+            directory = directory_for(
+                server,
+                secrets_dir,
+                uris=[uri],
+                start_tls=how == "starttls",
+                ca_file=str(server.ca_file),
+            )
             caplog.clear()
             try:
                 _refused(directory)
             finally:
                 directory.close()
-            assert "doesn't match any name" in caplog.text
+            assert "CERTIFICATE_VERIFY_FAILED" in caplog.text and "mismatch" in caplog.text
+    finally:
+        server.stop()
+
+
+def test_a_server_certificate_is_accepted_by_name_and_by_address(
+    secrets_dir: Path, tmp_path: Path
+) -> None:
+    """ldaps and StartTLS by DNS name and by IP address (an IP subjectAltName)."""
+    server = _tls_slapd(tmp_path, ["localhost", "127.0.0.1"])
+    try:
+        for host in ("localhost", "127.0.0.1"):
+            for how in ("ldaps", "starttls"):
+                uri = (server.ldaps_uri if how == "ldaps" else server.uri).replace(
+                    "127.0.0.1", host
+                )
+                directory = directory_for(
+                    server,
+                    secrets_dir,
+                    uris=[uri],
+                    start_tls=how == "starttls",
+                    ca_file=str(server.ca_file),
+                )
+                try:
+                    assert directory.check_password(user_dn("alice"), USERS["alice"]), (host, how)
+                    assert directory.find_account("alice", ATTRS) is not None
+                finally:
+                    directory.close()
     finally:
         server.stop()
 
