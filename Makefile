@@ -1,4 +1,6 @@
-# twostep: `make test` and `make demo` work on a fresh Debian bookworm machine.
+# twostep: `make test` and `make demo` work on a fresh Debian 12 (bookworm) or 13 (trixie)
+# machine. `make test` runs the suite on this machine's release and then again inside a
+# chroot of the other one (tests/release/other-release); `make test-here` runs only the first.
 # They install what they need: Debian packages (when missing, one apt-get update) and a
 # virtual environment in .venv built on Debian's /usr/bin/python3, the interpreter that
 # pam_python embeds and that the dovecot user can reach.
@@ -10,8 +12,11 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
 	lua-socket lua5.4 postfix zbar-tools libpam-python pamtester python3-pam libpam0g-dev gcc \
 	libc6-dev openssh-server openssh-client chromium libpam-google-authenticator oathtool \
-	libpam-oath
+	libpam-oath dovecot-ldap debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+RESULTS := /var/cache/twostep/results-native.xml
+RESULTS_OTHER := /var/cache/twostep/results-other.xml
 
 PREFIX ?= /usr/local
 SYSCONFDIR ?= /etc
@@ -19,10 +24,21 @@ LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
 SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
 
-.PHONY: test lint typecheck unit deps venv demo demo-stop bench fuzz screenshots clean install install-clients
+.PHONY: test test-here test-other-release lint typecheck unit deps venv demo demo-stop bench fuzz screenshots clean install install-clients
 
-test: deps venv lint typecheck
-	$(BIN)/pytest -q
+# Both releases are always run; the make fails if either did, and the last line counts both.
+test:
+	@here=0; other=0; \
+	$(MAKE) --no-print-directory test-here || here=$$?; \
+	$(MAKE) --no-print-directory test-other-release || other=$$?; \
+	$(PYTHON) tests/release/summary.py $$here $$other
+
+test-here: deps venv lint typecheck
+	rm -f $(RESULTS)
+	$(BIN)/pytest -q --junitxml=$(RESULTS)
+
+test-other-release: deps
+	TWOSTEP_RESULTS=$(RESULTS_OTHER) bash tests/release/other-release
 
 CHECKED := pam_twostep tests bench checkpassword/twostep-checkpassword
 
@@ -114,6 +130,10 @@ install: install-clients
 	  getent passwd twostep-portal >/dev/null || \
 	    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \
 	      --groups twostep twostep-portal; \
+	  getent passwd vmail >/dev/null || \
+	    useradd --system --user-group --home-dir /var/vmail --no-create-home \
+	      --shell /usr/sbin/nologin vmail; \
+	  [ -d /var/vmail ] || install -d -m 770 -o vmail -g vmail /var/vmail; \
 	  [ -e $(SYSCONFDIR)/twostep/portal.key ] || \
 	    (umask 077; head -c 32 /dev/urandom | base64 > $(SYSCONFDIR)/twostep/portal.key; \
 	     chown twostep-portal: $(SYSCONFDIR)/twostep/portal.key); \

@@ -37,6 +37,39 @@ T0 = 1_800_000_000  # a fixed "now" for tests: 2027-01-15
 _STARTED = time.time()
 
 
+def _release() -> str:
+    """The Debian release the suite runs on, named in the header, the summary and JUnit."""
+    try:
+        fields = dict(
+            line.split("=", 1)
+            for line in Path("/etc/os-release").read_text().splitlines()
+            if "=" in line
+        )
+    except OSError:
+        return "unknown release"
+    return fields.get("PRETTY_NAME", "unknown release").strip('"')
+
+
+RELEASE = _release()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"release: {RELEASE}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _name_the_release(record_testsuite_property: Any) -> None:
+    record_testsuite_property("release", RELEASE)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    failed = len(terminalreporter.stats.get("failed", [])) + len(
+        terminalreporter.stats.get("error", [])
+    )
+    verdict = f"{failed} failed or errored" if failed else "no failures"
+    terminalreporter.write_line(f"release: {RELEASE}: {verdict}", red=bool(failed))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     logs = Path(tempfile.mkdtemp(prefix="twostep-test-logs-"))
     leaks.install(logs / "in-process.log")
