@@ -69,6 +69,8 @@ _CONFLICTS = (
     ldap_errors.LDAPConstraintViolationResult,
     ldap_errors.LDAPEntryAlreadyExistsResult,
 )
+
+
 class _VerifyingTls(Tls):  # type: ignore[misc]
     """ldap3's Tls with the server's name or address checked by the standard library.
 

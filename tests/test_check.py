@@ -43,9 +43,7 @@ def test_without_the_acls_check_names_every_exposure(open_slapd: Slapd, tmp_path
     assert any("acl.ldif" in advice for advice in failed.values())
 
 
-def test_names_the_passdb_the_installed_dovecot_can_use(
-    open_slapd: Slapd, tmp_path: Path
-) -> None:
+def test_names_the_passdb_the_installed_dovecot_can_use(open_slapd: Slapd, tmp_path: Path) -> None:
     """Dovecot 2.4 (Debian 13) has no checkpassword passdb: check says so, in one line."""
     from pam_twostep.lab.dovecot_config import installed_version
 
