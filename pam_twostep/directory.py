@@ -71,6 +71,21 @@ _CONFLICTS = (
 )
 
 
+def _start_tls(conn: Connection) -> None:
+    """StartTLS, or LDAPStartTLSError: a server (or someone on the path) answering the
+    request with any result code raises that code's own ldap3 class, which could read as
+    an answer ("invalid credentials") instead of an unusable server; never go on without
+    a verified TLS socket."""
+    try:
+        started = conn.start_tls(read_server_info=False)
+    except (ldap_errors.LDAPStartTLSError, ldap_errors.LDAPCommunicationError):
+        raise  # already an unusable server, with its reason (e.g. a certificate's)
+    except ldap_errors.LDAPException as exc:
+        raise ldap_errors.LDAPStartTLSError(f"StartTLS refused: {type(exc).__name__}") from None
+    if started is not True or not isinstance(conn.socket, ssl.SSLSocket):
+        raise ldap_errors.LDAPStartTLSError("StartTLS did not start")
+
+
 class _VerifyingTls(Tls):  # type: ignore[misc]
     """ldap3's Tls with the server's name or address checked by the standard library.
 
@@ -228,7 +243,7 @@ class Directory:
         try:
             conn.open()
             if self._config.start_tls and not self._servers[index].ssl:
-                conn.start_tls(read_server_info=False)
+                _start_tls(conn)
             conn.bind()
         except BaseException:
             _quietly_close(conn)

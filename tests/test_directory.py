@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -330,3 +331,58 @@ def test_wrong_service_password_is_unavailable(slapd: Slapd, secrets_dir: Path) 
     directory = directory_for(slapd, secrets_dir)
     with pytest.raises(DirectoryUnavailable, match="service"):
         directory.find_account("alice", ATTRS)
+
+
+def _refusing_starttls_server(code: int) -> tuple[socket.socket, list[bytes]]:
+    """A loopback 'server' that answers the StartTLS request with ``code``, as a broken
+    server or someone on the path could, and records what the client sends next."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(10)
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = server.accept()
+                with client:
+                    request = client.recv(4096)
+                    size = request[3]
+                    message_id = request[4 : 4 + size]
+                    body = bytes([0x0A, 1, code, 0x04, 0, 0x04, 0])
+                    op = bytes([0x78, len(body)]) + body
+                    inner = bytes([0x02, size]) + message_id + op
+                    client.sendall(bytes([0x30, len(inner)]) + inner)
+                    client.settimeout(2)
+                    with contextlib.suppress(OSError):
+                        seen.append(client.recv(4096))
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, seen
+
+
+@pytest.mark.parametrize("code", [2, 49, 52, 53, 80])
+def test_a_refused_starttls_is_an_unusable_server_never_an_answer(
+    slapd: Slapd, secrets_dir: Path, code: int
+) -> None:
+    """Any result code to StartTLS: a temporary failure (a right password is never
+    turned into a wrong one, which would count towards lock-out), and no bind in clear."""
+    server, seen = _refusing_starttls_server(code)
+    try:
+        port = server.getsockname()[1]
+        directory = directory_for(
+            slapd, secrets_dir, uris=[f"ldap://127.0.0.1:{port}"], start_tls=True
+        )
+        try:
+            with pytest.raises(DirectoryUnavailable):
+                directory.check_password(user_dn("alice"), USERS["alice"])
+            with pytest.raises(DirectoryUnavailable):
+                directory.find_account("alice", ATTRS)
+        finally:
+            directory.close()
+    finally:
+        server.close()
+    # after the refusal the client sends nothing but an unbind (tag 0x42)
+    assert all(not data or data[4 + data[3]] == 0x42 for data in seen), seen
+    assert not any(USERS["alice"].encode() in data for data in seen)
