@@ -139,11 +139,17 @@ def stack(slapd_server: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield from running_stack(config_data(slapd_server, secrets), "lua")
 
 
-@pytest.mark.parametrize("name", _snippets())
-def test_the_shipped_snippet_serves_passcodes(stack: MailStack, slapd: Slapd, name: str) -> None:
-    """config/dovecot/conf.d's snippets for the installed version, included as the README
-    says, with only their install paths and mail user changed for the test."""
-    base = world_readable_directory("twostep-snippet-")
+# What Debian's auth-system.conf.ext amounts to for a refused login: another passdb that
+# would say yes. The snippets must make twostep's refusal and temporary failure final.
+_PERMISSIVE = {
+    False: "passdb {\n  driver = static\n  args = nopassword=y\n}\n",
+    True: "passdb static {\n  fields {\n    nopassword = yes\n  }\n}\n",
+}
+
+
+def _site_snippet(stack: MailStack, base: Path, name: str) -> Path:
+    """The shipped snippet with only its install paths and mail user changed, followed by
+    a passdb that accepts anything (as if the site had left auth-system.conf.ext in)."""
     snippet = (REPO / "config/dovecot/conf.d" / name).read_text()
     assert "/usr/local/" in snippet
     assert "vmail" in snippet  # make install creates it; here nobody/nogroup stand in
@@ -155,21 +161,38 @@ def test_the_shipped_snippet_serves_passcodes(stack: MailStack, slapd: Slapd, na
         .replace("uid = vmail", "uid = nobody")
         .replace("gid = vmail", "gid = nogroup")
         .replace("/var/vmail", str(base / "home"))
+        + _PERMISSIVE[installed_version().is_24]
     )
+    return site
+
+
+@pytest.mark.parametrize("name", _snippets())
+def test_the_shipped_snippet_serves_passcodes(stack: MailStack, slapd: Slapd, name: str) -> None:
+    """config/dovecot/conf.d's snippets for the installed version, included as the README
+    says: passcodes open mail, the bare password does not once two-step is on, and neither
+    a refusal nor an unreachable twostepd falls through to a later passdb."""
+    base = world_readable_directory("twostep-snippet-")
+    site = _site_snippet(stack, base, name)
     dovecot = Dovecot(
-        base / "dovecot",
-        Passdb.included(site),
-        {"TWOSTEP_SOCKET": str(stack.daemon.socket)},
+        base / "dovecot", Passdb.included(site), {"TWOSTEP_SOCKET": str(stack.daemon.socket)}
+    )
+    unreachable = Dovecot(
+        base / "unreachable", Passdb.included(site), {"TWOSTEP_SOCKET": str(base / "none")}
     )
     dovecot.start()
+    unreachable.start()
     try:
         with engine_for(parse_config(stack.daemon.config)) as admin:
             assert dovecot.imap_login("alice", USERS["alice"], source()) == ("OK", "")
+            assert dovecot.imap_login("bob", "wrong", source())[0] == "NO"
             enroll(admin, time.time())
             passcode = admin.add_passcode("alice", "Phone").passcode
         assert dovecot.imap_login("alice", passcode, source()) == ("OK", "")
         assert dovecot.pop3_login("alice", passcode, source()) == ("OK", "")
         status, text = dovecot.imap_login("alice", USERS["alice"], source())
         assert status == "NO" and "AUTHENTICATIONFAILED" in text
+        status, text = unreachable.imap_login("bob", USERS["bob"], source())
+        assert status == "NO" and "UNAVAILABLE" in text
     finally:
         dovecot.stop()
+        unreachable.stop()
