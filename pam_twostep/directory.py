@@ -242,7 +242,10 @@ class Directory:
         )
         try:
             conn.open()
-            if self._config.start_tls and not self._servers[index].ssl:
+            server = self._servers[index]
+            # ldapi:// is a local socket: StartTLS there would go unverified (ldap3 makes
+            # its own unverifying Tls for it) and adds nothing the socket's rights lack.
+            if self._config.start_tls and not server.ssl and not getattr(server, "ipc", False):
                 _start_tls(conn)
             conn.bind()
         except BaseException:

@@ -263,6 +263,21 @@ def test_fail_over_to_the_next_uri(slapd: Slapd, secrets_dir: Path) -> None:
     ldapi.close()
 
 
+def test_ldapi_never_runs_an_unverified_starttls(slapd: Slapd, secrets_dir: Path) -> None:
+    """With start_tls set (for the TCP URIs), the local socket is used as it is: ldap3
+    would have wrapped it in TLS that checks no certificate."""
+    import ssl
+
+    ldapi = directory_for(slapd, secrets_dir, uris=[slapd.ldapi], start_tls=True)
+    try:
+        assert ldapi.check_password(user_dn("alice"), USERS["alice"])
+        conn = ldapi._connect(0, None, None)
+        assert not isinstance(conn.socket, ssl.SSLSocket)
+        conn.unbind()
+    finally:
+        ldapi.close()
+
+
 def test_a_server_that_never_answers_times_out(slapd: Slapd, secrets_dir: Path) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
