@@ -196,3 +196,31 @@ def test_the_shipped_snippet_serves_passcodes(stack: MailStack, slapd: Slapd, na
     finally:
         dovecot.stop()
         unreachable.stop()
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "/x\npassdb {\n  driver = static\n  args = nopassword=y\n}",
+        "/x\r\nauth_allow_cleartext = yes",
+        "/x}",
+        '/x"',
+        "/x # comment",
+        "/with space",
+    ],
+)
+@pytest.mark.parametrize("version", [V23, V24], ids=["2.3", "2.4"])
+def test_values_that_would_add_settings_are_refused(
+    tmp_path: Path, version: DovecotVersion, hostile: str
+) -> None:
+    for settings in (
+        Settings(tmp_path, Passdb.lua(hostile), (), 1, 2),
+        Settings(tmp_path, Passdb.lua("/ok"), (("TWOSTEP_SOCKET", hostile),), 1, 2),
+        Settings(Path(hostile), Passdb.pam("twostep"), (), 1, 2),
+    ):
+        with pytest.raises(DovecotConfigError):
+            render(settings, version)
+    if " " not in hostile:  # an LDAP password may hold spaces, nothing else here
+        ldap = LdapPassdb("ldap://127.0.0.1:1", "cn=svc", hostile, "ou=people")
+        with pytest.raises(DovecotConfigError):
+            render(Settings(tmp_path, Passdb.native_ldap(ldap), (), 1, 2), version)

@@ -160,6 +160,7 @@ def render(settings: Settings, version: DovecotVersion) -> tuple[str, dict[str, 
     reason = unsupported(settings.passdb, version)
     if reason is not None:
         raise Unsupported(reason)
+    _refuse_injection(settings)
     d = settings.directory
     common = f"""protocols = imap pop3
 listen = 127.0.0.1
@@ -199,6 +200,25 @@ service auth {{
     if version.is_24:
         return _render_24(settings, version, common)
     return _render_23(settings, common)
+
+
+def _refuse_injection(settings: Settings) -> None:
+    """Every value is written into the file as it is: one with a line break, a brace, a
+    quote or a comment sign could add settings (another passdb) of its own, and a space
+    splits 2.3's ``args`` and ``import_environment``."""
+    ldap = settings.passdb.ldap
+    spaceless = [
+        str(settings.directory),
+        settings.passdb.target,
+        *(text for pair in settings.environment for text in pair),
+    ]
+    values = [
+        *spaceless,
+        *((ldap.uri, ldap.service_dn, ldap.service_password, ldap.base) if ldap else ()),
+    ]
+    for value in values:
+        if any(c in value for c in '\r\n{}"#') or (value in spaceless and " " in value):
+            raise DovecotConfigError(f"{value[:40]!r}: not a value Dovecot's file can hold")
 
 
 def _render_23(settings: Settings, common: str) -> tuple[str, dict[str, str]]:
