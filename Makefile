@@ -28,7 +28,7 @@ SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
 
 # Both releases are always run; the make fails if either did, and the last line counts both.
 test:
-	@here=0; other=0; \
+	@rm -f $(RESULTS) $(RESULTS_OTHER); here=0; other=0; \
 	$(MAKE) --no-print-directory test-here || here=$$?; \
 	$(MAKE) --no-print-directory test-other-release || other=$$?; \
 	$(PYTHON) tests/release/summary.py $$here $$other

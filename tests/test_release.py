@@ -15,12 +15,15 @@ sys.path.insert(0, str(REPO / "tests" / "release"))
 
 import summary  # noqa: E402
 
+TRIXIE = "Debian GNU/Linux 13 (trixie)"
+BOOKWORM = "Debian GNU/Linux 12 (bookworm)"
 
-def _junit(path: Path, tests: int, failures: int, errors: int = 0, skipped: int = 0) -> Path:
+
+def _junit(path: Path, tests: int, failures: int, release: str = TRIXIE) -> Path:
     path.write_text(
         f'<testsuites><testsuite name="pytest" tests="{tests}" failures="{failures}" '
-        f'errors="{errors}" skipped="{skipped}"><properties><property name="release" '
-        f'value="Debian GNU/Linux 13 (trixie)"/></properties></testsuite></testsuites>'
+        f'errors="0" skipped="0"><properties><property name="release" '
+        f'value="{release}"/></properties></testsuite></testsuites>'
     )
     return path
 
@@ -33,6 +36,7 @@ def _junit(path: Path, tests: int, failures: int, errors: int = 0, skipped: int 
         ((10, 0), None, ("0", "1"), False, "total: 10 passed, 1 failed"),  # chroot not built
         ((10, 0), (0, 0), ("0", "5"), False, "total: 10 passed, 1 failed"),  # nothing ran
         ((10, 0), (12, 0), ("0", "2"), False, "total: 22 passed, 1 failed"),  # lint failed
+        ((10, 0), (12, 2), ("0", "0"), False, "total: 20 passed, 2 failed"),  # status lied
     ],
 )
 def test_the_closing_lines_count_both_releases(
@@ -44,7 +48,7 @@ def test_the_closing_lines_count_both_releases(
     ok: bool,
     closing: str,
 ) -> None:
-    here = _junit(tmp_path / "native.xml", *native)
+    here = _junit(tmp_path / "native.xml", *native, release=BOOKWORM)
     there = tmp_path / "other.xml"
     if other is not None:
         _junit(there, *other)
@@ -55,7 +59,17 @@ def test_the_closing_lines_count_both_releases(
     if other is None:
         assert "chroot: its tests did not run" in out[-2]
     else:
-        assert out[-2].startswith("Debian GNU/Linux 13 (trixie) (chroot): ")
+        assert out[-2].startswith(f"{TRIXIE} (chroot): ")
+
+
+def test_two_runs_on_the_same_release_do_not_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    here = _junit(tmp_path / "native.xml", 10, 0, release=TRIXIE)
+    there = _junit(tmp_path / "other.xml", 10, 0, release=TRIXIE)
+    code = summary.main(["summary.py", "0", "0"], (("this machine", here), ("chroot", there)))
+    assert code != 0
+    assert "not the other release" in capsys.readouterr().out
 
 
 def test_a_chroot_that_cannot_be_built_fails_in_one_sentence(tmp_path: Path) -> None:
@@ -94,3 +108,22 @@ def test_a_folder_that_is_not_its_own_is_never_removed(tmp_path: Path) -> None:
     )
     assert result.returncode == 1 and "is not a chroot this script made" in result.stderr
     assert (precious / "keep.txt").read_text() == "keep me"
+
+
+def test_a_second_run_on_the_same_chroot_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    root = tmp_path / "chroot"
+    with open(f"{root}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        env = {**os.environ, "TWOSTEP_CHROOT_DIR": str(root), "TWOSTEP_CHROOT_LOG": str(tmp_path)}
+        result = subprocess.run(
+            ["bash", str(REPO / "tests/release/other-release")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1 and "another run is using" in result.stderr
+    assert not root.exists()

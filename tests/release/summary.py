@@ -44,6 +44,7 @@ def main(argv: list[str], runs: tuple[tuple[str, Path], ...] = RUNS) -> int:
     statuses = [int(a) for a in argv[1:3]]
     passed = failed = 0
     ok = True
+    releases: list[str] = []
     print()
     for (where, path), status in zip(runs, statuses, strict=True):
         counts = _counts(path)
@@ -54,11 +55,16 @@ def main(argv: list[str], runs: tuple[tuple[str, Path], ...] = RUNS) -> int:
             continue
         release, p, f, s = counts
         print(f"{release} ({where}): {p} passed, {f} failed, {s} skipped (exit {status})")
+        releases.append(release)
         passed += p
         failed += f
-        if status != 0 or p == 0:
+        if status != 0 or f or p == 0:
             ok = False
             failed += 0 if f else 1
+    if len(releases) == 2 and releases[0] == releases[1]:
+        print(f"both runs were on {releases[0]}: the chroot is not the other release")
+        ok = False
+        failed += 1
     print(f"total: {passed} passed, {failed} failed")
     return 0 if ok else 1
 
