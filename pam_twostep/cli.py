@@ -121,6 +121,14 @@ def _ask(
         return reply
     if result == "refused":
         raise CommandError(EXIT_REFUSED, str(reply.get("message")), str(reply.get("reason")))
+    if result == "tempfail" and reply.get("reason") == "incomplete":
+        raise CommandError(
+            EXIT_TEMPFAIL,
+            "the directory's answer was incomplete (a size or time limit): nothing was "
+            "decided from it; give the service identity unlimited searches "
+            "(ldap_schema/README.md, limits)",
+            "incomplete",
+        )
     if result == "tempfail":
         raise CommandError(EXIT_TEMPFAIL, "the directory did not answer; try again", "directory")
     if reply.get("error") == "forbidden":

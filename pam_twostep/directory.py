@@ -54,7 +54,7 @@ from ldap3.utils.conv import escape_filter_chars
 from .account import RawEntry
 from .changes import Change, Modify, Op
 from .config import LdapConfig, UsersConfig
-from .errors import Conflict, DirectoryUnavailable
+from .errors import Conflict, DirectoryIncomplete, DirectoryUnavailable
 
 __all__ = ["Directory", "escape_filter"]
 
@@ -199,13 +199,21 @@ class Directory:
         """The URI every connection goes to now (for ``stats`` and ``twostep check``)."""
         return self._config.uris[self._current]
 
-    def _open(self, user: str | None, password: str | None) -> tuple[int, Connection]:
-        """A bound connection to the provider in use, or else the first that answers.
+    def _open(
+        self, user: str | None, password: str | None, *, fail_over: bool = True
+    ) -> tuple[int, Connection]:
+        """A bound connection to the provider in use, or else (``fail_over``) the first
+        that answers.
+
+        Only the service identity's connections fail over: a user's bind that is slow or
+        refused says nothing about the server, and moving the daemon for it would break
+        the one-provider-at-a-time rule that single use relies on.
 
         Returns it with the index of its server; raises ldap3 errors.
         """
         current = self._current
-        order = [current] + [i for i in range(len(self._servers)) if i != current]
+        others = [i for i in range(len(self._servers)) if i != current] if fail_over else []
+        order = [current, *others]
         last: Exception | None = None
         for index in order:
             try:
@@ -247,7 +255,7 @@ class Directory:
             # its own unverifying Tls for it) and adds nothing the socket's rights lack.
             if self._config.start_tls and not server.ssl and not getattr(server, "ipc", False):
                 _start_tls(conn)
-            conn.bind()
+            _require_success(conn, conn.bind())
         except BaseException:
             _quietly_close(conn)
             raise
@@ -377,6 +385,8 @@ class Directory:
                 if attempt + 1 < attempts:
                     continue
                 raise DirectoryUnavailable(f"{what}: {type(exc).__name__}") from None
+            except _NotSuccess as exc:
+                raise DirectoryIncomplete(f"{what}: {exc}") from None
             except ldap_errors.LDAPException as exc:
                 raise DirectoryUnavailable(f"{what}: {_describe(exc)}") from None
         raise DirectoryUnavailable(what)  # pragma: no cover - the loop always returns or raises
@@ -434,6 +444,7 @@ class Directory:
                     paged_size=_PAGE,
                     paged_cookie=cookie,
                 )
+                _require_success(conn)
                 names += [
                     str(item["dn"])
                     for item in conn.response or ()
@@ -456,9 +467,15 @@ class Directory:
                 response = conn.post_send_search(_send_prepared(conn, prepared))
             except ldap_errors.LDAPNoSuchObjectResult:
                 raise _NoSuchObjectError() from None
-            return [
+            entries = [
                 _raw_entry(item) for item in response or () if item.get("type") == "searchResEntry"
             ]
+            # sizeLimitExceeded is complete only when it is our own limit that was reached
+            # (find_account asks for 2 to see a second match); a server's lower limit or a
+            # time limit leaves the answer partial.
+            if not (_code(conn) == _SIZE_LIMIT_EXCEEDED and len(entries) >= limit):
+                _require_success(conn)
+            return entries
 
         return self._run("search", operation, retry=True)
 
@@ -564,7 +581,7 @@ class Directory:
         if conn is not None and index == self._current:
             # A connection kept for binding only: rebinding costs half of a new one.
             try:
-                conn.rebind(dn, password)
+                _require_success(conn, conn.rebind(dn, password))
             except ldap_errors.LDAPInvalidCredentialsResult:
                 self._keep_binder(index, conn)
                 return False
@@ -576,7 +593,7 @@ class Directory:
         elif conn is not None:
             _quietly_close(conn)
         try:
-            index, conn = self._open(dn, password)
+            index, conn = self._open(dn, password, fail_over=False)
         except ldap_errors.LDAPInvalidCredentialsResult:
             return False
         except ldap_errors.LDAPException as exc:
@@ -598,7 +615,7 @@ class Directory:
         if not new or "\0" in new or len(new) > _MAX_PASSWORD:
             raise ValueError("a new password has 1 to 1024 characters and no NUL")
         try:
-            _, conn = self._open(dn, old)
+            _, conn = self._open(dn, old, fail_over=False)
         except ldap_errors.LDAPInvalidCredentialsResult:
             return False
         except ldap_errors.LDAPException as exc:
@@ -614,6 +631,35 @@ class Directory:
 
 class _NoSuchObjectError(Exception):
     pass
+
+
+class _NotSuccess(ldap_errors.LDAPException):  # type: ignore[misc]
+    """An operation whose final result code is not success (0).
+
+    ldap3 raises for most codes, but not for sizeLimitExceeded, timeLimitExceeded,
+    referral, compareFalse/True or saslBindInProgress: a search so answered would be taken
+    as complete (a truncated listing, a user "not found"), and a bind so answered as
+    accepted. Whatever the code, the caller sees a temporary failure.
+    """
+
+
+_SIZE_LIMIT_EXCEEDED = 4
+
+
+def _code(conn: Connection) -> object:
+    result = conn.result if isinstance(conn.result, Mapping) else {}
+    return result.get("result")
+
+
+def _require_success(conn: Connection, done: object = True) -> None:
+    result = conn.result if isinstance(conn.result, Mapping) else {}
+    code = result.get("result")
+    if done is not True or code != 0:
+        name = result.get("description") or "nothing"
+        raise _NotSuccess(
+            f"the directory answered {name} (code {code}) instead of success: "
+            "an incomplete answer is never used"
+        )
 
 
 @dataclass(frozen=True)
@@ -705,6 +751,8 @@ def _raw_entry(item: dict[str, object]) -> RawEntry:
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, _NotSuccess):
+        return str(exc)
     description = getattr(exc, "description", None)
     return f"{type(exc).__name__}" + (f" ({description})" if description else "")
 

@@ -7,6 +7,7 @@ A login that is simply wrong is not an exception: it is a ``Decision`` whose out
     ├── ConfigError            bad configuration: refuse to start, name the key and file
     ├── TemporaryFailure       try again later (checkpassword 111, PAM_AUTHINFO_UNAVAIL)
     │   ├── DirectoryUnavailable   LDAP down, slow, or answering nonsense
+    │   │   └── DirectoryIncomplete    an answer cut short (size or time limit, referral)
     │   ├── CorruptEntry           a stored two-step value of this user cannot be read
     │   └── KeyUnavailable         a value is sealed with a key we do not hold
     ├── Refused                a management request that state or policy refuses
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "CorruptEntry",
+    "DirectoryIncomplete",
     "DirectoryUnavailable",
     "KeyUnavailable",
     "NotFound",
@@ -49,6 +51,14 @@ class TemporaryFailure(TwostepError):
 
 class DirectoryUnavailable(TemporaryFailure):
     """The directory could not be reached or did not answer in time."""
+
+
+class DirectoryIncomplete(DirectoryUnavailable):
+    """The directory answered, but not completely: a size or time limit, a referral.
+
+    Never used as if it were whole (a listing of accounts, a user "not found"); the
+    administrator is told, since the fix is usually the service identity's limits.
+    """
 
 
 class CorruptEntry(TemporaryFailure):

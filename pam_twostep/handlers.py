@@ -30,7 +30,7 @@ from .access import Peer, Right
 from .continuation import Continuations
 from .decision import Attempt, Decision, Flow, Outcome
 from .engine import Engine, PolicyEntry
-from .errors import RefusalReason, Refused, TemporaryFailure
+from .errors import DirectoryIncomplete, RefusalReason, Refused, TemporaryFailure
 from .management import AccountStatus
 from .migrate.candidate import Candidate
 from .policy import Policy, overrides_from_mapping
@@ -631,6 +631,8 @@ def handle(
         except TemporaryFailure as exc:
             log.warning("%s for %s: temporary failure: %s", op, peer, exc)
             reply = {"result": "tempfail"}
+            if isinstance(exc, DirectoryIncomplete):
+                reply["reason"] = "incomplete"  # says what, never the text of why
         except Exception:  # fail closed, never a traceback to a client
             log.exception("%s for %s failed unexpectedly", op, peer)
             reply = {"result": "tempfail"}

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ldap3 import SUBTREE
 from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
 from ldap3.utils.asn1 import encode
-from support.slapd import NAMES, PEOPLE, USERS, Slapd, user_dn
+from support.slapd import NAMES, PEOPLE, USERS, Slapd, limit_service_searches, user_dn
 
 from pam_twostep.account import Attr
 from pam_twostep.changes import Change, Modify
@@ -401,3 +401,193 @@ def test_a_refused_starttls_is_an_unusable_server_never_an_answer(
     # after the refusal the client sends nothing but an unbind (tag 0x42)
     assert all(not data or data[4 + data[3]] == 0x42 for data in seen), seen
     assert not any(USERS["alice"].encode() in data for data in seen)
+
+
+# -- result codes that ldap3 does not raise for ----------------------------------------
+
+
+def _ber_length(data: bytes, at: int) -> tuple[int, int]:
+    """(length, offset of the content) of the BER element whose length byte is at ``at``."""
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    count = first & 0x7F
+    return int.from_bytes(data[at + 1 : at + 1 + count], "big"), at + 1 + count
+
+
+def _answering_server(bind_codes: list[int]) -> tuple[socket.socket, list[int]]:
+    """A loopback LDAP 'server' that answers the n-th bind with ``bind_codes[n]`` (the
+    last one for every later bind), as a broken server, proxy or overlay could."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    answered: list[int] = []
+
+    def reply(client: socket.socket, message_id: bytes, code: int) -> None:
+        body = bytes([0x0A, 1, code, 0x04, 0, 0x04, 0])
+        op = bytes([0x61, len(body)]) + body  # bindResponse
+        inner = bytes([0x02, len(message_id)]) + message_id + op
+        client.sendall(bytes([0x30, len(inner)]) + inner)
+
+    def conversation(client: socket.socket) -> None:
+        with client, contextlib.suppress(OSError, IndexError):
+            buffer = b""
+            while True:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                buffer += chunk
+                while buffer:
+                    length, start = _ber_length(buffer, 1)
+                    if len(buffer) < start + length:
+                        break
+                    message, buffer = buffer[: start + length], buffer[start + length :]
+                    id_length = message[start + 1]
+                    message_id = message[start + 2 : start + 2 + id_length]
+                    tag = message[start + 2 + id_length]
+                    if tag == 0x42:  # unbind
+                        return
+                    if tag == 0x60:  # bind
+                        code = bind_codes[min(len(answered), len(bind_codes) - 1)]
+                        answered.append(code)
+                        reply(client, message_id, code)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = server.accept()
+                threading.Thread(target=conversation, args=(client,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, answered
+
+
+_ODD_BIND_CODES = [3, 4, 5, 6, 10, 14]  # ldap3 raises for none of these
+
+
+@pytest.mark.parametrize("code", _ODD_BIND_CODES)
+def test_a_bind_answered_with_anything_but_success_is_never_an_accept(
+    slapd: Slapd, secrets_dir: Path, code: int
+) -> None:
+    """A wrong password answered with, say, compareTrue was taken as accepted."""
+    for codes in ([code], [0, code]):  # on a fresh connection; on a kept one (rebind)
+        server, answered = _answering_server(codes)
+        port = server.getsockname()[1]
+        directory = directory_for(slapd, secrets_dir, uris=[f"ldap://127.0.0.1:{port}"])
+        try:
+            if codes[0] == 0:
+                assert directory.check_password(user_dn("alice"), "first, kept for rebinding")
+            with pytest.raises(DirectoryUnavailable, match=f"code {code}"):
+                directory.check_password(user_dn("alice"), "a wrong password")
+        finally:
+            directory.close()
+            server.close()
+        assert code in answered
+
+
+def test_invalid_credentials_is_a_wrong_password_and_success_a_right_one(
+    slapd: Slapd, secrets_dir: Path
+) -> None:
+    server, _ = _answering_server([49, 0, 49])
+    port = server.getsockname()[1]
+    directory = directory_for(slapd, secrets_dir, uris=[f"ldap://127.0.0.1:{port}"])
+    try:
+        assert directory.check_password(user_dn("alice"), "wrong") is False
+        assert directory.check_password(user_dn("alice"), "right") is True
+        assert directory.check_password(user_dn("alice"), "wrong again") is False  # rebind
+    finally:
+        directory.close()
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def capped_slapd() -> Iterator[Slapd]:
+    """A slapd that gives the service identity at most 10 entries per search, paged or
+    not (olcLimits size.hard/size.prtotal), holding 30 two-step accounts."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="twostep-capped-"))
+    server = Slapd.create(base / "ldap", names=NAMES, users=USERS)
+    assert isinstance(server, Slapd)
+    names = [f"capped{n:02d}" for n in range(30)]
+    server.add_users(names)
+    for name in names:
+        server.set_attributes(user_dn(name), objectClass=["inetOrgPerson", "twostepAccount"])
+    limit_service_searches(server, 10)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_a_listing_cut_short_by_the_server_is_never_taken_as_whole(
+    capped_slapd: Slapd, secrets_dir: Path
+) -> None:
+    directory = directory_for(capped_slapd, secrets_dir)
+    try:
+        with pytest.raises(DirectoryUnavailable, match="sizeLimitExceeded"):
+            directory.names_under(PEOPLE, "(objectClass=twostepAccount)")
+        with pytest.raises(DirectoryUnavailable, match="sizeLimitExceeded"):
+            directory.search(PEOPLE, "(objectClass=twostepAccount)", ["uid"], limit=20)
+        # our own limit reached is a whole answer: find_account asks for 2 to see a twin
+        assert len(directory.search(PEOPLE, "(objectClass=twostepAccount)", ["uid"], 2)) == 2
+        assert directory.find_account("capped07", ATTRS) is not None
+    finally:
+        directory.close()
+
+
+def test_a_server_limit_below_ours_hides_no_second_match(
+    capped_slapd: Slapd, secrets_dir: Path
+) -> None:
+    """With a server-side limit of 1, a filter matching two entries must not pick one."""
+    limit_service_searches(capped_slapd, 1, paged_total=False)
+    import dataclasses
+
+    config: Config = parse_config(config_data(capped_slapd, secrets_dir))
+    users = dataclasses.replace(config.users, filter="(&(objectClass=inetOrgPerson)(uid=capped0*))")
+    directory = Directory(config.ldap, users, load_secrets(config).bind_password)
+    try:
+        with pytest.raises(DirectoryUnavailable):
+            directory.find_account("ignored", ATTRS)
+    finally:
+        directory.close()
+
+
+@pytest.mark.parametrize("code", [51, 52, 53])  # busy, unavailable, unwilling to perform
+def test_a_users_refused_bind_does_not_move_the_daemon_to_another_provider(
+    slapd: Slapd, secrets_dir: Path, code: int
+) -> None:
+    """Only the service connection's failures move the daemon: a user's bind answered
+    busy or unwilling (a per-user policy, an overlay) says nothing about the server."""
+    server, answered = _answering_server([code])
+    fake = f"ldap://127.0.0.1:{server.getsockname()[1]}"
+    directory = directory_for(slapd, secrets_dir, uris=[fake, slapd.uri])
+    try:
+        with pytest.raises(DirectoryUnavailable):
+            directory.check_password(user_dn("alice"), USERS["alice"])
+        assert directory.server_in_use == fake
+        assert answered == [code]
+    finally:
+        directory.close()
+        server.close()
+
+
+def test_the_documented_limits_line_lifts_a_servers_default_limit(
+    capped_slapd: Slapd, secrets_dir: Path
+) -> None:
+    """ldap_schema/README.md's olcLimits line, against a database limited to 5 entries."""
+    readme = (Path(__file__).resolve().parents[1] / "ldap_schema/README.md").read_text()
+    (line,) = [x for x in readme.splitlines() if x.startswith("olcLimits: dn.exact=")]
+    line = line.replace("cn=twostep,ou=services,dc=example,dc=org", NAMES.service_dn)
+    ldif = capped_slapd.directory / "documented.ldif"
+    ldif.write_text(
+        "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcSizeLimit\n"
+        f"olcSizeLimit: 5\n-\nreplace: olcLimits\n{line}\n"
+    )
+    capped_slapd.ldapmodify(ldif)
+    directory = directory_for(capped_slapd, secrets_dir)
+    try:
+        assert len(directory.names_under(PEOPLE, "(objectClass=twostepAccount)")) >= 30
+        assert len(directory.search(PEOPLE, "(objectClass=twostepAccount)", ["uid"], 100)) >= 30
+    finally:
+        directory.close()

@@ -196,3 +196,45 @@ def test_rotation_through_the_command(
         code, status = twostep(daemon, capsys, "keys", "status")
     assert status["values"] == {"k2": 4} and not status["unreadable"]
     assert base64.b64decode((keys_dir / "k2.key").read_text())  # untouched
+
+
+# -- a directory that cuts listings short ----------------------------------------------
+
+
+def test_key_status_and_reseal_refuse_a_listing_the_server_cut_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Against a slapd capping the service identity at 10 entries, with 30 accounts:
+    key status and reseal fail, saying why, instead of reporting on the first 10 (after
+    which deleting the "unused" old key would lock the other users out)."""
+    from support.slapd import NAMES, USERS, limit_service_searches
+
+    from pam_twostep.access import Peer, Right
+    from pam_twostep.errors import DirectoryIncomplete
+    from pam_twostep.handlers import handle
+
+    server = Slapd.create(tmp_path / "ldap", names=NAMES, users=USERS)
+    assert isinstance(server, Slapd)
+    try:
+        names = [f"many{n:02d}" for n in range(30)]
+        server.add_users(names)
+        for name in names:
+            server.set_attributes(user_dn(name), objectClass=["inetOrgPerson", "twostepAccount"])
+        limit_service_searches(server, 10)
+        config = parse_config(config_data(server, make_secrets_dir(tmp_path / "etc")))
+        loaded = load_secrets(config)
+        directory = Directory(config.ldap, config.users, loaded.bind_password)
+        engine = Engine(config, directory, loaded.keyring, MemorySink(), clock=Clock())
+        try:
+            with pytest.raises(DirectoryIncomplete, match="sizeLimitExceeded"):
+                engine.key_usage()
+            with pytest.raises(DirectoryIncomplete):
+                engine.reseal_keys(actor="root")
+            peer = Peer(1, 0, 0, "root", frozenset())
+            for op in ("keys-status", "keys-reseal"):
+                reply = handle(engine, {"op": op}, peer, frozenset(Right))
+                assert reply == {"result": "tempfail", "reason": "incomplete"}
+        finally:
+            directory.close()
+    finally:
+        server.destroy()

@@ -40,6 +40,7 @@ __all__ = [
     "SUFFIX",
     "USERS",
     "Slapd",
+    "limit_service_searches",
     "ssha",
     "user_dn",
 ]
@@ -135,3 +136,16 @@ class Slapd(lab.Slapd):
         conn = self.admin()
         conn.modify(dn, {name: [(MODIFY_REPLACE, list(v))] for name, v in values.items()})
         conn.unbind()
+
+
+def limit_service_searches(server: Slapd, size: int, *, paged_total: bool = True) -> None:
+    """Cap what the service identity gets per search, as a site's olcLimits may:
+    ``size`` entries, and (``paged_total``) as many over all pages of a paged search."""
+    limits = server.directory / "service-limits.ldif"
+    line = f'olcLimits: dn.exact="{SERVICE_DN}" size.soft={size} size.hard={size}'
+    if paged_total:
+        line += f" size.prtotal={size}"
+    limits.write_text(
+        "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcLimits\n" + line + "\n"
+    )
+    server.ldapmodify(limits)
