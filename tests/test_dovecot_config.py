@@ -4,6 +4,7 @@ that version serving real logins."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -196,6 +197,20 @@ def test_the_shipped_snippet_serves_passcodes(stack: MailStack, slapd: Slapd, na
     finally:
         dovecot.stop()
         unreachable.stop()
+    # The control: without the snippet's result_* lines, the passdb after it says yes.
+    loose = base / "loose.conf.ext"
+    loose.write_text(
+        "".join(line for line in site.read_text().splitlines(True) if "result_" not in line)
+    )
+    control = Dovecot(
+        base / "control", Passdb.included(loose), {"TWOSTEP_SOCKET": str(stack.daemon.socket)}
+    )
+    control.start()
+    try:
+        assert control.imap_login("bob", "wrong", source()) == ("OK", "")
+    finally:
+        control.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
@@ -207,6 +222,11 @@ def test_the_shipped_snippet_serves_passcodes(stack: MailStack, slapd: Slapd, na
         '/x"',
         "/x # comment",
         "/with space",
+        "/x.sock\\",  # a line continued into the next
+        "<file",
+        "'quoted",
+        "$ENV:HOME",
+        "/home/%u",
     ],
 )
 @pytest.mark.parametrize("version", [V23, V24], ids=["2.3", "2.4"])

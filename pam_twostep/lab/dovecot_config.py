@@ -203,9 +203,11 @@ service auth {{
 
 
 def _refuse_injection(settings: Settings) -> None:
-    """Every value is written into the file as it is: one with a line break, a brace, a
-    quote or a comment sign could add settings (another passdb) of its own, and a space
-    splits 2.3's ``args`` and ``import_environment``."""
+    """Every value is written into the file as it is. One with a line break, a brace, a
+    quote or a comment sign could add settings (another passdb) of its own; a backslash
+    continues a line into the next; a leading ``<`` reads a file, ``'`` quotes and ``$``
+    expands (2.4); ``%`` expands variables; a space splits 2.3's ``args`` and
+    ``import_environment``; glob characters widen an ``!include``."""
     ldap = settings.passdb.ldap
     spaceless = [
         str(settings.directory),
@@ -217,7 +219,12 @@ def _refuse_injection(settings: Settings) -> None:
         *((ldap.uri, ldap.service_dn, ldap.service_password, ldap.base) if ldap else ()),
     ]
     for value in values:
-        if any(c in value for c in '\r\n{}"#') or (value in spaceless and " " in value):
+        if (
+            any(c in value for c in '\r\n{}"#\\%')
+            or value[:1] in ("<", "'", "$")
+            or (value in spaceless and " " in value)
+            or (settings.passdb.driver == "include" and any(c in value for c in "*?["))
+        ):
             raise DovecotConfigError(f"{value[:40]!r}: not a value Dovecot's file can hold")
 
 
