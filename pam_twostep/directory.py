@@ -256,6 +256,16 @@ class Directory:
             if self._config.start_tls and not server.ssl and not getattr(server, "ipc", False):
                 _start_tls(conn)
             _require_success(conn, conn.bind())
+        except (ldap_errors.LDAPException, OSError):
+            _quietly_close(conn)
+            raise
+        except Exception as exc:  # noqa: BLE001 - see below
+            # An answer ldap3 cannot decode (malformed BER, an unknown result code) raises
+            # IndexError, KeyError and the like: an unusable server, so the next is tried.
+            _quietly_close(conn)
+            raise ldap_errors.LDAPCommunicationError(
+                f"undecodable answer: {type(exc).__name__}"
+            ) from None
         except BaseException:
             _quietly_close(conn)
             raise
@@ -300,7 +310,8 @@ class Directory:
                 self._count("failback-probe")
                 try:
                     conn = self._connect(index, self._config.bind_dn, self._password)
-                except (ldap_errors.LDAPException, OSError):
+                except Exception as exc:  # noqa: BLE001 - any failed probe waits a period
+                    log.info("fail-back probe of %s failed: %s", self._servers[index], exc)
                     continue
                 self._move_to(index)
                 self._pool(index, conn)

@@ -348,7 +348,7 @@ def test_wrong_service_password_is_unavailable(slapd: Slapd, secrets_dir: Path) 
         directory.find_account("alice", ATTRS)
 
 
-def _refusing_starttls_server(code: int) -> tuple[socket.socket, list[bytes]]:
+def _refusing_starttls_server(code: int | bytes) -> tuple[socket.socket, list[bytes]]:
     """A loopback 'server' that answers the StartTLS request with ``code``, as a broken
     server or someone on the path could, and records what the client sends next."""
     server = socket.socket()
@@ -365,7 +365,8 @@ def _refusing_starttls_server(code: int) -> tuple[socket.socket, list[bytes]]:
                     request = client.recv(4096)
                     size = request[3]
                     message_id = request[4 : 4 + size]
-                    body = bytes([0x0A, 1, code, 0x04, 0, 0x04, 0])
+                    enumerated = bytes([0x0A, 1, code]) if isinstance(code, int) else code
+                    body = enumerated + bytes([0x04, 0, 0x04, 0])
                     op = bytes([0x78, len(body)]) + body
                     inner = bytes([0x02, size]) + message_id + op
                     client.sendall(bytes([0x30, len(inner)]) + inner)
@@ -591,3 +592,25 @@ def test_the_documented_limits_line_lifts_a_servers_default_limit(
         assert len(directory.search(PEOPLE, "(objectClass=twostepAccount)", ["uid"], 100)) >= 30
     finally:
         directory.close()
+
+
+@pytest.mark.parametrize(
+    "result",
+    [b"\x0a\x02\x01\x2c", b"\x0a\x01\xff", b"\x0a\x00"],  # 300, -1, empty
+    ids=["code-300", "code-minus-1", "empty-enumerated"],
+)
+def test_an_undecodable_starttls_answer_moves_on_to_the_next_uri(
+    slapd: Slapd, secrets_dir: Path, result: bytes
+) -> None:
+    """ldap3 raises KeyError or IndexError for these: still an unusable server."""
+    server, _ = _refusing_starttls_server(result)
+    garbage = f"ldap://127.0.0.1:{server.getsockname()[1]}"
+    directory = directory_for(
+        slapd, secrets_dir, uris=[garbage, slapd.uri], start_tls=True, ca_file=str(slapd.ca_file)
+    )
+    try:
+        assert directory.find_account("alice", ATTRS) is not None
+        assert directory.server_in_use == slapd.uri
+    finally:
+        directory.close()
+        server.close()
