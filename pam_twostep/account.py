@@ -240,7 +240,13 @@ def parse_account(entry: RawEntry, username: str, username_attribute: str) -> Ac
         names = [v.decode("utf-8") for v in entry.get(username_attribute)]
     except UnicodeDecodeError:
         raise CorruptEntry(username_attribute, "not UTF-8") from None
-    canonical = next((n for n in names if n.casefold() == username.casefold()), username)
+    # The entry's own name, never the one asked for: the directory also matches look-alikes
+    # (fullwidth letters, dotted capitals) that must not reach replies, userdb or audit.
+    canonical = next((n for n in names if n.casefold() == username.casefold()), None)
+    if canonical is None:
+        if not names:
+            raise CorruptEntry(username_attribute, "missing on the entry the user filter found")
+        canonical = names[0]
 
     classes = {v.decode("utf-8", "replace").lower() for v in entry.get(Attr.OBJECT_CLASS)}
     enabled_text = _single(entry, Attr.ENABLED)

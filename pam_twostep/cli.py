@@ -267,7 +267,9 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
     from . import qr  # noqa: PLC0415 - segno only for this command
 
     if args.confirm is not None:
-        reply = _ask(args, {"op": "enroll-confirm", "user": args.user, "code": args.confirm})
+        # Given bare, the code is read from stdin: in argv it shows in ps and shell history.
+        code = args.confirm or _secret("Code shown by the app: ")
+        reply = _ask(args, {"op": "enroll-confirm", "user": args.user, "code": code})
         data = {"user": reply["user"], "backup_codes": reply["backup_codes"]}
         out.result(
             data, lambda: "Two-step verification is on.\n" + _codes_text(data["backup_codes"])
@@ -284,7 +286,7 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
             data,
             lambda: (
                 _begin_text(begin, qr.terminal(begin["uri"]))
-                + f"\nThen: twostep enroll {args.user} --confirm CODE"
+                + f"\nThen: twostep enroll {args.user} --confirm (reads the code from stdin)"
             ),
         )
         return EXIT_OK
@@ -768,7 +770,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="first half only: show the key (password read from stdin)",
     )
-    mode.add_argument("--confirm", metavar="CODE", help="second half: confirm with a code")
+    mode.add_argument(
+        "--confirm",
+        metavar="CODE",
+        nargs="?",
+        const="",
+        help="second half: confirm with a code (read from stdin when not given)",
+    )
     disable = command("disable", cmd_disable, "turn two-step verification off")
     disable.add_argument(
         "--verify", action="store_true", help="as the user: ask for the password and a code first"

@@ -63,6 +63,7 @@ DEFAULT_MAIL_SERVICES = frozenset(
         "caldav",
         "carddav",
         "dav",
+        "dovecot",  # Dovecot's PAM passdb asks as service "dovecot" unless told otherwise
     }
 )
 _MAX_CONFIG_BYTES = 1 << 20

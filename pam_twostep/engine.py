@@ -27,6 +27,7 @@ from .audit import AuditEvent, AuditSink
 from .changes import Change, Modify
 from .codes import Random
 from .config import Config
+from .continuation import PasswordProof, login_state
 from .decision import (
     Attempt,
     Context,
@@ -76,7 +77,9 @@ _POLICY_TTL = 30
 """Seconds a class-of-service entry is cached: policy edits apply within this delay."""
 _MAX_USERNAME = 256
 _SERVICE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
-_ADDRESS = re.compile(r"[0-9A-Fa-f.:]{1,45}")
+# An IP address, or the host name sshd passes as PAM_RHOST with UseDNS: kept, so that such
+# clients are not all one address "" for lock-out and the audit.
+_ADDRESS = re.compile(r"[0-9A-Fa-f.:]{1,45}|[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 _T = TypeVar("_T")
 _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
@@ -110,7 +113,7 @@ def _context(service: str, remote: str, now: int) -> Context:
     service = service.lower() if isinstance(service, str) else ""
     return Context(
         service=service if _SERVICE.fullmatch(service) else "unknown",
-        remote=remote if isinstance(remote, str) and _ADDRESS.fullmatch(remote) else "",
+        remote=remote.lower() if isinstance(remote, str) and _ADDRESS.fullmatch(remote) else "",
         now=now,
     )
 
@@ -251,9 +254,12 @@ class Engine:
         *,
         service: str,
         remote: str = "",
-        password_verified: bool = False,
+        proof: PasswordProof | None = None,
     ) -> Decision:
-        """Decide one login and apply its changes. Never raises; never accepts by accident."""
+        """Decide one login and apply its changes. Never raises; never accepts by accident.
+
+        ``proof`` (a continuation) may stand in for the password check; it is asked only
+        where a password is wanted, with the account's current password stamp."""
         ctx = _context(service, remote, self._now())
         name = check_username(username)
         self.login_count += 1
@@ -261,7 +267,7 @@ class Engine:
             if name is None:
                 decision = Decision(Outcome.DENY, "", reason=Reason.MALFORMED)
             else:
-                decision = self._authenticate(name, attempt, ctx, password_verified)
+                decision = self._authenticate(name, attempt, ctx, proof)
         except CorruptEntry as exc:
             log.warning("user %r: stored two-step value unusable: %s", name, exc)
             decision = temporary_failure(name or "", Reason.CORRUPT_ENTRY)
@@ -291,7 +297,7 @@ class Engine:
         return decision
 
     def _authenticate(
-        self, username: str, attempt: Attempt, ctx: Context, password_verified: bool = False
+        self, username: str, attempt: Attempt, ctx: Context, proof: PasswordProof | None = None
     ) -> Decision:
         mark = self._turns.mark()
         loaded = self._load(username)
@@ -302,16 +308,20 @@ class Engine:
                 loaded = self._load(username)
                 if loaded is None:
                     return unknown_user(username)
-            return self._decide(loaded, attempt, ctx, password_verified)
+            return self._decide(loaded, attempt, ctx, proof)
 
     def _decide(
-        self, loaded: _Loaded, attempt: Attempt, ctx: Context, password_verified: bool
+        self, loaded: _Loaded, attempt: Attempt, ctx: Context, proof: PasswordProof | None
     ) -> Decision:
         state, policy = loaded.state, loaded.policy
         check = PasswordCheck.NOT_CHECKED
+        bound = False
         if wants_password(state, policy, attempt, ctx.now):
-            # A continuation (a password checked moments ago for this client) spares a bind.
-            right = password_verified or self.directory.check_password(state.dn, attempt.secret)
+            # A continuation (a password checked moments ago for this client) spares a bind;
+            # only with a code, and only for the password as it is now.
+            proven = bool(attempt.code) and proof is not None and proof.proven(login_state(state))
+            right = proven or self.directory.check_password(state.dn, attempt.secret)
+            bound = not proven
             check = PasswordCheck.RIGHT if right else PasswordCheck.WRONG
         decision = decide(
             state, policy, attempt, ctx, password=check, keys=self._keys, random=self._random
@@ -329,6 +339,8 @@ class Engine:
         self._bookkeeping(state, decision.followups)
         if decision.outcome is Outcome.ACCEPT and loaded.fields:
             decision = replace(decision, fields=loaded.fields)
+        if decision.outcome is Outcome.CHALLENGE and bound and proof is not None:
+            proof.checked(login_state(state))  # never renewed from a continuation
         return decision
 
     def lookup(self, username: str) -> tuple[str, Mapping[str, str]] | None:

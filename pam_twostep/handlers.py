@@ -153,21 +153,35 @@ def _auth(engine: Engine, request: Mapping[str, object], caller: Caller) -> Repl
         trust_device=values.get("trust_device", False),
         device_label=values.get("device_label", ""),
     )
-    user, uid, now = values["user"], caller.peer.uid, time.time()
-    verified = attempt.code is not None and caller.continuations.valid(
-        values.get("continuation"), user, uid, now
+    proof = _Continuation(
+        caller.continuations, values.get("continuation"), values["user"], caller.peer.uid
     )
     decision = engine.authenticate(
-        user,
+        values["user"],
         attempt,
         service=values["service"],
         remote=values.get("remote", ""),
-        password_verified=verified,
+        proof=proof,
     )
     reply = _decision_reply(decision)
-    if decision.outcome is Outcome.CHALLENGE:
-        reply["continuation"] = caller.continuations.issue(user, uid, now)
+    if decision.outcome is Outcome.CHALLENGE and proof.issued is not None:
+        reply["continuation"] = proof.issued
     return reply
+
+
+class _Continuation:
+    """The engine's PasswordProof, made of the continuation a client presented (if any)
+    and the one to hand out when the password was checked and a code is wanted next."""
+
+    def __init__(self, continuations: Continuations, token: object, user: str, uid: int):
+        self._continuations, self._token, self._user, self._uid = continuations, token, user, uid
+        self.issued: str | None = None
+
+    def proven(self, stamp: str) -> bool:
+        return self._continuations.valid(self._token, self._user, self._uid, stamp, time.time())
+
+    def checked(self, stamp: str) -> None:
+        self.issued = self._continuations.issue(self._user, self._uid, stamp, time.time())
 
 
 def _lookup(engine: Engine, request: Mapping[str, object], caller: Caller) -> Reply:

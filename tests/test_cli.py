@@ -114,6 +114,21 @@ def test_enroll_in_two_halves(run: Run) -> None:
     assert status["enabled"] and status["backup_codes"] == 10
 
 
+def test_the_confirming_code_need_not_be_in_argv(run: Run) -> None:
+    """Given bare, --confirm reads the code from stdin: argv shows in ps and history."""
+    code, data = run.json("enroll", "bob", "--begin", stdin=password(run.info, "bob") + "\n")
+    assert code == 0
+    assert (
+        "--confirm (reads the code from stdin)"
+        in run("enroll", "carol", "--begin", stdin=password(run.info, "carol") + "\n")[1]
+    )
+    key = decode_secret(data["secret"])
+    code, out, _ = run("enroll", "bob", "--confirm", stdin=totp(key, time.time()) + "\n")
+    assert code == 0 and "Backup codes" in out
+    code, out, err = run("enroll", "carol", "--confirm", stdin="\n")
+    assert code == 1 and "Traceback" not in err
+
+
 def test_interactive_enroll(run: Run) -> None:
     """The wizard through pipes, as at a terminal: password, key shown, a wrong code
     (retried), the right code, the backup codes."""

@@ -581,3 +581,41 @@ def test_ambiguous_user_filter_is_a_temporary_failure(slapd: Slapd, secrets_dir:
     with engine_for(config) as engine:
         result = mail_login(engine, "alice", USERS["alice"])
     assert result.reason is Reason.DIRECTORY_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("remote", "recorded"),
+    [
+        ("client.example.org", "client.example.org"),  # sshd with UseDNS
+        ("Client.Example.ORG", "client.example.org"),
+        ("192.0.2.9", "192.0.2.9"),
+        ("2001:db8::9", "2001:db8::9"),
+        ("bad host name", ""),
+        ("x\nforged", ""),
+        ("-dash", ""),
+    ],
+)
+def test_a_host_name_as_the_remote_is_its_own_client(
+    engine: Engine, audit: Any, slapd: Slapd, remote: str, recorded: str
+) -> None:
+    """Host names (PAM_RHOST under UseDNS) are kept, lower-cased: clients known only by
+    name no longer share one address "" for lock-out and the audit."""
+    from pam_twostep.records import Failure
+
+    interactive_login(engine, "bob", password="wrong", remote=remote)
+    assert audit.events[-1].remote == recorded
+    failures = [Failure.load(v.decode()) for v in slapd.entry(user_dn("bob"))["twostepfailure"]]
+    assert [f.address for f in failures] == [recorded]
+
+
+@pytest.mark.parametrize("look_alike", ["\uff41\uff4c\uff49\uff43\uff45", "ALICE", "Alice"])
+def test_the_entrys_own_name_is_answered_never_a_look_alike(
+    engine: Engine, audit: Any, look_alike: str
+) -> None:
+    """slapd matches fullwidth letters and other case forms to the stored uid; replies,
+    userdb and audit carry the entry's name."""
+    decision = interactive_login(engine, look_alike, password=USERS["alice"])
+    if decision.outcome is Outcome.DENY:  # a directory that does not match it: fine too
+        return
+    assert decision.outcome is Outcome.ACCEPT and decision.username == "alice"
+    assert audit.events[-1].user == "alice"
