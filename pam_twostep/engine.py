@@ -473,14 +473,27 @@ class Engine:
         username: str,
         password: str,
         *,
+        code: str | None = None,
         actor: str | None = None,
         service: str = "twostep",
         remote: str = "",
     ) -> enrollment.EnrollmentStart:
-        """Check the password, then create a pending secret (the active one is untouched)."""
+        """Check the password, then create a pending secret (the active one is untouched).
+
+        While two-step is on, ``code`` (from the app, or a backup code) must come with the
+        password and is checked as a sign-in would check it (counted, used up): whoever
+        confirms the new secret holds the account's second factor, so the password alone
+        must not be enough. There is no way to vouch for it otherwise (a trusted device,
+        a portal session, an admin): an administrator resets or disables two-step first.
+        """
 
         def change(loaded: _Loaded, now: int) -> tuple[enrollment.EnrollmentStart, Modify, Modify]:
-            self._check_password(loaded, password, _context(service, remote, now))
+            proven = False
+            if not loaded.state.enabled:
+                self._check_password(loaded, password, _context(service, remote, now))
+            elif code:
+                self._verify_second_factor(username, password, code, service, remote)
+                proven = True
             start, modify = enrollment.begin(
                 loaded.state,
                 loaded.policy,
@@ -490,6 +503,7 @@ class Engine:
                 keys=self._keys,
                 now=now,
                 random=self._random,
+                second_factor=proven,
             )
             return start, modify, Modify(())
 

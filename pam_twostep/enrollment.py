@@ -5,6 +5,12 @@ own attribute, until a code computed from it comes back. So an abandoned or fail
 enrollment never disturbs an active secret, and re-enrolling a new phone is the same
 two steps. Confirming swaps the secret in, sets the watermark to the confirming code's
 step (that code cannot be used again to log in) and issues fresh backup codes.
+
+Whoever confirms a pending secret owns the account's second factor from then on, so
+while two-step is on a pending secret is only begun once the current second factor
+(a code or backup code, given for this very request) has been checked: the password
+alone, a trusted device or a session would otherwise be enough to take the account.
+An administrator who wants a user to start over resets (or disables) two-step first.
 """
 
 from __future__ import annotations
@@ -55,7 +61,22 @@ def begin(
     keys: Keyring,
     now: int,
     random: Random,
+    second_factor: bool = False,
 ) -> tuple[EnrollmentStart, Modify]:
+    """A new pending secret, written by compare-and-swap over the pending one read.
+
+    ``second_factor`` says the caller checked the account's current second factor for
+    this request; without it an account with two-step on is refused. The swap makes a
+    begin that read the account while it was off conflict if its owner confirmed (and
+    so turned two-step on) in the meantime, instead of leaving a secret behind that
+    could be confirmed without the owner's second factor.
+    """
+    if state.enabled and not second_factor:
+        raise Refused(
+            RefusalReason.ALREADY_ENABLED,
+            "two-step verification is already on: give a code from your app or a backup "
+            "code to replace it, or ask an administrator to reset it",
+        )
     if not policy.available and not state.enabled:
         raise Refused(
             RefusalReason.NOT_AVAILABLE, "two-step verification is not available for this account"
@@ -71,7 +92,8 @@ def begin(
         params=params,
         expires=pending.expires,
     )
-    return start, Modify((Change.replace(Attr.PENDING, pending.dump()),))
+    earlier = () if state.pending is None else (Change.delete(Attr.PENDING, state.pending.dump()),)
+    return start, Modify((*earlier, Change.add(Attr.PENDING, pending.dump())), guarded=True)
 
 
 def confirm(

@@ -6,6 +6,7 @@ import secrets
 
 import pyotp
 import pytest
+from conftest import Clock
 from support.slapd import USERS, Slapd, user_dn
 from support.states import KEYS, NOW, enabled_state, plain_state
 
@@ -20,7 +21,7 @@ from pam_twostep.records import Pending
 from pam_twostep.totp import TotpParams, decode_secret, totp
 
 
-def start(state=None, policy=Policy()):  # type: ignore[no-untyped-def]
+def start(state=None, policy=Policy(), second_factor=False):  # type: ignore[no-untyped-def]
     return begin(
         state or plain_state(),
         policy,
@@ -30,6 +31,7 @@ def start(state=None, policy=Policy()):  # type: ignore[no-untyped-def]
         keys=KEYS,
         now=NOW,
         random=secrets.token_bytes,
+        second_factor=second_factor,
     )
 
 
@@ -48,7 +50,32 @@ def test_begin_refused_where_policy_does_not_offer_it() -> None:
     with pytest.raises(Refused) as caught:
         start(policy=Policy(available=False))
     assert caught.value.reason is RefusalReason.NOT_AVAILABLE
-    start(enabled_state(), Policy(available=False))  # re-enrolling stays possible
+    # replacing the authenticator stays possible, with the current second factor
+    start(enabled_state(), Policy(available=False), second_factor=True)
+
+
+def test_begin_refuses_an_enabled_account_without_its_second_factor() -> None:
+    """H1: the password alone must never replace an authenticator that is on."""
+    with pytest.raises(Refused) as caught:
+        start(enabled_state())
+    assert caught.value.reason is RefusalReason.ALREADY_ENABLED
+    _, modify = start(enabled_state(), second_factor=True)
+    assert [c.attribute for c in modify.changes] == [Attr.PENDING]
+
+
+def test_begin_replaces_a_pending_enrollment_by_compare_and_swap() -> None:
+    """The pending value read is deleted by value: if it changed meanwhile (confirmed by
+    its owner, replaced by another begin), the write conflicts instead of landing a
+    pending secret nobody proved anything for on an account that is now on."""
+    _, first = start()
+    earlier = Pending.load(first.changes[0].values[0])
+    _, modify = start(plain_state(pending=earlier))
+    assert modify.guarded
+    assert [(c.op.value, c.attribute) for c in modify.changes] == [
+        ("delete", Attr.PENDING),
+        ("add", Attr.PENDING),
+    ]
+    assert modify.changes[0].values == (earlier.dump(),)
 
 
 def test_confirm() -> None:
@@ -139,9 +166,11 @@ def test_the_wizard(engine: Engine, clock, slapd: Slapd, audit: MemorySink) -> N
     ]
 
 
-def test_pending_enrollment_never_disturbs_the_active_one(engine: Engine, clock) -> None:  # type: ignore[no-untyped-def]
+def test_pending_enrollment_never_disturbs_the_active_one(engine: Engine, clock: Clock) -> None:
     key, _ = enroll(engine, clock.now)
-    engine.enroll_begin("alice", USERS["alice"])  # a new phone, abandoned half way
+    clock.advance(30)
+    # a new phone, abandoned half way
+    engine.enroll_begin("alice", USERS["alice"], code=totp(key, clock.now))
     clock.advance(30)
     login = engine.authenticate(
         "alice",
@@ -155,10 +184,30 @@ def test_pending_enrollment_never_disturbs_the_active_one(engine: Engine, clock)
     assert caught.value.reason is RefusalReason.PENDING_EXPIRED
 
 
-def test_re_enrolling_replaces_the_secret(engine: Engine, clock) -> None:  # type: ignore[no-untyped-def]
-    old_key, _ = enroll(engine, clock.now)
+def test_re_enrolling_needs_the_current_second_factor_given_now(
+    engine: Engine, clock: Clock, audit: MemorySink
+) -> None:
+    """H1: while two-step is on, the password alone never begins a new key; a code of
+    the current key (or a backup code) must come with it, checked like a sign-in."""
+    old_key, old_codes = enroll(engine, clock.now)
     clock.advance(30)
-    new_key, _ = enroll(engine, clock.now)
+    with pytest.raises(Refused) as caught:
+        engine.enroll_begin("alice", USERS["alice"])
+    assert caught.value.reason is RefusalReason.ALREADY_ENABLED
+    assert engine.status("alice").pending_expires is None
+    for password, code, reason in (
+        (USERS["alice"], "000000", RefusalReason.WRONG_CODE),
+        (USERS["alice"], "", RefusalReason.ALREADY_ENABLED),
+        ("wrong password", totp(old_key, clock.now), RefusalReason.WRONG_PASSWORD),
+    ):
+        with pytest.raises(Refused) as caught:
+            engine.enroll_begin("alice", password, code=code)
+        assert caught.value.reason is reason
+    status = engine.status("alice")
+    assert status.pending_expires is None and status.recent_failures == 2
+    shown = engine.enroll_begin("alice", USERS["alice"], code=totp(old_key, clock.now))
+    new_key = decode_secret(shown.secret)
+    new_codes = engine.enroll_confirm("alice", totp(new_key, clock.now))
     clock.advance(30)
     old = engine.authenticate(
         "alice",
@@ -171,6 +220,114 @@ def test_re_enrolling_replaces_the_secret(engine: Engine, clock) -> None:  # typ
         service="sshd",
     )
     assert (old.outcome, new.outcome) == (Outcome.DENY, Outcome.ACCEPT)
+    assert set(old_codes).isdisjoint(new_codes)
+    begins = [(e.outcome, e.reason) for e in audit.events if e.action == "enroll-begin"]
+    assert begins == [
+        ("ok", None),
+        ("refused", "already-enabled"),
+        ("refused", "wrong-code"),
+        ("refused", "already-enabled"),
+        ("refused", "wrong-password"),
+        ("ok", None),
+    ]
+
+
+def test_a_backup_code_may_begin_the_new_key_and_is_used_up(engine: Engine, clock: Clock) -> None:
+    """The phone is lost: a backup code stands for it, once."""
+    _, codes = enroll(engine, clock.now)
+    engine.enroll_begin("alice", USERS["alice"], code=codes[0])
+    assert engine.status("alice").backup_codes == len(codes) - 1
+    with pytest.raises(Refused) as caught:
+        engine.enroll_begin("alice", USERS["alice"], code=codes[0])
+    assert caught.value.reason is RefusalReason.WRONG_CODE
+
+
+def test_a_trusted_device_or_a_passcode_is_no_second_factor(engine: Engine, clock: Clock) -> None:
+    from support.flows import interactive_login
+
+    key, _ = enroll(engine, clock.now)
+    clock.advance(30)
+    device = interactive_login(engine, "alice", totp(key, clock.now), trust=True)
+    passcode = engine.add_passcode("alice", "Phone").passcode
+    for stand_in in (str(device.device_token), passcode, passcode.replace("-", "")):
+        with pytest.raises(Refused) as caught:
+            engine.enroll_begin("alice", USERS["alice"], code=stand_in)
+        assert caught.value.reason is RefusalReason.WRONG_CODE
+    assert engine.status("alice").pending_expires is None
+
+
+@pytest.mark.parametrize("how", ["reset", "disable"])
+def test_after_an_admin_reset_the_password_enrolls_again(
+    engine: Engine, clock: Clock, how: str
+) -> None:
+    """How an administrator gets a user onto a new phone: ``twostep reset`` (or
+    ``disable``), then the user (or the admin, with the user's password) enrolls."""
+    enroll(engine, clock.now)
+    if how == "reset":
+        engine.reset("alice", actor="root")
+    else:
+        engine.disable("alice", admin=True, actor="root")
+    key, codes = enroll(engine, clock.now + 30)
+    assert engine.status("alice").enabled and len(codes) == 10 and key
+
+
+def test_an_owner_confirming_meanwhile_makes_a_racing_begin_conflict(
+    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A begin that read the account while it was off must not land its pending secret
+    after the owner turned two-step on: that secret could then be confirmed without the
+    owner's second factor. The owner's confirmation is slipped in between the racing
+    begin's read and its write."""
+    shown = engine.enroll_begin("alice", USERS["alice"])  # the owner, with the new phone
+    owner_key = decode_secret(shown.secret)
+    check = engine.directory.check_password
+    slipped: list[list[str]] = []
+
+    def owner_confirms_meanwhile(dn: str, password: str) -> bool:
+        if not slipped:
+            slipped.append(engine.enroll_confirm("alice", totp(owner_key, clock.now)))
+        return check(dn, password)
+
+    monkeypatch.setattr(engine.directory, "check_password", owner_confirms_meanwhile)
+    with pytest.raises(Refused) as caught:
+        engine.enroll_begin("alice", USERS["alice"])  # someone who has the password only
+    assert caught.value.reason is RefusalReason.CONFLICT
+    status = engine.status("alice")
+    assert slipped and status.enabled and status.pending_expires is None
+    with pytest.raises(Refused) as caught:
+        engine.enroll_confirm("alice", "123456")
+    assert caught.value.reason is RefusalReason.NO_PENDING_ENROLLMENT
+
+
+# -- through the daemon's handler -------------------------------------------------------
+
+
+def _ask(engine: Engine, **fields: object) -> dict[str, object]:
+    from pam_twostep.access import Peer, Right
+    from pam_twostep.handlers import handle
+
+    peer = Peer(1, 0, 0, "root", frozenset())
+    return handle(
+        engine, {"service": "web", "remote": "192.0.2.9", **fields}, peer, frozenset(Right)
+    )
+
+
+def test_the_enroll_begin_request_needs_the_code_while_two_step_is_on(
+    engine: Engine, clock: Clock
+) -> None:
+    key, _ = enroll(engine, clock.now)
+    clock.advance(30)
+    request = {"op": "enroll-begin", "user": "alice", "password": USERS["alice"]}
+    refused = _ask(engine, **request)
+    assert (refused["result"], refused["reason"]) == ("refused", "already-enabled")
+    assert "secret" not in refused and "uri" not in refused
+    wrong = _ask(engine, **request, code="000000")
+    assert (wrong["result"], wrong["reason"]) == ("refused", "wrong-code")
+    for hostile in (123, None, ["000000"], "0" * 65, "\ud800"):
+        assert _ask(engine, **request, code=hostile) == {"result": "error", "error": "malformed"}
+    assert engine.status("alice").pending_expires is None
+    begun = _ask(engine, **request, code=totp(key, clock.now))
+    assert begun["result"] == "ok" and str(begun["uri"]).startswith("otpauth://totp/")
 
 
 def test_wrong_confirmation_codes_count_towards_lock_out(engine: Engine, clock) -> None:  # type: ignore[no-untyped-def]

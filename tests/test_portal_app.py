@@ -22,7 +22,7 @@ from pam_twostep.config import Config, parse_config
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
 from pam_twostep.portal import create_app
-from pam_twostep.totp import time_step, totp
+from pam_twostep.totp import decode_secret, time_step, totp
 
 HTTPS = "https://portal.example.org"
 
@@ -80,6 +80,32 @@ def post(client: Any, path: str, token: str | None = None, **form: Any) -> Any:
 
 def sign_in(client: Any, user: str = "bob") -> Any:
     return post(client, "/signin", user=user, password=USERS[user])
+
+
+def key_shown(response: Any) -> bytes:
+    """The new key on the page a POST /setup answered with."""
+    match = re.search(r'id="key">([A-Z2-7 ]+)<', response.get_data(as_text=True))
+    assert response.status_code == 200 and match, response.get_data(as_text=True)
+    leaks.remember(match.group(1).replace(" ", ""))
+    return decode_secret(match.group(1).replace(" ", ""))
+
+
+def codes_shown(response: Any) -> list[str]:
+    codes = re.findall(r"<li>(\w{5}-\w{5})</li>", response.get_data(as_text=True))
+    leaks.remember(*codes)
+    return codes
+
+
+def trusted_again(client: Any, admin: Engine) -> tuple[bytes, list[str]]:
+    """Alice enrolled; this browser trusted; signed out and in again with the password
+    alone (no code asked). Returns her key and the backup codes left (one was used)."""
+    key, codes = enroll(admin, time.time(), "alice")
+    leaks.remember(*codes)
+    sign_in(client, "alice")
+    post(client, "/signin/code", code=codes[0], trust="yes")
+    post(client, "/signout")
+    assert sign_in(client, "alice").headers["Location"] == "/"
+    return key, codes[1:]
 
 
 # -- headers, cookies, CSRF -----------------------------------------------------------
@@ -182,6 +208,118 @@ def test_policy_required_leads_to_setup_first(client: Any, slapd: Slapd, daemon:
     assert response.headers["Location"] == "/setup"
     assert client.get("/", base_url=HTTPS).headers["Location"] == "/setup"
     assert client.get("/setup", base_url=HTTPS).status_code == 200
+
+
+def test_required_enrollment_from_sign_in_to_backup_codes(
+    client: Any, admin: Engine, slapd: Slapd, daemon: Twostepd
+) -> None:
+    """M3: a user whose policy requires two-step and who has not set it up signs in, is
+    sent to setup, enrolls and gets the backup codes; nothing else is open before."""
+    set_policy(daemon, slapd, twostepRequired=["TRUE"])
+    assert sign_in(client).headers["Location"] == "/setup"
+    for path in ("/codes", "/passcodes", "/devices/revoke-others", "/disable"):
+        assert post(client, path, password=USERS["bob"]).headers["Location"] == "/setup"
+    form = client.get("/setup", base_url=HTTPS)
+    assert form.status_code == 200 and 'name="password"' in form.get_data(as_text=True)
+    wrong = post(client, "/setup", password="not the password")
+    assert wrong.headers["Location"] == "/setup"
+    key = key_shown(post(client, "/setup", password=USERS["bob"]))
+    retry = post(client, "/setup/confirm", code="000000")
+    assert retry.status_code == 400 and not admin.status("bob").enabled
+    done = post(client, "/setup/confirm", code=totp(key, time.time()))
+    assert done.status_code == 200 and len(codes_shown(done)) == 10
+    page = client.get("/", base_url=HTTPS)
+    assert page.status_code == 200
+    assert "On. Signing in asks for your password and a code" in page.get_data(as_text=True)
+    assert admin.status("bob").enabled and admin.status("bob").backup_codes == 10
+
+
+def test_the_password_on_a_trusted_browser_cannot_replace_the_authenticator(
+    client: Any, admin: Engine
+) -> None:
+    """H1: the password and a once-trusted browser (no code asked) got a new key, new
+    backup codes and a passcode at once. Now the page's own form, token and all, is
+    refused without a code of the current key, and nothing is written."""
+    key, codes = trusted_again(client, admin)
+    token = csrf(client, "/")
+    begun = post(client, "/setup", token, password=USERS["alice"])
+    assert (begun.status_code, begun.headers.get("Location")) == (302, "/setup")
+    assert "otpauth" not in begun.get_data(as_text=True)
+    forged = post(client, "/setup", token, password=USERS["alice"], code="000000")
+    assert forged.headers["Location"] == "/setup"
+    confirmed = post(client, "/setup/confirm", token, code=totp(key, time.time()))
+    assert confirmed.status_code == 400
+    assert post(client, "/passcodes", token, label="Mine").headers["Location"].startswith("/reauth")
+    status = admin.status("alice")
+    assert status.pending_expires is None and status.passcodes == ()
+    assert status.backup_codes == len(codes)  # the owner's codes all still work
+    assert status.recent_failures == 1  # the made-up code counted towards the lock-out
+
+
+def test_a_stolen_session_cookie_cannot_replace_the_authenticator(
+    config: Config, client: Any, admin: Engine, wall: Clock
+) -> None:
+    """H1: even a session that has just given a code, copied into another browser, begins
+    no new key with the password alone."""
+    _, codes = enroll(admin, time.time(), "alice")
+    sign_in(client, "alice")
+    post(client, "/signin/code", code=codes[0])
+    stolen = client.get_cookie("__Host-twostep", domain="portal.example.org")
+    assert stolen is not None
+    thief = create_app(config, secret_key=b"k" * 32, clock=wall).test_client()
+    thief.set_cookie("__Host-twostep", stolen.value, domain="portal.example.org")
+    begun = post(thief, "/setup", csrf(thief, "/"), password=USERS["alice"])
+    assert (begun.status_code, begun.headers.get("Location")) == (302, "/setup")
+    assert admin.status("alice").pending_expires is None
+
+
+def test_replacing_the_authenticator_takes_a_code_given_now_and_is_no_reauthentication(
+    client: Any, admin: Engine
+) -> None:
+    """The owner moving to a new phone: password and a code (or backup code) of the key
+    in use, on the page itself; and a new key confirmed opens no sensitive change."""
+    _, codes = trusted_again(client, admin)
+    form = client.get("/setup", base_url=HTTPS)
+    assert form.status_code == 200 and 'name="code"' in form.get_data(as_text=True)
+    new_key = key_shown(post(client, "/setup", password=USERS["alice"], code=codes[0]))
+    done = post(client, "/setup/confirm", code=totp(new_key, time.time()))
+    new_codes = codes_shown(done)
+    assert len(new_codes) == 10 and set(new_codes).isdisjoint(codes)
+    assert post(client, "/passcodes", label="Phone").headers["Location"].startswith("/reauth")
+    assert admin.status("alice").passcodes == ()
+    assert admin.status("alice").backup_codes == 10
+
+
+def test_revoking_other_devices_with_a_stale_device_cookie(client: Any, admin: Engine) -> None:
+    """L5: this browser's device was revoked elsewhere; "Revoke all other devices" still
+    revokes the others, forgets the stale cookie and answers a page, not a 500."""
+    _, codes = enroll(admin, time.time(), "alice")
+    leaks.remember(*codes)
+    sign_in(client, "alice")
+    post(client, "/signin/code", code=codes[0], trust="yes")
+    mine = admin.status("alice").devices[0].id
+    other = client.application.test_client()
+    sign_in(other, "alice")
+    post(other, "/signin/code", code=codes[1], trust="yes")
+    admin.revoke_device("alice", mine)
+    response = post(client, "/devices/revoke-others")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    gone = [c for c in response.headers.getlist("Set-Cookie") if "__Host-twostep-device=;" in c]
+    assert gone and admin.status("alice").devices == ()
+    page = client.get("/", base_url=HTTPS).get_data(as_text=True)
+    assert "Every other device will be asked for a code again." in page
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["garbage", "x" * 100 + ".y", "abcdefgh.tooshort", "2222222a." + "A" * 43, ".", "\u00e9.x"],
+)
+def test_hostile_device_cookies_are_no_device(client: Any, cookie: str) -> None:
+    sign_in(client)
+    client.set_cookie("__Host-twostep-device", cookie, domain="portal.example.org")
+    assert client.get("/", base_url=HTTPS).status_code == 200
+    response = post(client, "/devices/revoke-others")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
 
 
 # -- sessions ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from support import leaks
 from support.stack import source, world_readable_directory
 
+from pam_twostep import wire
 from pam_twostep.lab.dovecot import SourceIMAP
 from pam_twostep.lab.stack import Lab
 from pam_twostep.totp import decode_secret, time_step, totp
@@ -240,6 +241,75 @@ def test_the_user_guides_story(lab: dict[str, Any], browser: Any) -> None:
 
     for person in (alice, phone, laptop):
         person.context.close()
+
+
+def test_required_enrollment_then_a_new_phone(lab: dict[str, Any], browser: Any) -> None:
+    """M3: a user whose policy requires two-step, not enrolled, signs in, is sent to
+    setup, enrolls and gets backup codes. H1: later, on a browser trusted for her, the
+    password alone with the page's own form (code field taken out) begins no new key;
+    with a backup code it does, and confirming the new key is no re-authentication."""
+    for request in (
+        {"op": "policy-create", "name": "required-web", "settings": {"required": True}},
+        {"op": "policy-assign", "user": "carol", "name": "required-web"},
+    ):
+        reply = wire.ask(lab["daemon_socket"], dict(request), 10)
+        assert reply["result"] == "ok" or reply.get("reason") == "conflict", reply
+    carol = Person(browser, lab, "carol", "required browser")
+    page = carol.page
+
+    assert carol.sign_in() == "setup"
+    page.goto(carol.url + "/")
+    assert page.url == carol.url + "/setup"  # nothing else before two-step is set up
+    assert "Your organisation requires two-step verification" in carol.text()
+    page.fill("#password", carol.password)
+    carol.submit("/setup")
+    key_text = page.inner_text("#key").replace(" ", "")
+    leaks.remember(key_text)
+    code, _ = next_code(decode_secret(key_text), time_step(time.time(), 30) - 2)
+    leaks.remember(code)
+    page.fill("#code", code)
+    carol.submit("/setup/confirm")
+    codes = page.inner_text("#codes").split()
+    leaks.remember(codes)
+    assert len(codes) == 10
+    page.click("text=I have saved them")
+    assert "On. Signing in asks for your password and a code" in carol.text()
+    carol.sign_out()
+    assert carol.sign_in() == "code"
+    carol.enter_code(codes[0], trust=True)
+    carol.sign_out()
+    assert carol.sign_in() == "account"  # trusted: no code asked
+
+    # The password alone, through the page's own form and token: refused, nothing shown.
+    page.click("text=Move to a new phone")
+    carol.check_accessible()
+    page.evaluate("document.querySelector('#code').remove()")
+    page.fill("#password", carol.password)
+    carol.submit("/setup")
+    assert page.url == carol.url + "/setup"
+    assert "already on" in carol.text() and page.locator("#key").count() == 0
+
+    # With a backup code (the phone is lost): a new key, new codes.
+    page.fill("#password", carol.password)
+    page.fill("#code", codes[1])
+    carol.submit("/setup")
+    new_text = page.inner_text("#key").replace(" ", "")
+    leaks.remember(new_text)
+    assert new_text != key_text
+    code, _ = next_code(decode_secret(new_text), time_step(time.time(), 30) - 2)
+    leaks.remember(code)
+    page.fill("#code", code)
+    carol.submit("/setup/confirm")
+    new_codes = page.inner_text("#codes").split()
+    leaks.remember(new_codes)
+    assert len(new_codes) == 10 and set(new_codes).isdisjoint(codes)
+    page.click("text=I have saved them")
+
+    # Setting up the new key did not count as proving it is her.
+    page.fill("#label", "Thunderbird")
+    carol.submit("/passcodes")
+    assert page.url.startswith(carol.url + "/reauth")
+    carol.context.close()
 
 
 def test_screenshots_are_where_the_readme_expects_them() -> None:

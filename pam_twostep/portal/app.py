@@ -25,7 +25,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from .. import qr, wire
-from ..codes import group
+from ..codes import group, split_device_token
 from ..config import Config
 from ..continuation import LIFETIME as CONTINUATION_LIFETIME
 from ..errors import ConfigError
@@ -47,6 +47,9 @@ _MAIL_SERVICES = (
     ("sieve", "Sieve"),
     ("dav", "CalDAV/CardDAV"),
 )
+_ENROLL_ONLY = frozenset({"setup", "setup_begin", "setup_confirm"})
+"""What a session may reach before two-step is set up where policy requires it: the
+setup page, the form that begins an enrollment and the one that confirms it."""
 _APPS = (
     "Aegis Authenticator (Android)",
     "FreeOTP (Android, iOS)",
@@ -134,8 +137,14 @@ def create_app(
         return token if token and len(token) <= 128 else None
 
     def this_device() -> str | None:
+        """The id in this browser's device cookie, if the cookie is shaped like a token:
+        an id that no device has any more (revoked elsewhere) is possible, and handled."""
         token = device_token()
-        return token.split(".", 1)[0] if token and "." in token else None
+        parts = split_device_token(token) if token else None
+        return parts[0] if parts else None
+
+    def forget_device(response: Response) -> None:
+        response.delete_cookie(device_cookie, path="/", secure=secure, samesite="Strict")
 
     def begin_session(user: str, *, strong: bool, enroll_only: bool = False) -> None:
         session.clear()
@@ -182,6 +191,13 @@ def create_app(
     def unavailable(_: Unavailable) -> tuple[str, int]:
         return render_template("error.html", title="Please try again in a moment"), 503
 
+    @app.errorhandler(Refusal)
+    def refusal_not_handled(refusal: Refusal) -> tuple[str, int]:
+        """A refusal a page did not expect is still an answer, never a 500."""
+        log.info("refusal not handled by the page: %s", refusal.reason)
+        flash(refusal.message)
+        return render_template("error.html", title="That did not work", code=400), 400
+
     @app.errorhandler(400)
     @app.errorhandler(403)
     @app.errorhandler(404)
@@ -196,7 +212,7 @@ def create_app(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not g.user:
                 return redirect(url_for("signin"))
-            if session.get("enroll_only") and request.endpoint not in ("setup", "setup_confirm"):
+            if session.get("enroll_only") and request.endpoint not in _ENROLL_ONLY:
                 flash("Your organisation requires two-step verification: set it up first.")
                 return redirect(url_for("setup"))
             return view(*args, **kwargs)
@@ -356,19 +372,22 @@ def create_app(
     @app.get("/setup")
     @signed_in
     def setup() -> Any:
+        """First setup, or (two-step on) a new phone: then the form asks a code too."""
         status = daemon.call("status", user=g.user)["status"]
-        if status["enabled"]:
-            return redirect(url_for("account"))
-        return render_template("setup.html", policy=status["policy"])
+        return render_template("setup.html", policy=status["policy"], replacing=status["enabled"])
 
     @app.post("/setup")
     @signed_in
     def setup_begin() -> Any:
+        """twostepd decides: while two-step is on it wants the code (or a backup code)
+        given here, whatever this session has proved before (a trusted browser, a code
+        at sign-in, a stolen cookie are all the same to it)."""
         try:
             begun = daemon.call(
                 "enroll-begin",
                 user=g.user,
                 password=_field("password"),
+                code=_field("code", 64).strip() or None,
                 service=daemon.service,
                 remote=remote(),
             )
@@ -397,8 +416,8 @@ def create_app(
         except Refusal as refusal:
             flash(refusal.message)
             return render_template("setup_retry.html"), 400
+        # A new key confirmed is no re-authentication: "strong" stays what it was.
         session["enroll_only"] = False
-        session["strong"] = now()
         return render_template("codes.html", codes=confirmed["backup_codes"], first=True)
 
     @app.post("/codes")
@@ -456,19 +475,33 @@ def create_app(
             flash(refusal.message)
         response = redirect(url_for("account"))
         if device == this_device():
-            response.delete_cookie(device_cookie, path="/", secure=secure, samesite="Strict")
+            forget_device(response)
         return response
 
     @app.post("/devices/revoke-others")
     @signed_in
     def device_revoke_others() -> Any:
+        """Keeps this browser's device; a cookie that names none (the device was revoked
+        elsewhere, or the cookie is junk) keeps nothing, and is forgotten."""
         mine = this_device()
-        if mine:
-            daemon.call("device-revoke-others", user=g.user, device=mine)
-        else:
-            daemon.call("device-revoke-all", user=g.user)
+        response = redirect(url_for("account"))
+        try:
+            if mine:
+                try:
+                    daemon.call("device-revoke-others", user=g.user, device=mine)
+                except Refusal as refusal:
+                    if refusal.reason != "no-such-device":
+                        raise
+                    mine = None
+            if not mine:
+                daemon.call("device-revoke-all", user=g.user)
+        except Refusal as refusal:
+            flash(refusal.message)
+            return response
+        if not mine and request.cookies.get(device_cookie) is not None:
+            forget_device(response)
         flash("Every other device will be asked for a code again.")
-        return redirect(url_for("account"))
+        return response
 
     @app.get("/password")
     @signed_in

@@ -5,7 +5,9 @@
 * Sessions: signed cookies (Flask), ending after ``idle_timeout`` unused and after
   ``session_lifetime`` in any case.
 * Recent authentication: sensitive changes need a password (and code, once two-step is
-  on) given within ``reauth_window``; a sign-in through a trusted device does not count.
+  on) given within ``reauth_window``; a sign-in through a trusted device does not count,
+  nor does confirming a new key. A new key itself, while two-step is on, wants a code
+  given with the request that begins it, which twostepd checks: no session state counts.
 * Headers: a Content-Security-Policy that allows only the portal's own script and style
   files, no framing, no referrer, no caching of pages that may hold a secret.
 """

@@ -62,7 +62,7 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "auth": _AUTH,
     "lookup": ("user",),
     "status": ("user",),
-    "enroll-begin": ("user", "password", *_CONTEXT),
+    "enroll-begin": ("user", "password", "code", *_CONTEXT),
     "enroll-confirm": ("user", "code", *_CONTEXT),
     "disable": ("user", "password", "code", *_CONTEXT),
     "reset": ("user",),

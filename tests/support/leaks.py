@@ -102,8 +102,8 @@ def install(session_log: Path) -> None:
     _wrap(
         Engine,
         "enroll_begin",
-        lambda shown, _self, _user, password, **__: remember(
-            password, getattr(shown, "secret", None)
+        lambda shown, _self, _user, password, code=None, **__: remember(
+            password, code, getattr(shown, "secret", None)
         ),
     )
     _wrap(Engine, "enroll_confirm", lambda codes, _s, _u, code, **__: remember(code, codes))
