@@ -130,6 +130,10 @@ install: install-clients
 	  getent passwd twostep-portal >/dev/null || \
 	    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \
 	      --groups twostep twostep-portal; \
+	  getent group twostep-clients >/dev/null || groupadd --system twostep-clients; \
+	  for member in twostep twostep-portal dovecot postfix; do \
+	    if getent passwd $$member >/dev/null; then usermod -a -G twostep-clients $$member; fi; \
+	  done; \
 	  getent passwd vmail >/dev/null || \
 	    useradd --system --user-group --home-dir /var/vmail --no-create-home \
 	      --shell /usr/sbin/nologin vmail; \

@@ -141,10 +141,16 @@ class AccessList:
 @dataclass(frozen=True)
 class DaemonConfig:
     socket: Path = Path("/run/twostep/twostepd.sock")
-    socket_mode: int = 0o666
-    """Who may connect at all; what each may ask is decided by ``verify`` and ``manage``."""
+    socket_mode: int = 0o660
+    """Who may connect at all (owner, ``socket_group``; root always can): the first fence.
+    What each may ask is decided by ``verify`` and ``manage``. World-writable, any local
+    user could open connections, which twostepd must then spend descriptors on."""
+    socket_group: str = "twostep-clients"
+    """The socket's group; make install creates it with twostep, dovecot, postfix and
+    twostep-portal in it. Resolved when the socket is made; a missing group is an error."""
     verify: AccessList = AccessList(frozenset({"root", "dovecot", "postfix"}))
-    """May ask whether a login is right (Dovecot, Postfix, PAM as root)."""
+    """May ask whether a login is right (Dovecot, Postfix, PAM as root). Names here are
+    resolved to ids at start and reload; peers are matched by uid and gid."""
     manage: AccessList = AccessList(frozenset({"root"}))
     """May change accounts (the twostep command as root, the portal's user)."""
     processes: int = 0
@@ -152,6 +158,11 @@ class DaemonConfig:
     thread at a time per process, so this is what uses more than one core."""
     workers: int = 16
     max_connections: int = 1024
+    """Connections served at once, per serving process; only listed peers count."""
+    max_connections_per_uid: int = 256
+    """Of those, at most this many from one uid: a greedy client (a runaway Dovecot, a
+    script as root) runs into its own limit, not everyone's. 256 is far above what
+    Dovecot's auth workers (30 by default) and sshd's pending logins hold."""
     request_timeout: float = 5.0
     """Seconds for a request to arrive in full once it has begun (slow senders are cut)."""
     idle_timeout: float = 300.0
@@ -452,6 +463,13 @@ def _access_list(value: object, where: str) -> AccessList:
     return AccessList(lists[0], lists[1])
 
 
+def _group_name(value: object, where: str) -> str:
+    text = _string(value, where)
+    if not _NAME.fullmatch(text):
+        raise ConfigError(f"{where}: {text[:40]!r} is not a group name")
+    return text
+
+
 def _list_of_strings(value: object, where: str) -> list[str]:
     if not isinstance(value, list):
         raise ConfigError(f"{where}: must be a list")
@@ -583,12 +601,16 @@ def parse_config(data: object, source: Path | None = None) -> Config:
     daemon_config = DaemonConfig(
         socket=daemon.take("socket", _path, defaults.socket),
         socket_mode=daemon.take("socket_mode", _mode, defaults.socket_mode),
+        socket_group=daemon.take("socket_group", _group_name, defaults.socket_group),
         verify=daemon.take("verify", _access_list, defaults.verify),
         manage=daemon.take("manage", _access_list, defaults.manage),
         processes=daemon.take("processes", _integer(0, 64), defaults.processes),
         workers=daemon.take("workers", _integer(1, 256), defaults.workers),
         max_connections=daemon.take(
             "max_connections", _integer(1, 65536), defaults.max_connections
+        ),
+        max_connections_per_uid=daemon.take(
+            "max_connections_per_uid", _integer(1, 65536), defaults.max_connections_per_uid
         ),
         request_timeout=daemon.take("request_timeout", _number(0.1, 60), defaults.request_timeout),
         idle_timeout=daemon.take("idle_timeout", _number(1, 86400), defaults.idle_timeout),

@@ -109,6 +109,23 @@ def test_full_config() -> None:
         ("audit.facility", "kern", "audit.facility"),
         ("logging.level", "loud", "logging.level"),
         ("ldap", "ldap://x", "ldap: must be a mapping"),
+        ("daemon.socket_mode", 0o666, "daemon.socket_mode: must be an octal mode in quotes"),
+        ("daemon.socket_mode", "rw-rw----", "daemon.socket_mode"),
+        ("daemon.socket_group", "", "daemon.socket_group: must be a non-empty string"),
+        ("daemon.socket_group", 108, "daemon.socket_group: must be a non-empty string"),
+        ("daemon.socket_group", ["twostep-clients"], "daemon.socket_group"),
+        ("daemon.socket_group", "../etc", "daemon.socket_group: '../etc' is not a group name"),
+        ("daemon.socket_group", "mail\nroot", "daemon.socket_group"),
+        ("daemon.socket_group", "Twostep Clients", "is not a group name"),
+        ("daemon.socket_group", "x" * 33, "is not a group name"),
+        ("daemon.max_connections_per_uid", 0, "daemon.max_connections_per_uid: must be between"),
+        ("daemon.max_connections_per_uid", -5, "must be between 1 and 65536"),
+        ("daemon.max_connections_per_uid", 65537, "must be between 1 and 65536"),
+        ("daemon.max_connections_per_uid", True, "must be a whole number"),
+        ("daemon.max_connections_per_uid", "256", "must be a whole number"),
+        ("daemon.max_connections_per_uid", 2.5, "must be a whole number"),
+        ("daemon.verify", {"users": ["dovecot", "#105"]}, "'#105' is not a user or group name"),
+        ("daemon.verify", {"uids": [105]}, "daemon.verify.uids: unknown key"),
     ],
 )
 def test_errors_name_the_key(path: str, value: object, message: str) -> None:
@@ -128,6 +145,29 @@ def test_required_keys(missing: str) -> None:
     del node[last]
     with pytest.raises(ConfigError, match="required"):
         parse_config(data)
+
+
+def test_daemon_defaults_keep_the_socket_to_its_group() -> None:
+    """The socket is not world-writable unless asked for, and no uid may take every place."""
+    daemon = parse_config(GOOD).daemon
+    assert daemon.socket_mode == 0o660
+    assert daemon.socket_group == "twostep-clients"
+    assert daemon.max_connections_per_uid == 256
+    assert daemon.max_connections_per_uid < daemon.max_connections
+    assert daemon.verify.users == {"root", "dovecot", "postfix"}  # names, resolved later
+    data = with_(
+        "daemon",
+        {
+            "socket_mode": "0600",
+            "socket_group": "mail",
+            "max_connections_per_uid": 30,
+            "verify": {"users": ["dovecot"], "groups": ["mail"]},
+        },
+    )
+    daemon = parse_config(data).daemon
+    assert (daemon.socket_mode, daemon.socket_group) == (0o600, "mail")
+    assert daemon.max_connections_per_uid == 30
+    assert (daemon.verify.users, daemon.verify.groups) == ({"dovecot"}, {"mail"})
 
 
 def test_starttls_allows_remote_ldap() -> None:

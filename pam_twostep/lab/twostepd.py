@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import signal
 import sys
@@ -16,6 +17,17 @@ from .processes import Process, Server, wait_for
 __all__ = ["Twostepd"]
 
 
+def _lab_socket_group() -> str:
+    """The lab's clients run as root or as the dovecot user (Dovecot's auth workers, the
+    checkpassword program as Dovecot starts it) with no supplementary groups, so the
+    socket goes to dovecot's own group: with the default 0660 they get in, nobody else.
+    Without a dovecot group (no Dovecot here), the lab's own group."""
+    try:
+        return grp.getgrnam("dovecot").gr_name
+    except KeyError:
+        return grp.getgrgid(os.getgid()).gr_name
+
+
 class Twostepd(Server):
     log_name = "twostepd.log"
     stop_timeout = 40.0
@@ -25,7 +37,9 @@ class Twostepd(Server):
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o755)
         self.socket = directory / "twostepd.sock"
-        config.setdefault("daemon", {}).setdefault("socket", str(self.socket))
+        daemon = config.setdefault("daemon", {})
+        daemon.setdefault("socket", str(self.socket))
+        daemon.setdefault("socket_group", _lab_socket_group())
         self.config = config
         self.config_path = directory / "twostep.yaml"
         self.write_config()
