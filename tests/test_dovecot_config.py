@@ -135,9 +135,33 @@ def _snippets() -> list[object]:
 
 
 @pytest.fixture(scope="module")
-def stack(slapd_server: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailStack]:
+def clients_group() -> Iterator[str]:
+    """The group make install creates for twostepd's socket, made here if missing (and
+    removed again): the snippets must get Dovecot's processes into it."""
+    import grp
+
+    name = "twostep-clients"
+    try:
+        grp.getgrnam(name)
+        made = False
+    except KeyError:
+        subprocess.run(["groupadd", "--system", name], check=True)
+        made = True
+    try:
+        yield name
+    finally:
+        if made:
+            subprocess.run(["groupdel", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    slapd_server: Slapd, tmp_path_factory: pytest.TempPathFactory, clients_group: str
+) -> Iterator[MailStack]:
+    """twostepd as installed: socket 0660, group twostep-clients (the default)."""
     secrets = make_secrets_dir(tmp_path_factory.mktemp("snippet") / "etc")
-    yield from running_stack(config_data(slapd_server, secrets), "lua")
+    daemon = {"socket_group": clients_group, "socket_mode": "0660"}
+    yield from running_stack(config_data(slapd_server, secrets, daemon=daemon), "lua")
 
 
 # What Debian's auth-system.conf.ext amounts to for a refused login: another passdb that
@@ -197,6 +221,9 @@ def test_the_shipped_snippet_serves_passcodes(stack: MailStack, slapd: Slapd, na
     finally:
         dovecot.stop()
         unreachable.stop()
+    # Without the snippet's extra_groups, Dovecot's processes cannot reach the socket.
+    grouped = (REPO / "config/dovecot/conf.d" / name).read_text()
+    assert "extra_groups = twostep-clients" in grouped
     # The control: without the snippet's result_* lines, the passdb after it says yes.
     loose = base / "loose.conf.ext"
     loose.write_text(
