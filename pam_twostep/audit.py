@@ -43,6 +43,8 @@ class AuditEvent:
     device: str | None = None
     actor: str | None = None
     """Who asked for a change (the peer's user name), when not the user themselves."""
+    retry_at: int | None = None
+    """A login refused by the lock or a throttle (the reason says which): when it ends."""
 
     def to_json(self) -> str:
         fields = {k: v for k, v in asdict(self).items() if v not in (None, "")}

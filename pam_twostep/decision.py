@@ -35,7 +35,7 @@ from .codes import (
 from .errors import CorruptEntry
 from .hashing import digest_matches, fast_digest, verify_backup_codes
 from .keyring import Keyring
-from .lockout import clear_changes, lock_state, missing_lock, record_failure
+from .lockout import address_wait, clear_changes, lock_state, missing_lock, record_failure
 from .policy import Policy
 from .records import Device, Usage, check_label
 from .totp import StepMatch, match_step
@@ -51,9 +51,11 @@ __all__ = [
     "Outcome",
     "PasswordCheck",
     "Reason",
+    "barred",
     "conflicted",
     "decide",
     "temporary_failure",
+    "throttled",
     "unknown_user",
     "wants_password",
 ]
@@ -89,6 +91,11 @@ class Reason(Enum):
     UNKNOWN_USER = "unknown-user"
     MALFORMED = "malformed"
     LOCKED = "locked"
+    """The account is locked: every address, every service, nothing checked."""
+    THROTTLED = "throttled"
+    """This address failed too often on this account and must wait; nothing checked."""
+    SOURCE_THROTTLED = "source-throttled"
+    """This address failed too often across accounts; nothing checked."""
     WRONG_PASSWORD = "wrong-password"
     WRONG_PASSCODE = "wrong-passcode"
     WRONG_CODE = "wrong-code"
@@ -156,6 +163,10 @@ class Decision:
     followups: tuple[Modify, ...] = ()
     """Bookkeeping; may be lost."""
     locks: bool = False
+    counted: bool = False
+    """The commit records a new failure (what the per-address throttle counts)."""
+    retry_at: int | None = None
+    """Locked or throttled: when the refusal ends (None while locked until an unlock)."""
     fields: Mapping[str, str] = field(default_factory=dict)
     """Userdb fields for the mail server (home, uid, ...), filled in by the engine."""
 
@@ -175,9 +186,45 @@ def temporary_failure(username: str, reason: Reason) -> Decision:
     return Decision(Outcome.TEMPFAIL, username, reason=reason)
 
 
-def wants_password(state: AccountState, policy: Policy, attempt: Attempt, now: int) -> bool:
-    """Whether the caller must check the account password (an LDAP bind) first."""
-    if lock_state(state, policy, now).locked:
+def throttled(username: str, reason: Reason, until: int | None) -> Decision:
+    """A refusal made before anything was checked: nothing to write, nothing learnt.
+
+    Clients see an ordinary failed login (a mail client: authentication failed), so a
+    guesser cannot tell a throttled guess from a wrong one, nor a right one from either.
+    """
+    return Decision(Outcome.DENY, username, reason=reason, retry_at=until)
+
+
+def barred(state: AccountState, policy: Policy, ctx: Context) -> Decision | None:
+    """The refusal of a locked account, or of an address throttled on it; else None.
+
+    The lock first (it holds for everyone), then the per-address wait. Both come from
+    the entry alone, so every process and host agrees.
+    """
+    lock = lock_state(state, policy, ctx.now)
+    if lock.locked:
+        written = missing_lock(state, policy, ctx.now)
+        return Decision(
+            Outcome.DENY,
+            state.username,
+            reason=Reason.LOCKED,
+            followups=(written,) if written else (),
+            retry_at=lock.until,
+        )
+    until = address_wait(state, policy, ctx.remote, ctx.now)
+    if until is not None:
+        return throttled(state.username, Reason.THROTTLED, until)
+    return None
+
+
+def wants_password(
+    state: AccountState, policy: Policy, attempt: Attempt, now: int, remote: str = ""
+) -> bool:
+    """Whether the caller must check the account password (an LDAP bind) first.
+
+    Never for an account that is locked or an address that is throttled on it: those are
+    refused unchecked. ``remote`` is the address as in ``Context``."""
+    if barred(state, policy, Context("", remote, now)) is not None:
         return False
     if attempt.flow is Flow.MAIL:
         return not state.enabled and policy.mail_password
@@ -212,6 +259,7 @@ def _deny(
         commit=commit,
         followups=(prune,) if prune else (),
         locks=locks,
+        counted=bool(commit),
     )
 
 
@@ -451,15 +499,9 @@ def decide(
     random: Random,
 ) -> Decision:
     """The outcome of one login attempt and the directory changes that go with it."""
-    lock = lock_state(state, policy, ctx.now)
-    if lock.locked:
-        written = missing_lock(state, policy, ctx.now)
-        return Decision(
-            Outcome.DENY,
-            state.username,
-            reason=Reason.LOCKED,
-            followups=(written,) if written else (),
-        )
+    refusal = barred(state, policy, ctx)
+    if refusal is not None:
+        return refusal
     if attempt.flow is Flow.MAIL:
         return _decide_mail(state, policy, attempt, ctx, password, random)
     return _decide_interactive(state, policy, attempt, ctx, password, keys, random)

@@ -11,6 +11,7 @@ decision (logged with its traceback for the operator, never shown to the client)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -37,9 +38,11 @@ from .decision import (
     Outcome,
     PasswordCheck,
     Reason,
+    barred,
     conflicted,
     decide,
     temporary_failure,
+    throttled,
     unknown_user,
     wants_password,
 )
@@ -55,7 +58,7 @@ from .errors import (
     TemporaryFailure,
 )
 from .keyring import Keyring
-from .lockout import lock_state, record_failure
+from .lockout import address_wait, lock_state, record_failure
 from .migrate.candidate import Candidate
 from .migrate.plan import Outcome as ImportOutcome
 from .migrate.plan import plan_import
@@ -67,6 +70,7 @@ from .policy import (
     policy_to_ldap,
     resolve_policy,
 )
+from .throttle import SourceThrottle
 from .turns import Turns
 
 __all__ = ["Engine", "PolicyEntry", "check_username"]
@@ -151,6 +155,8 @@ class Engine:
         self._policies: dict[str, tuple[float, dict[str, bool | int] | None]] = {}
         self._policy_lock = threading.Lock()
         self._turns = Turns()
+        self._sources = SourceThrottle()
+        """Recent failures per address across accounts (this process's memory only)."""
 
     # -- shared steps -----------------------------------------------------------------
 
@@ -292,6 +298,7 @@ class Engine:
                 reason=decision.reason.value if decision.reason else None,
                 label=decision.label,
                 device=decision.device,
+                retry_at=decision.retry_at,
             )
         )
         return decision
@@ -316,16 +323,22 @@ class Engine:
         state, policy = loaded.state, loaded.policy
         check = PasswordCheck.NOT_CHECKED
         bound = False
-        if wants_password(state, policy, attempt, ctx.now):
-            # A continuation (a password checked moments ago for this client) spares a bind;
-            # only with a code, and only for the password as it is now.
-            proven = bool(attempt.code) and proof is not None and proof.proven(login_state(state))
-            right = proven or self.directory.check_password(state.dn, attempt.secret)
-            bound = not proven
-            check = PasswordCheck.RIGHT if right else PasswordCheck.WRONG
-        decision = decide(
-            state, policy, attempt, ctx, password=check, keys=self._keys, random=self._random
-        )
+        # Locked, or this address throttled (on this account, or across accounts): refused
+        # before any bind or secret check, and nothing written.
+        decision = barred(state, policy, ctx) or self._source_throttled(state, policy, ctx)
+        if decision is None:
+            if wants_password(state, policy, attempt, ctx.now, ctx.remote):
+                # A continuation (a password checked moments ago for this client) spares a
+                # bind; only with a code, and only for the password as it is now.
+                proven = (
+                    bool(attempt.code) and proof is not None and proof.proven(login_state(state))
+                )
+                right = proven or self.directory.check_password(state.dn, attempt.secret)
+                bound = not proven
+                check = PasswordCheck.RIGHT if right else PasswordCheck.WRONG
+            decision = decide(
+                state, policy, attempt, ctx, password=check, keys=self._keys, random=self._random
+            )
         if decision.commit:
             try:
                 self._write(state, decision.commit)
@@ -336,12 +349,23 @@ class Engine:
                     ) from None
                 decision = conflicted(state, policy, attempt, ctx, self._random)
                 self._bookkeeping(state, (decision.commit,))
+        if decision.counted:
+            self._sources.failed(ctx.remote, ctx.now)
         self._bookkeeping(state, decision.followups)
         if decision.outcome is Outcome.ACCEPT and loaded.fields:
             decision = replace(decision, fields=loaded.fields)
         if decision.outcome is Outcome.CHALLENGE and bound and proof is not None:
             proof.checked(login_state(state))  # never renewed from a continuation
         return decision
+
+    def _source_throttled(
+        self, state: AccountState, policy: Policy, ctx: Context
+    ) -> Decision | None:
+        """The refusal of an address that failed too often across accounts, if it did."""
+        until = self._sources.until(
+            ctx.remote, policy.throttle_source_failures, policy.lockout_window, ctx.now
+        )
+        return None if until is None else throttled(state.username, Reason.SOURCE_THROTTLED, until)
 
     def lookup(self, username: str) -> tuple[str, Mapping[str, str]] | None:
         """A userdb lookup: the canonical name and userdb fields of a known user, else None.
@@ -458,8 +482,12 @@ class Engine:
             raise Refused(RefusalReason.LOCKED, "the account is locked; ask an administrator")
 
     def _check_password(self, loaded: _Loaded, password: str, ctx: Context) -> None:
-        """Refuse a locked account or a wrong password; a wrong one counts as a failure."""
+        """Refuse a locked account, an address that must wait (the sign-in throttle holds
+        for every password check, or the 100-failure lock would be the only limit here)
+        or a wrong password; a wrong one counts as a failure."""
         self._refuse_if_locked(loaded, ctx.now)
+        if address_wait(loaded.state, loaded.policy, ctx.remote, ctx.now) is not None:
+            raise Refused(RefusalReason.THROTTLED, "too many failures from here; try later")
         if not self.directory.check_password(loaded.state.dn, password):
             self._count_failure(loaded, "password", password, ctx)
             raise Refused(RefusalReason.WRONG_PASSWORD, "the password is not right")

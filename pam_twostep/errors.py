@@ -90,6 +90,7 @@ class RefusalReason(Enum):
     NO_PENDING_ENROLLMENT = "no-pending-enrollment"
     PENDING_EXPIRED = "pending-expired"
     LOCKED = "locked"
+    THROTTLED = "throttled"
     LABEL_TAKEN = "label-taken"
     LIMIT_REACHED = "limit-reached"
     PASSCODES_DISABLED = "passcodes-disabled"

@@ -1,5 +1,10 @@
 """Lock-out: failures of every kind counted per account within a window.
 
+Before the lock, the throttles (``throttle.py``): one address that fails more than
+``throttle_failures`` times waits, longer with each failure (``address_wait``), so it
+alone cannot bring the account to ``lockout_max_failures`` (100 by default, NIST SP
+800-63B's most) and lock the owner out everywhere.
+
 Each failure is its own attribute value, so concurrent failures never overwrite each
 other (an add of a unique value cannot conflict). Past ``lockout_max_failures`` within
 ``lockout_window`` the account is locked for ``lockout_duration`` (0 = until an admin
@@ -30,9 +35,11 @@ from .changes import Change, Modify
 from .codes import Random
 from .policy import Policy
 from .records import Failure
+from .throttle import network_of
 
 __all__ = [
     "LockState",
+    "address_wait",
     "clear_changes",
     "fingerprint",
     "lock_state",
@@ -83,6 +90,32 @@ def lock_state(state: AccountState, policy: Policy, now: int) -> LockState:
             return LockState(True, until, len(state.failures))
     since = _counting_since(state, policy, now)
     return LockState(False, None, sum(1 for f in state.failures if f.time > since))
+
+
+def address_wait(state: AccountState, policy: Policy, address: str, now: int) -> int | None:
+    """Until when ``address`` is throttled on this account, or None if it may try now.
+
+    Computed from the failures stored on the entry (each names its address), so every
+    process and host sees the same throttle. Once the address's network has
+    ``throttle_failures`` failures in the window, it waits ``throttle_delay`` from its
+    last failure, doubled for each failure beyond that many, at most the window (with
+    the defaults 30 s, 1 min, 2 min, ... 1 h: about a dozen guesses an hour). A wait is
+    not a count: nothing is written while it lasts, and the failures age out of the
+    window as for the lock.
+    """
+    key = network_of(address)
+    since = _counting_since(state, policy, now)
+    times = sorted(
+        f.time for f in state.failures if f.time > since and network_of(f.address) == key
+    )
+    beyond = len(times) - policy.throttle_failures
+    if beyond < 0:
+        return None
+    wait = policy.lockout_window
+    if beyond < policy.lockout_window.bit_length():  # else the doubling is past the window
+        wait = min(wait, policy.throttle_delay << beyond)
+    until = times[-1] + wait
+    return until if now < until else None
 
 
 def missing_lock(state: AccountState, policy: Policy, now: int) -> Modify:

@@ -46,10 +46,22 @@ class Policy:
     passcode_limit: int = 25
     passcode_lifetime: int = 0
     """Upper bound on a new passcode's lifetime, in seconds; 0 = passcodes need not expire."""
-    lockout_max_failures: int = 10
+    lockout_max_failures: int = 100
+    """Failures within the window, from anywhere, that lock the account on every service.
+
+    NIST SP 800-63B's most (100): the throttles below keep any one address far under it,
+    so only guessing from many addresses at once can lock the owner out."""
     lockout_window: int = _HOUR
     lockout_duration: int = _HOUR
     """0 = locked until an administrator unlocks."""
+    throttle_failures: int = 5
+    """Failures from one address (an IPv6 /64) within the window that the account takes
+    at full speed; past them that address waits before each further try, nobody else."""
+    throttle_delay: int = 30
+    """The first wait, in seconds; it doubles with each further failure, up to the window."""
+    throttle_source_failures: int = 50
+    """Failures from one address across all accounts within the window (as each twostepd
+    remembers them) after which that address is refused for every account."""
     totp_window: int = 1
     """Time steps accepted either side of now."""
     mail_password: bool = True
@@ -81,6 +93,9 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("lockout_max_failures", "twostepLockoutMaxFailures", "int", 1, 100),
     _Field("lockout_window", "twostepLockoutWindow", "duration", 1, 30 * _DAY),
     _Field("lockout_duration", "twostepLockoutDuration", "duration", 0, 30 * _DAY),
+    _Field("throttle_failures", "twostepThrottleFailures", "int", 1, 100),
+    _Field("throttle_delay", "twostepThrottleDelay", "duration", 1, _DAY),
+    _Field("throttle_source_failures", "twostepThrottleSourceFailures", "int", 1, 100),
     _Field("totp_window", "twostepTOTPWindow", "int", 0, 2),
     _Field("mail_password", "twostepMailPassword", "bool"),
 )

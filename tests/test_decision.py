@@ -33,11 +33,12 @@ from pam_twostep.decision import (
     PasswordCheck,
     Reason,
     conflicted,
+    throttled,
     wants_password,
 )
 from pam_twostep.hashing import fast_digest
 from pam_twostep.policy import Policy
-from pam_twostep.records import Device, Usage
+from pam_twostep.records import Device, Failure, Usage
 from pam_twostep.totp import time_step
 
 
@@ -306,3 +307,51 @@ def test_attempt_repr_hides_secrets() -> None:
     assert "hunter2" not in repr(attempt)
     assert "123456" not in repr(attempt)
     assert "abc.def" not in repr(attempt)
+
+
+# -- throttles ---------------------------------------------------------------------------
+
+
+def test_a_throttled_address_gets_nowhere_unchecked_and_others_go_on() -> None:
+    """Past its free failures an address is refused before any check; the owner is not."""
+    policy = Policy(throttle_failures=2, throttle_delay=30)
+    state, passcode = with_passcode(enabled_state())
+    guesser, owner = "192.0.2.66", "198.51.100.7"
+    for i in range(2):
+        wrong = run(state, mail(f"wrong {i}"), policy=policy, remote=guesser)
+        assert wrong.reason is Reason.WRONG_PASSCODE and wrong.counted
+        state = replace(
+            state,
+            failures=state.failures
+            + tuple(Failure.load(v) for c in wrong.commit.changes for v in c.values),
+        )
+    for attempt in (mail(passcode), interactive(code=code())):
+        assert not wants_password(state, policy, attempt, NOW + 1, guesser)
+        refused = run(state, attempt, policy=policy, remote=guesser, now=NOW + 1)
+        assert (refused.outcome, refused.reason) == (Outcome.DENY, Reason.THROTTLED)
+        assert refused.retry_at == NOW + 30
+        assert not refused.commit and not refused.followups and not refused.counted
+    assert wants_password(state, policy, interactive(), NOW + 1, owner)
+    assert run(state, mail(passcode), policy=policy, remote=owner, now=NOW + 1).outcome is (
+        Outcome.ACCEPT
+    )
+    assert run(state, mail(passcode), policy=policy, remote=guesser, now=NOW + 30).outcome is (
+        Outcome.ACCEPT  # the wait is over
+    )
+
+
+def test_the_lock_comes_before_the_throttle_and_says_when_it_ends() -> None:
+    many = tuple(
+        Failure(NOW - 20 + i, f"{i:08x}0000", "password", "imap", "192.0.2.1") for i in range(5)
+    )
+    state = plain_state(locked_at=NOW - 10, failures=many)
+    decision = run(state, mail("pw"), password=PasswordCheck.NOT_CHECKED)
+    assert (decision.reason, decision.retry_at) == (Reason.LOCKED, NOW - 10 + 3600)
+    unlocked = run(replace(state, locked_at=None), mail("pw"), password=PasswordCheck.NOT_CHECKED)
+    assert (unlocked.reason, unlocked.retry_at) == (Reason.THROTTLED, NOW - 16 + 30)
+    source = throttled("alice", Reason.SOURCE_THROTTLED, NOW + 5)
+    assert (source.outcome, source.reason, source.retry_at) == (
+        Outcome.DENY,
+        Reason.SOURCE_THROTTLED,
+        NOW + 5,
+    )

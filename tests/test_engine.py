@@ -275,15 +275,21 @@ def test_backup_codes_work_once_and_regenerate(engine: Engine, clock: Clock) -> 
 
 
 def test_failures_of_every_kind_lock_and_nothing_gets_around_it(
-    engine: Engine, clock: Clock
+    engine: Engine, clock: Clock, slapd: Slapd
 ) -> None:
+    # ten addresses, so that the lock (not the per-address throttle) is what stops them
+    slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["10"])
     key, codes = enroll(engine, clock.now)
     passcode = engine.add_passcode("alice", "Phone").passcode
     attempts: list[Callable[[int], object]] = [
-        lambda i: mail_login(engine, "alice", f"wrong passcode {i}"),
-        lambda i: interactive_login(engine, "alice", password=f"wrong password {i}"),
-        lambda i: interactive_login(engine, "alice", f"{i:06d}"),
-        lambda i: interactive_login(engine, "alice", f"2345678{i:03d}"[:10]),
+        lambda i: mail_login(engine, "alice", f"wrong passcode {i}", remote=f"203.0.113.{i}"),
+        lambda i: interactive_login(
+            engine, "alice", password=f"wrong password {i}", remote=f"203.0.113.{i}"
+        ),
+        lambda i: interactive_login(engine, "alice", f"{i:06d}", remote=f"203.0.113.{i}"),
+        lambda i: interactive_login(
+            engine, "alice", f"2345678{i:03d}"[:10], remote=f"203.0.113.{i}"
+        ),
     ]
     for i in range(10):
         attempts[i % 4](i)
@@ -298,9 +304,10 @@ def test_failures_of_every_kind_lock_and_nothing_gets_around_it(
     assert engine.status("alice").recent_failures == 0
 
 
-def test_lock_ends_after_its_duration(engine: Engine, clock: Clock) -> None:
+def test_lock_ends_after_its_duration(engine: Engine, clock: Clock, slapd: Slapd) -> None:
+    slapd.set_attributes(f"cn=default,{POLICIES}", twostepLockoutMaxFailures=["10"])
     for i in range(10):
-        mail_login(engine, "bob", f"guess {i}")
+        mail_login(engine, "bob", f"guess {i}", remote=f"203.0.113.{i}")
     assert mail_login(engine, "bob", USERS["bob"]).reason is Reason.LOCKED
     clock.advance(3600)
     assert mail_login(engine, "bob", USERS["bob"]).outcome is Outcome.ACCEPT
@@ -619,3 +626,112 @@ def test_the_entrys_own_name_is_answered_never_a_look_alike(
         return
     assert decision.outcome is Outcome.ACCEPT and decision.username == "alice"
     assert audit.events[-1].user == "alice"
+
+
+# -- throttles before the lock (M6) ------------------------------------------------------
+
+
+def test_a_thousand_guesses_from_one_address_never_lock_the_owner_out(
+    engine: Engine, clock: Clock, audit: MemorySink
+) -> None:
+    """1,000 wrong passcodes over IMAP from one address, a second apart, while the owner's
+    passcode is used from another address every tenth second: the owner gets in every
+    time, the guesser is checked only as often as the doubling wait lets him, and the
+    audit says which throttle refused him."""
+    enroll(engine, clock.now)
+    passcode = engine.add_passcode("alice", "Phone").passcode
+    guesser, owner = "192.0.2.66", "198.51.100.7"
+    binds = 0
+    check_password = engine.directory.check_password
+
+    def counted_bind(dn: str, password: str) -> bool:
+        nonlocal binds
+        binds += 1
+        return check_password(dn, password)
+
+    engine.directory.check_password = counted_bind  # type: ignore[method-assign]
+    start = len(audit.events)
+    owner_accepted = 0
+    for i in range(1000):
+        assert mail_login(engine, "alice", f"{i:024d}", remote=guesser).outcome is Outcome.DENY
+        if i % 10 == 9:
+            owner_accepted += mail_login(engine, "alice", passcode, remote=owner).outcome is (
+                Outcome.ACCEPT
+            )
+        clock.advance(1)
+    guesses = [e for e in audit.events[start:] if e.remote == guesser]
+    checked = [e for e in guesses if e.reason == Reason.WRONG_PASSCODE.value]
+    refused = [e for e in guesses if e.reason == Reason.THROTTLED.value]
+    assert owner_accepted == 100
+    assert len(checked) + len(refused) == 1000
+    # 5 free, then after waits of 30 s, 1, 2, 4 and 8 min: 10 checked in 1,000 s
+    assert len(checked) == 10 and len(refused) == 990
+    assert all(e.retry_at is not None and e.retry_at > e.time for e in refused)
+    assert binds == 0  # mail with two-step on binds for nobody
+    status = engine.status("alice")
+    assert not status.locked and status.recent_failures == len(checked)
+    assert not any(e.reason == Reason.LOCKED.value for e in audit.events)
+
+
+def test_a_throttled_password_guess_makes_no_bind(engine: Engine, clock: Clock) -> None:
+    binds = 0
+    check_password = engine.directory.check_password
+
+    def counted_bind(dn: str, password: str) -> bool:
+        nonlocal binds
+        binds += 1
+        return check_password(dn, password)
+
+    engine.directory.check_password = counted_bind  # type: ignore[method-assign]
+    for i in range(200):
+        mail_login(engine, "bob", f"guess {i}", remote="192.0.2.66")
+        interactive_login(engine, "bob", password=f"other {i}", remote="192.0.2.66")
+    assert binds == 5
+    refused = mail_login(engine, "bob", USERS["bob"], remote="192.0.2.66")
+    assert (refused.reason, refused.retry_at) == (Reason.THROTTLED, int(clock.now) + 30)
+    assert binds == 5  # not even the right password is tried
+    assert mail_login(engine, "bob", USERS["bob"], remote="198.51.100.7").outcome is (
+        Outcome.ACCEPT
+    )
+    clock.advance(30)
+    assert mail_login(engine, "bob", USERS["bob"], remote="192.0.2.66").outcome is (Outcome.ACCEPT)
+
+
+def test_one_address_spraying_many_accounts_is_refused_for_all(
+    slapd: Slapd, secrets_dir: Any, clock: Clock, audit: MemorySink
+) -> None:
+    config = parse_config(
+        config_data(slapd, secrets_dir, policy={"defaults": {"throttle_source_failures": 6}})
+    )
+    with engine_for(config, clock, audit) as engine:
+        for round_ in range(2):
+            for user in ("alice", "bob", "carol"):
+                decision = mail_login(engine, user, f"spray {round_}", remote="192.0.2.66")
+                assert decision.reason is Reason.WRONG_PASSWORD
+        refused = mail_login(engine, "dave", USERS["dave"], remote="192.0.2.66")
+        assert (refused.reason, refused.retry_at) == (
+            Reason.SOURCE_THROTTLED,
+            int(clock.now) + 3600,
+        )
+        assert audit.events[-1].reason == "source-throttled"
+        assert engine.status("dave").recent_failures == 0  # refused unchecked, not counted
+        assert mail_login(engine, "dave", USERS["dave"], remote="198.51.100.7").outcome is (
+            Outcome.ACCEPT
+        )
+
+
+def test_management_password_checks_are_throttled_like_sign_ins(
+    engine: Engine, slapd: Slapd
+) -> None:
+    """enroll-begin checks a password too: the per-address throttle holds there, or the
+    account-wide lock (100) would be the only limit on guessing through it."""
+    from pam_twostep.errors import RefusalReason, Refused
+
+    for n in range(5):
+        interactive_login(engine, "bob", password=f"wrong {n}", remote="192.0.2.99")
+    binds = engine.directory.counts().get("user-bind", 0)
+    with pytest.raises(Refused) as refused:
+        engine.enroll_begin("bob", USERS["bob"], remote="192.0.2.99")
+    assert refused.value.reason is RefusalReason.THROTTLED
+    assert engine.directory.counts().get("user-bind", 0) == binds  # nothing checked
+    assert engine.enroll_begin("bob", USERS["bob"], remote="198.51.100.5").secret

@@ -10,6 +10,7 @@ from support.states import NOW, plain_state
 from pam_twostep.account import AccountState, Attr
 from pam_twostep.changes import Op
 from pam_twostep.lockout import (
+    address_wait,
     clear_changes,
     fingerprint,
     lock_state,
@@ -23,12 +24,16 @@ POLICY = Policy(lockout_max_failures=3, lockout_window=600, lockout_duration=900
 
 
 def fail(
-    state: AccountState, presented: str, now: int = NOW, address: str = "192.0.2.1"
+    state: AccountState,
+    presented: str,
+    now: int = NOW,
+    address: str = "192.0.2.1",
+    policy: Policy = POLICY,
 ) -> tuple[AccountState, bool, bool]:
     """Apply one failure to an in-memory state: (new state, counted, locks)."""
     commit, _, locks = record_failure(
         state,
-        POLICY,
+        policy,
         now=now,
         kind="password",
         service="imap",
@@ -151,3 +156,65 @@ def test_success_clears_only_its_own_address() -> None:
         (Op.REPLACE, ())
     ]
     assert not clear_changes(plain_state(), "192.0.2.1")
+
+
+# -- the per-address throttle ------------------------------------------------------------
+
+THROTTLE = Policy(
+    lockout_max_failures=100, lockout_window=3600, throttle_failures=3, throttle_delay=30
+)
+
+
+def failures_from(address: str, times: list[int], start: int = 0) -> tuple[Failure, ...]:
+    return tuple(
+        Failure(time=t, nonce=f"{start + i:08x}0000", kind="passcode", service="imap", address=a)
+        for i, (t, a) in enumerate((t, address) for t in times)
+    )
+
+
+def test_an_address_waits_after_its_free_failures_and_the_wait_doubles() -> None:
+    guesser = "192.0.2.66"
+    state = replace(plain_state(), failures=failures_from(guesser, [NOW, NOW + 1]))
+    assert address_wait(state, THROTTLE, guesser, NOW + 2) is None  # two of three free
+    state = replace(state, failures=failures_from(guesser, [NOW, NOW + 1, NOW + 2]))
+    assert address_wait(state, THROTTLE, guesser, NOW + 3) == NOW + 2 + 30
+    assert address_wait(state, THROTTLE, guesser, NOW + 32) is None
+    state = replace(state, failures=failures_from(guesser, [NOW, NOW + 1, NOW + 2, NOW + 40]))
+    assert address_wait(state, THROTTLE, guesser, NOW + 41) == NOW + 40 + 60
+    many = failures_from(guesser, [NOW + i for i in range(40)])
+    assert address_wait(replace(state, failures=many), THROTTLE, guesser, NOW + 40) == (
+        NOW + 39 + 3600  # the doubling stops at the window
+    )
+
+
+def test_the_wait_is_per_address_and_by_ipv6_network() -> None:
+    state = replace(
+        plain_state(), failures=failures_from("2001:db8:0:1::66", [NOW, NOW + 1, NOW + 2])
+    )
+    assert address_wait(state, THROTTLE, "2001:db8:0:1::99", NOW + 3) is not None  # same /64
+    assert address_wait(state, THROTTLE, "2001:db8:0:2::66", NOW + 3) is None
+    assert address_wait(state, THROTTLE, "198.51.100.7", NOW + 3) is None
+    assert address_wait(state, THROTTLE, "", NOW + 3) is None
+
+
+def test_failures_leave_the_throttle_as_they_leave_the_window() -> None:
+    guesser = "192.0.2.66"
+    state = replace(plain_state(), failures=failures_from(guesser, [NOW, NOW + 1, NOW + 2]))
+    assert address_wait(state, THROTTLE, guesser, NOW + 20) is not None
+    later = replace(THROTTLE, lockout_window=10, throttle_delay=3600)
+    assert address_wait(state, later, guesser, NOW + 9) == NOW + 2 + 10  # at most the window
+    assert address_wait(state, later, guesser, NOW + 10) is None  # the first has aged out
+
+
+def test_the_account_lock_needs_many_addresses() -> None:
+    """With the defaults one address is throttled long before the account could lock."""
+    policy = Policy()
+    state = plain_state()
+    now = NOW
+    checked = 0
+    while now < NOW + 3600:
+        if address_wait(state, policy, "192.0.2.66", now) is None:
+            state, counted, _ = fail(state, f"g{checked}", now, "192.0.2.66", policy)
+            checked += counted
+        now += 1
+    assert checked <= 13 and not lock_state(state, policy, now).locked

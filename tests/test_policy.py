@@ -14,6 +14,7 @@ from pam_twostep.policy import (
     Policy,
     overrides_from_ldap,
     overrides_from_mapping,
+    overrides_from_strings,
     policy_to_ldap,
     resolve_policy,
 )
@@ -28,7 +29,9 @@ def test_defaults() -> None:
     policy = resolve_policy()
     assert policy == Policy()
     assert (policy.backup_codes, policy.passcode_limit, policy.device_lifetime) == (10, 25, 2592000)
-    assert (policy.lockout_max_failures, policy.totp_window) == (10, 1)
+    assert (policy.lockout_max_failures, policy.totp_window) == (100, 1)
+    assert (policy.throttle_failures, policy.throttle_delay) == (5, 30)
+    assert policy.throttle_source_failures == 50
 
 
 def test_later_layers_win() -> None:
@@ -92,6 +95,9 @@ def test_bad_ldap_values_make_the_entry_corrupt(
             "passcode_limit": st.integers(0, 100),
             "device_lifetime": st.integers(60, 400 * 86400),
             "lockout_duration": st.integers(0, 30 * 86400),
+            "throttle_failures": st.integers(1, 100),
+            "throttle_delay": st.integers(1, 86400),
+            "throttle_source_failures": st.integers(1, 100),
             "totp_window": st.integers(0, 2),
             "mail_password": st.booleans(),
         },
@@ -100,3 +106,24 @@ def test_bad_ldap_values_make_the_entry_corrupt(
 def test_ldap_round_trip(values: dict[str, bool | int]) -> None:
     encoded = {name: (value.encode(),) for name, value in policy_to_ldap(values).items()}
     assert overrides_from_ldap(encoded) == values
+
+
+def test_throttle_settings_are_bounded() -> None:
+    """NIST SP 800-63B allows at most 100 failures; a throttle can be slowed, not removed."""
+    for key, bad in (
+        ("throttle_failures", 0),
+        ("throttle_failures", 101),
+        ("throttle_delay", 0),
+        ("throttle_delay", "2d"),
+        ("throttle_source_failures", 0),
+        ("throttle_source_failures", 101),
+    ):
+        with pytest.raises(ValueError, match=f"^{key}: must be between"):
+            overrides_from_mapping({key: bad})
+    assert overrides_from_strings({"throttle_delay": "1m", "throttle_failures": "3"}) == {
+        "throttle_delay": 60,
+        "throttle_failures": 3,
+    }
+    assert policy_to_ldap({"throttle_source_failures": 20}) == {
+        "twostepThrottleSourceFailures": "20"
+    }
