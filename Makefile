@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
 	lua-socket lua5.4 postfix zbar-tools libpam-python pamtester python3-pam libpam0g-dev gcc \
 	libc6-dev openssh-server openssh-client chromium libpam-google-authenticator oathtool \
-	libpam-oath dovecot-ldap debootstrap
+	libpam-oath dovecot-ldap debootstrap nginx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RESULTS := /var/cache/twostep/results-native.xml

@@ -703,7 +703,7 @@ def cmd_lab(args: argparse.Namespace, out: Output) -> int:
                 "smtp": args.smtp_port,
                 "web": args.web_port,
             }
-            info = lab.up(passdb=args.passdb, ports=ports)
+            info = lab.up(passdb=args.passdb, ports=ports, tls_proxy=args.tls_proxy)
             out.result(info, lambda: lab.describe(info))
         elif args.action == "status":
             state = lab.status()
@@ -890,6 +890,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--dir", default=DEFAULT_LAB, help=f"where the lab lives ({DEFAULT_LAB})")
         if name == "up":
             sub.add_argument("--passdb", choices=("lua", "checkpassword"), default="lua")
+            sub.add_argument(
+                "--tls-proxy",
+                action="store_true",
+                help="the portal behind the lab's own nginx on HTTPS, as deployed",
+            )
             for port in ("ldap", "imap", "pop3", "smtp", "web"):
                 sub.add_argument(f"--{port}-port", type=int, default=0, metavar="PORT")
     lab.set_defaults(func=cmd_lab)

@@ -15,15 +15,13 @@ from typing import Any
 
 import pytest
 from support import leaks
+from support.browser import CHROMIUM, SHOTS, Person, chromium, next_code
 from support.stack import source, world_readable_directory
 
 from pam_twostep import wire
 from pam_twostep.lab.dovecot import SourceIMAP
 from pam_twostep.lab.stack import Lab
-from pam_twostep.totp import decode_secret, time_step, totp
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+from pam_twostep.totp import decode_secret, time_step
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 
@@ -38,79 +36,8 @@ def lab() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-class Person:
-    """One browser profile (a fresh context: its own cookies), signing in as a user."""
-
-    def __init__(self, browser: Any, lab: dict[str, Any], user: str, name: str) -> None:
-        self.context = browser.new_context(viewport={"width": 1100, "height": 800})
-        self.page = self.context.new_page()
-        self.url = lab["portal_url"]
-        self.user = user
-        self.password = next(u["password"] for u in lab["users"] if u["name"] == user)
-        self.name = name
-        leaks.remember(self.password)
-
-    def shot(self, name: str) -> None:
-        SHOTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-        self.check_accessible()
-
-    def check_accessible(self) -> None:
-        """Every visible field has a label; every button has a name; one h1."""
-        unlabelled = self.page.evaluate(
-            """() => Array.from(document.querySelectorAll('input:not([type=hidden])'))
-                 .filter(i => !(i.id && document.querySelector('label[for="' + i.id + '"]')))
-                 .map(i => i.name)"""
-        )
-        assert unlabelled == []
-        nameless = self.page.evaluate(
-            """() => Array.from(document.querySelectorAll('button'))
-                 .filter(b => !(b.textContent.trim() || b.getAttribute('aria-label'))).length"""
-        )
-        assert nameless == 0
-        assert self.page.locator("h1").count() == 1
-
-    def submit(self, form: str) -> None:
-        with self.page.expect_navigation():
-            self.page.click(f"main form[action='{form}'] button[type=submit]")
-
-    def sign_in(self, password: str | None = None) -> str:
-        """Fills the password form; returns where it landed: code, account or signin."""
-        self.page.goto(self.url + "/signin")
-        self.page.fill("#user", self.user)
-        self.page.fill("#password", password or self.password)
-        self.submit("/signin")
-        path = self.page.url.removeprefix(self.url)
-        return {"/signin/code": "code", "/": "account", "/setup": "setup"}.get(path, path)
-
-    def enter_code(self, code: str, trust: bool = False) -> None:
-        self.page.fill("#code", code)
-        if trust:
-            self.page.check("#trust")
-        self.submit("/signin/code")
-
-    def sign_out(self) -> None:
-        with self.page.expect_navigation():
-            self.page.click("form.signout button")
-
-    def text(self) -> str:
-        return str(self.page.inner_text("main"))
-
-
-def next_code(key: bytes, used_step: int) -> tuple[str, int]:
-    """A code of a step after ``used_step`` (the +-1 window takes the next one at once)."""
-    step = used_step + 1
-    while step > time_step(time.time(), 30) + 1:
-        time.sleep(0.5)
-    return totp(key, step * 30), step
+    with chromium() as instance:
+        yield instance
 
 
 def imap_ok(lab: dict[str, Any], user: str, secret: str) -> bool:

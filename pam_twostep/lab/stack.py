@@ -2,7 +2,8 @@
 
 ``up`` starts a slapd with the schema, ACLs, a default policy and demo users; twostepd;
 Dovecot (IMAP, POP3) on the Lua passdb (or checkpassword); Postfix submission with SMTP
-AUTH through Dovecot SASL; the self-service portal on plain HTTP (loopback only). It
+AUTH through Dovecot SASL; the self-service portal, on plain HTTP or (``tls_proxy``)
+behind the lab's own nginx on HTTPS, as a deployment runs it (loopback only). It
 writes a twostep configuration for that stack and records what it started in
 ``state.json``; ``down`` stops exactly those processes, by pid.
 """
@@ -22,6 +23,7 @@ from ..keyring import write_key_file
 from .dovecot import Dovecot, passdb_block
 from .dovecot_config import DovecotConfigError, installed_version, unsupported
 from .files import PAM_LOADER, install_clients
+from .nginx import Nginx
 from .portal import Portal
 from .postfix import Postfix
 from .processes import free_port, port_open, stop_group
@@ -32,7 +34,7 @@ __all__ = ["DEMO_USERS", "Lab", "LabError"]
 
 DEMO_USERS = ("alice", "bob", "carol")
 _STATE = "state.json"
-_ORDER = ("portal", "postfix", "dovecot", "twostepd", "slapd")  # stopping order
+_ORDER = ("nginx", "portal", "postfix", "dovecot", "twostepd", "slapd")  # stopping order
 _PAM_D = Path("/etc/pam.d")
 
 
@@ -99,7 +101,11 @@ class Lab:
 
     # -- commands ---------------------------------------------------------------------
 
-    def up(self, passdb: str = "lua", ports: dict[str, int] | None = None) -> dict[str, Any]:
+    def up(
+        self, passdb: str = "lua", ports: dict[str, int] | None = None, tls_proxy: bool = False
+    ) -> dict[str, Any]:
+        """Starts the lab; with ``tls_proxy`` the portal sits behind nginx on HTTPS (its
+        address is then ``portal_url``, and the web port is nginx's)."""
         self._check_passdb(passdb)
         state = self._load()
         if state is not None and self._running(state):
@@ -121,7 +127,7 @@ class Lab:
         self._prepare_directory()
         started: dict[str, int] = {}
         try:
-            return self._start(passdb, wanted, started)
+            return self._start(passdb, wanted, started, tls_proxy)
         except Exception as exc:
             for name in _ORDER:
                 if name in started:
@@ -144,7 +150,9 @@ class Lab:
         if reason is not None:
             raise LabError(64, f"--passdb {passdb}: {reason}")
 
-    def _start(self, passdb: str, ports: dict[str, int], started: dict[str, int]) -> dict[str, Any]:
+    def _start(
+        self, passdb: str, ports: dict[str, int], started: dict[str, int], tls_proxy: bool
+    ) -> dict[str, Any]:
         d = self.directory
         names = Directory()
         users = {name: f"{name}-{secrets.token_urlsafe(6)}" for name in DEMO_USERS}
@@ -160,6 +168,8 @@ class Lab:
         password_file.write_text(names.service_password + "\n")
         write_key_file(etc / "portal.key", secrets.token_bytes(32))
         web_port = ports.get("web") or free_port()
+        # Behind the proxy, the web port is nginx's and the portal gets one of its own.
+        portal_port = free_port() if tls_proxy else web_port
 
         clients = d / "clients"
         share = d / "share"
@@ -178,9 +188,12 @@ class Lab:
                 "totp": {"issuer": "twostep lab"},
                 "audit": {"syslog": False, "file": str(d / "audit.log")},
                 "portal": {
-                    "listen": f"127.0.0.1:{web_port}",
+                    "listen": f"127.0.0.1:{portal_port}",
                     "secret_key_file": str(etc / "portal.key"),
-                    "secure_cookies": False,  # plain HTTP, loopback only
+                    # Behind nginx: HTTPS, __Host- cookies, X-Forwarded-* believed from it.
+                    # Without: plain HTTP on loopback, nothing forwarded is believed.
+                    "secure_cookies": tls_proxy,
+                    "trusted_proxies": 1 if tls_proxy else 0,
                 },
             },
         )
@@ -203,9 +216,21 @@ class Lab:
         postfix.start()
         started["postfix"] = _pid(postfix.pid)
 
-        portal = Portal(d / "portal", daemon.config_path, web_port)
+        portal = Portal(d / "portal", daemon.config_path, portal_port)
         portal.start()
         started["portal"] = _pid(portal.pid)
+        proxy_info: dict[str, Any] = {"portal_url": portal.url}
+        if tls_proxy:
+            nginx = Nginx(d / "nginx", web_port, ("127.0.0.1", portal_port))
+            nginx.start()
+            started["nginx"] = _pid(nginx.pid)
+            proxy_info = {
+                "portal_url": nginx.url,
+                "portal_backend": portal.url,
+                "portal_ca": str(nginx.certificates.ca),
+                "portal_spki": nginx.spki_pin,
+                "nginx_access_log": str(nginx.access_log),
+            }
 
         pam_service = self._install_pam_service(clients / PAM_LOADER, daemon.socket)
         info = {
@@ -219,7 +244,7 @@ class Lab:
             "imap_port": dovecot.imap_port,
             "pop3_port": dovecot.pop3_port,
             "smtp_port": postfix.port,
-            "portal_url": portal.url,
+            **proxy_info,
             "daemon_socket": str(daemon.socket),
             "passdb": passdb,
             "audit_log": str(d / "audit.log"),
@@ -281,13 +306,20 @@ class Lab:
     @staticmethod
     def describe(info: dict[str, Any]) -> str:
         users = "\n".join(f"    {u['name']:<8} {u['password']}" for u in info["users"])
+        proxy = (
+            f"  (nginx, TLS; to {info['portal_backend']})\n"
+            f"              CA {info['portal_ca']}\n"
+            f"              Chromium: --ignore-certificate-errors-spki-list={info['portal_spki']}"
+            if "portal_backend" in info
+            else ""
+        )
         return f"""twostep lab is up in {info["dir"]} (passdb: {info["passdb"]})
 
   LDAP        {info["ldap_uri"]}  base {info["base_dn"]}
               admin {info["admin_dn"]}  password {info["admin_password"]}
   IMAP        127.0.0.1:{info["imap_port"]}     POP3  127.0.0.1:{info["pop3_port"]}
   SMTP AUTH   127.0.0.1:{info["smtp_port"]}
-  portal      {info["portal_url"]}
+  portal      {info["portal_url"]}{proxy}
   twostepd    {info["daemon_socket"]}
   PAM service {info.get("pam_service") or "(written to /etc/pam.d only when run as root)"}
   audit log   {info["audit_log"]}

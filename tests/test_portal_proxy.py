@@ -1,0 +1,315 @@
+"""The portal as it is deployed: behind Debian's nginx terminating TLS on loopback, with a
+certificate from the lab's CA and ``portal.trusted_proxies: 1`` (issue 14 M2).
+
+Before, waitress deleted every X-Forwarded-* header (``clear_untrusted_proxy_headers``
+without a ``trusted_proxy``) before the application could read them: behind the proxy
+every form was refused for its ``Origin: https://...`` (403), and every attempt was
+recorded from 127.0.0.1, so one success cleared every attacker's failures. Here the
+browser story runs through nginx over HTTPS in headless Chromium; a sign-in sent from a
+chosen loopback address is audited from that address; forwarded headers sent to the
+portal by anyone but the proxy, or to nginx by the browser, are not believed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import ssl
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import leaks
+from support.browser import CHROMIUM, Person, chromium, next_code
+from support.stack import LAB_INFO_KEYS, world_readable_directory
+
+from pam_twostep.config import PortalConfig
+from pam_twostep.errors import ConfigError
+from pam_twostep.lab.nginx import NGINX
+from pam_twostep.lab.stack import Lab
+from pam_twostep.portal.app import proxy_options
+from pam_twostep.totp import decode_secret, time_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+needs_nginx = pytest.mark.skipif(not Path(NGINX).exists(), reason="Debian's nginx is not installed")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict[str, Any]]:
+    instance = Lab(world_readable_directory("twostep-proxy-") / "lab")
+    info = instance.up(tls_proxy=True)
+    pids = dict(json.loads(instance.state_path.read_text())["pids"])
+    yield info
+    assert "nginx" in instance.down()
+    assert not alive(pids["nginx"]) and not alive(pids["portal"])
+
+
+class Client:
+    """A browser-like HTTP client (cookies, the page's CSRF token) that connects from a
+    chosen loopback address, through nginx (HTTPS, the lab's CA and nothing else, names
+    checked) or straight to the portal (HTTP)."""
+
+    def __init__(self, base: str, source: str, ca: str | None = None) -> None:
+        self.base = base
+        url = urllib.parse.urlsplit(base)
+        self.host, self.port = url.hostname or "", url.port or 0
+        self.source = source
+        self.context = ssl.create_default_context(cafile=ca) if url.scheme == "https" else None
+        self.cookies: dict[str, str] = {}
+        self.token = ""
+
+    def request(
+        self, method: str, path: str, form: dict[str, str] | None = None, **headers: str
+    ) -> tuple[int, dict[str, str], str]:
+        connection: http.client.HTTPConnection
+        if self.context is not None:
+            connection = http.client.HTTPSConnection(
+                self.host, self.port, source_address=(self.source, 0), context=self.context
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                self.host, self.port, source_address=(self.source, 0)
+            )
+        sent = {k.replace("_", "-"): v for k, v in headers.items()}
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode({**form, "csrf": self.token})
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            connection.request(method, path, body=body, headers=sent)
+            response = connection.getresponse()
+            text = response.read().decode()
+            for header in response.headers.get_all("Set-Cookie") or []:
+                name, _, value = header.split(";", 1)[0].partition("=")
+                self.cookies[name.strip()] = value
+            found = re.search(r'name="csrf" value="([^"]+)"', text)
+            if found:
+                self.token = found.group(1)
+            return response.status, dict(response.headers), text
+        finally:
+            connection.close()
+
+    def sign_in(self, user: str, password: str, **headers: str) -> tuple[int, dict[str, str]]:
+        self.request("GET", "/signin")
+        status, answer, _ = self.request(
+            "POST", "/signin", {"user": user, "password": password}, **headers
+        )
+        return status, answer
+
+
+def password(lab: dict[str, Any], user: str) -> str:
+    secret = str(next(u["password"] for u in lab["users"] if u["name"] == user))
+    leaks.remember(secret)
+    return secret
+
+
+def logins(lab: dict[str, Any], user: str) -> list[dict[str, Any]]:
+    path = Path(lab["audit_log"])
+    lines = path.read_text().splitlines() if path.exists() else []
+    events = [json.loads(line) for line in lines]
+    return [e for e in events if e.get("action") == "login" and e.get("user") == user]
+
+
+def last_login(lab: dict[str, Any], user: str, after: int) -> dict[str, Any]:
+    """The newest sign-in event of ``user`` beyond the first ``after`` ones."""
+    deadline = time.monotonic() + 5
+    while len(found := logins(lab, user)) <= after and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(found) > after, f"no new sign-in of {user} audited"
+    return found[-1]
+
+
+# -- waitress's proxy settings ----------------------------------------------------------
+
+
+def test_proxy_headers_are_believed_from_the_loopback_proxy_alone() -> None:
+    assert "trusted_proxy" not in proxy_options(PortalConfig())
+    options = proxy_options(PortalConfig(trusted_proxies=1))
+    assert options["trusted_proxy"] == "127.0.0.1" and options["trusted_proxy_count"] == 1
+    assert options["trusted_proxy_headers"] == {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+    assert options["clear_untrusted_proxy_headers"] is True
+    assert (
+        proxy_options(PortalConfig(listen=("::1", 8080), trusted_proxies=2))["trusted_proxy"]
+        == "::1"
+    )
+    for host in ("0.0.0.0", "192.0.2.10", "localhost", "::"):  # noqa: S104 - refused
+        with pytest.raises(ConfigError, match="loopback"):
+            proxy_options(PortalConfig(listen=(host, 8080), trusted_proxies=1))
+
+
+# -- through nginx -----------------------------------------------------------------------
+
+
+@needs_nginx
+def test_a_sign_in_through_nginx_with_the_browsers_origin_is_accepted(
+    lab: dict[str, Any],
+) -> None:
+    """The 403 of M2: the browser's Origin is https://..., which the portal now sees."""
+    client = Client(lab["portal_url"], "127.0.0.6", lab["portal_ca"])
+    status, headers = client.sign_in("bob", password(lab, "bob"), Origin=lab["portal_url"])
+    assert status == 302 and headers["Location"] == "/", status
+    assert "__Host-twostep" in client.cookies
+    status, _, page = client.request("GET", "/")
+    assert status == 200 and "Account Security" in page
+    # The Origin check still works behind the proxy: a foreign one is refused, and a
+    # forwarded host the browser makes up is not the proxy's.
+    stranger = Client(lab["portal_url"], "127.0.0.6", lab["portal_ca"])
+    status, _ = stranger.sign_in("bob", "x", Origin="https://evil.example")
+    assert status == 403
+    status, _ = stranger.sign_in(
+        "bob", "x", Origin="https://evil.example", X_Forwarded_Host="evil.example"
+    )
+    assert status == 403
+
+
+@needs_nginx
+def test_a_sign_in_is_audited_from_the_address_nginx_forwarded(lab: dict[str, Any]) -> None:
+    """Not 127.0.0.1 (nginx's own address), and not what the browser wrote in
+    X-Forwarded-For: nginx replaces that with the peer it saw. (No Origin on the first
+    attempt, as from a script: the old code then answered, from 127.0.0.1.)"""
+    secret = password(lab, "bob")
+    before = len(logins(lab, "bob"))
+    client = Client(lab["portal_url"], "127.0.0.7", lab["portal_ca"])
+    status, _ = client.sign_in("bob", secret + "-wrong", X_Forwarded_For="203.0.113.7")
+    assert status == 401
+    event = last_login(lab, "bob", before)
+    assert (event["outcome"], event["remote"]) == ("deny", "127.0.0.7"), event
+    status, _ = client.sign_in("bob", secret, Origin=lab["portal_url"])
+    assert status == 302
+    event = last_login(lab, "bob", before + 1)
+    assert (event["outcome"], event["remote"]) == ("accept", "127.0.0.7"), event
+    access = Path(lab["nginx_access_log"]).read_text()
+    assert "127.0.0.7 [" in access and '"POST /signin" 302' in access
+    assert secret not in access and "csrf" not in access  # no form body, no query
+
+
+@needs_nginx
+def test_forwarded_headers_straight_to_the_portal_are_ignored(lab: dict[str, Any]) -> None:
+    """A peer that is not the proxy chooses neither its audited address nor the
+    scheme and host the Origin check compares with."""
+    before = len(logins(lab, "carol"))
+    forged = {
+        "X_Forwarded_For": "203.0.113.9",
+        "X_Forwarded_Proto": "https",
+        "X_Forwarded_Host": "portal.example",
+    }
+    client = Client(lab["portal_backend"], "127.0.0.9")
+    status, _ = client.sign_in("carol", password(lab, "carol") + "-wrong", **forged)
+    assert status == 401
+    event = last_login(lab, "carol", before)
+    assert event["remote"] == "127.0.0.9", event
+    # Had the forged scheme and host been believed, this Origin would have matched.
+    status, _ = client.sign_in("carol", "x", Origin="https://portal.example", **forged)
+    assert status == 403
+
+
+# -- the browser story over HTTPS ----------------------------------------------------------
+
+
+@needs_nginx
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_the_browser_story_through_nginx_over_https(lab: dict[str, Any]) -> None:
+    """Sign in, set up, the code step, trust the browser, the account page: in headless
+    Chromium that accepts the lab's certificate by its key alone."""
+    with chromium() as plain:  # without the lab's key the certificate is refused
+        page = plain.new_page()
+        with pytest.raises(Exception, match="ERR_CERT_AUTHORITY_INVALID"):
+            page.goto(lab["portal_url"] + "/signin")
+    with chromium(f"--ignore-certificate-errors-spki-list={lab['portal_spki']}") as browser:
+        alice = Person(browser, lab, "alice", "first browser")
+        page = alice.page
+        assert alice.sign_in() == "account"
+        assert "Off. Signing in asks for your password only." in alice.text()
+        cookies = {c["name"]: c for c in alice.context.cookies()}
+        session = cookies["__Host-twostep"]
+        assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Lax"
+        # (page.request would go through Playwright's own client, not Chromium's.)
+        response = page.goto(alice.url + "/")
+        assert response is not None
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+
+        page.click("text=Set up two-step verification")
+        page.fill("#password", alice.password)
+        alice.submit("/setup")
+        key_text = page.inner_text("#key").replace(" ", "")
+        leaks.remember(key_text)
+        code, step = next_code(decode_secret(key_text), time_step(time.time(), 30) - 2)
+        leaks.remember(code)
+        page.fill("#code", code)
+        alice.submit("/setup/confirm")
+        codes = page.inner_text("#codes").split()
+        leaks.remember(codes)
+        assert len(codes) == 10
+        page.click("text=I have saved them")
+        assert "On. Signing in asks for your password and a code" in alice.text()
+        alice.sign_out()
+
+        phone = Person(browser, lab, "alice", "second browser")
+        assert phone.sign_in() == "code"
+        phone.check_accessible()
+        code, step = next_code(decode_secret(key_text), step)
+        leaks.remember(code)
+        phone.enter_code(code, trust=True)
+        assert phone.page.url == phone.url + "/"
+        assert "this browser" in phone.text()
+        phone.check_accessible()
+        device = {c["name"]: c for c in phone.context.cookies()}["__Host-twostep-device"]
+        assert device["secure"] and device["httpOnly"] and device["sameSite"] == "Strict"
+        phone.sign_out()
+        assert phone.sign_in() == "account"  # trusted: no code asked
+        for person in (alice, phone):
+            person.context.close()
+
+
+@needs_nginx
+def test_lab_up_tls_proxy_from_the_command_line() -> None:
+    """``twostep lab up --tls-proxy``: the portal's address is nginx's, over HTTPS with a
+    certificate the lab's CA signed for 127.0.0.1; ``lab down`` stops nginx too."""
+    directory = world_readable_directory("twostep-proxy-cli-") / "lab"
+    twostep = [str(REPO / ".venv/bin/twostep")]
+    up = subprocess.run(
+        [*twostep, "lab", "up", "--tls-proxy", "--dir", str(directory), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        data = json.loads(up.stdout)
+        assert set(data) >= LAB_INFO_KEYS | {"portal_backend", "portal_ca", "portal_spki"}
+        assert data["portal_url"].startswith("https://127.0.0.1:")
+        assert data["portal_backend"].startswith("http://127.0.0.1:")
+        client = Client(data["portal_url"], "127.0.0.1", data["portal_ca"])
+        assert client.request("GET", "/signin")[0] == 200  # verified: CA, name, dates
+        config = (directory / "nginx" / "nginx.conf").read_text()
+        directives = [line for line in config.splitlines() if not line.lstrip().startswith("#")]
+        assert not any("/etc/" in line or "/var/" in line for line in directives)
+        assert "listen 127.0.0.1:" in config
+    finally:
+        down = subprocess.run(
+            [*twostep, "lab", "down", "--dir", str(directory)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert down.returncode == 0 and "stopped: nginx, portal, postfix" in down.stdout
