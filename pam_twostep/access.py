@@ -2,9 +2,13 @@
 
 The kernel tells twostepd the uid, gid and pid of the process at the other end of a
 UNIX socket (SO_PEERCRED) and its supplementary groups (SO_PEERGROUPS); nothing the
-client says about itself is believed. Two lists in the configuration decide: ``verify``
-may ask whether a login is right, ``manage`` may also change accounts. Root is not
-special unless it is listed.
+client says about itself is believed. Three lists in the configuration decide:
+``verify`` may ask whether a login is right, ``manage`` may also change any account
+(the administrator's right), and ``self_service`` (the portal) may change an account only
+for a user who has just proved their password (and code) to twostepd in a sign-in, with
+the proof twostepd handed back then: a self-service peer never gets admin semantics, so
+a compromised portal can act only for the users who sign in to it while it is. Root is
+not special unless it is listed.
 
 Rights go by number, never by name. The configuration names users and groups (that is
 what an administrator writes); ``resolve`` turns them into uids and gids once, when the
@@ -44,6 +48,8 @@ primary group considered (fail closed: a right given by a later group is not gra
 class Right(Enum):
     VERIFY = "verify"
     MANAGE = "manage"
+    SELF_SERVICE = "self-service"
+    """Change an account only with a sign-in proof for it (handlers' portal sessions)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,8 @@ class Grant:
 
 @dataclass(frozen=True)
 class Rules:
-    """``daemon.verify`` and ``daemon.manage`` as ids, resolved once."""
+    """``daemon.verify``, ``daemon.manage`` and ``daemon.self_service`` as ids, resolved
+    once."""
 
     verify: Grant = Grant()
     manage: Grant = Grant()
@@ -85,6 +92,7 @@ class Rules:
     they grant nothing until they exist and the daemon reloads."""
     names: Mapping[int, str] = field(default_factory=dict, compare=False)
     """uid -> the name it was listed under, so listed users are named without NSS."""
+    self_service: Grant = Grant()
 
     def name_of(self, uid: int) -> str | None:
         return self.names.get(uid)
@@ -93,7 +101,11 @@ class Rules:
         """For the log at start and reload: which ids each right went to."""
         return "; ".join(
             f"{name}: uids {_ids(grant.uids)}, gids {_ids(grant.gids)}"
-            for name, grant in (("verify", self.verify), ("manage", self.manage))
+            for name, grant in (
+                ("verify", self.verify),
+                ("manage", self.manage),
+                ("self_service", self.self_service),
+            )
         )
 
 
@@ -128,15 +140,21 @@ def resolve(config: DaemonConfig) -> Rules:
     names: dict[int, str] = {}
     verify = _resolve_list(config.verify, "daemon.verify", unknown, names)
     manage = _resolve_list(config.manage, "daemon.manage", unknown, names)
-    return Rules(verify, manage, tuple(unknown), names)
+    self_service = _resolve_list(config.self_service, "daemon.self_service", unknown, names)
+    return Rules(verify, manage, tuple(unknown), names, self_service)
 
 
 def rights_of(peer: Peer, rules: Rules) -> frozenset[Right]:
+    """Each list's right, and ``verify`` with either of the others (changing an account
+    starts from a sign-in). A peer in several lists has the union."""
+    rights: set[Right] = set()
     if rules.manage.admits(peer):
-        return frozenset({Right.VERIFY, Right.MANAGE})
+        rights |= {Right.VERIFY, Right.MANAGE}
+    if rules.self_service.admits(peer):
+        rights |= {Right.VERIFY, Right.SELF_SERVICE}
     if rules.verify.admits(peer):
-        return frozenset({Right.VERIFY})
-    return frozenset()
+        rights.add(Right.VERIFY)
+    return frozenset(rights)
 
 
 _names: dict[int, tuple[float, str]] = {}

@@ -152,7 +152,12 @@ class DaemonConfig:
     """May ask whether a login is right (Dovecot, Postfix, PAM as root). Names here are
     resolved to ids at start and reload; peers are matched by uid and gid."""
     manage: AccessList = AccessList(frozenset({"root"}))
-    """May change accounts (the twostep command as root, the portal's user)."""
+    """May change any account, admin operations included (the twostep command as root).
+    Not the portal: a self-service peer listed here could administer every account."""
+    self_service: AccessList = AccessList(frozenset({"twostep-portal"}))
+    """May change an account only for a user who has just signed in through twostepd,
+    carrying the proof twostepd issued then (the portal's user); never reset, unlock,
+    policy, import, keys, or a disable without the password."""
     processes: int = 0
     """Serving processes sharing the socket; 0 = one per CPU (at most 8). Python runs one
     thread at a time per process, so this is what uses more than one core."""
@@ -604,6 +609,7 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         socket_group=daemon.take("socket_group", _group_name, defaults.socket_group),
         verify=daemon.take("verify", _access_list, defaults.verify),
         manage=daemon.take("manage", _access_list, defaults.manage),
+        self_service=daemon.take("self_service", _access_list, defaults.self_service),
         processes=daemon.take("processes", _integer(0, 64), defaults.processes),
         workers=daemon.take("workers", _integer(1, 256), defaults.workers),
         max_connections=daemon.take(

@@ -496,6 +496,27 @@ class Engine:
         loaded = self._require(username)
         return management.status(loaded.state, loaded.policy, loaded.policy_dn, self._now())
 
+    def session_generation(self, username: str) -> str | None:
+        """What a portal session is bound to (issue 14 M4), read afresh: the password
+        stamp (any password change, in the portal or not, ends every session), whether
+        two-step is on and the sealed key (a disable, a reset or a new authenticator end
+        them too, and a re-enrollment never revives an old one). None for no account.
+
+        A digest, so a caller holding it learns nothing of the entry; derived from values
+        the entry has already, so no attribute is added for it."""
+        name = check_username(username)
+        loaded = self._load(name) if name is not None else None
+        if loaded is None:
+            return None
+        state = loaded.state
+        parts = ("twostep-portal-session", state.stamp, str(state.enabled), state.secret or "")
+        return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+    def record_sign_out(self, username: str, *, actor: str | None = None) -> None:
+        """The audit event of a portal sign-out, which ended every portal session of the
+        account (twostepd keeps that in memory: the entry is not written)."""
+        self._emit_done("sign-out", username, actor)
+
     def enroll_begin(
         self,
         username: str,

@@ -11,7 +11,21 @@ state or the policy says no, or ``{"result": "tempfail"}``.
 
 Errors, all as ``{"result": "error", "error": <code>}``:
 ``malformed`` (not a valid request), ``unknown-op``, ``forbidden`` (peer not allowed),
-``too-large``, ``timeout`` (request not complete in time), ``busy`` (too many at once).
+``too-large``, ``timeout`` (request not complete in time), ``busy`` (too many at once),
+``session-ended`` (a self-service request whose sign-in proof is not, or no longer, good:
+the portal signs the browser out).
+
+Self-service (the ``self-service`` right, the portal; issue 14 M5): an ``auth`` that
+proves a user's password (accept, or the enrollment a policy requires) answers, to such a
+peer only, a ``session`` proof too: an HMAC, under a key in twostepd's memory, over the
+user, the peer's uid, the time and the account's session generation
+(``Engine.session_generation``: password stamp, two-step on or off, the sealed key). The
+account operations a user may make on themselves (``SELF_SERVICE``) then take that proof
+in ``session`` and act only for the user it names; admin operations (reset, unlock,
+policy, import, keys, stats, a disable without the password) are not among them. The
+proof dies with a password change however made, a disable, a reset, a new authenticator,
+the sign-out of any of the account's portal sessions (``session-end``; issue 14 M4), after
+``SESSION_LIFETIME``, and when twostepd restarts.
 """
 
 from __future__ import annotations
@@ -19,8 +33,14 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
+import hmac
 import logging
+import mmap
+import multiprocessing
 import os
+import secrets
+import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +48,7 @@ from typing import Any, NamedTuple
 
 from .access import Peer, Right
 from .continuation import Continuations
-from .decision import Attempt, Decision, Flow, Outcome
+from .decision import Attempt, Decision, Flow, Outcome, Reason
 from .engine import Engine, PolicyEntry
 from .errors import DirectoryIncomplete, RefusalReason, Refused, TemporaryFailure
 from .management import AccountStatus
@@ -51,6 +71,7 @@ class Malformed(Exception):
 class Caller(NamedTuple):
     peer: Peer
     continuations: Continuations
+    rights: frozenset[Right] = frozenset()
 
 
 def error(code: str) -> Reply:
@@ -166,7 +187,96 @@ def _auth(engine: Engine, request: Mapping[str, object], caller: Caller) -> Repl
     reply = _decision_reply(decision)
     if decision.outcome is Outcome.CHALLENGE and proof.issued is not None:
         reply["continuation"] = proof.issued
+    if Right.SELF_SERVICE in caller.rights and _password_proven(decision):
+        token = _SESSIONS.issue(engine, decision.username, caller.peer.uid)
+        if token is not None:
+            reply["session"] = token
     return reply
+
+
+def _password_proven(decision: Decision) -> bool:
+    """A sign-in the portal may open a session for: accepted, or the password right and
+    the policy asking for enrollment (the only page such a session reaches is setup)."""
+    return decision.outcome is Outcome.ACCEPT or decision.reason is Reason.ENROLLMENT_REQUIRED
+
+
+SESSION_LIFETIME = 7 * 86400
+"""The longest a portal session proof lives: the portal's own ``session_lifetime`` at its
+most. The portal ends its sessions sooner; this is the daemon's bound."""
+_SIGN_OUT_SLOTS = 1 << 16
+
+
+class PortalSessions:
+    """The portal's sessions as twostepd sees them: proofs it issued at sign-in, and when
+    each account last signed out.
+
+    Sign-outs live in memory shared by every serving process (an anonymous mapping made
+    before they are forked), one slot per hash of the user name holding the latest
+    sign-out time in milliseconds: a proof issued before its slot's time is dead. Two
+    accounts sharing a slot means one's sign-out also signs the other out (fail closed,
+    never the other way); no slot is ever freed or overwritten with an older time, so
+    there is nothing to fill up. The key and the slots are lost together when twostepd
+    restarts, which ends every portal session: nothing about them is written to the
+    directory."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+        self._slots = mmap.mmap(-1, 8 * _SIGN_OUT_SLOTS)
+        self._lock = multiprocessing.Lock()
+
+    def _slot(self, user: str) -> int:
+        digest = hmac.new(self._key, b"slot\0" + user.encode("utf-8", "surrogatepass"), "sha256")
+        return 8 * (int.from_bytes(digest.digest()[:4], "big") % _SIGN_OUT_SLOTS)
+
+    def _mac(self, user: str, uid: int, generation: str, issued: int) -> str:
+        message = f"portal-session\0{user}\0{uid}\0{generation}\0{issued}"
+        digest = hmac.new(self._key, message.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return base64.urlsafe_b64encode(digest.digest()[:24]).decode("ascii")
+
+    @staticmethod
+    def _now_ms() -> int:
+        return time.time_ns() // 1_000_000
+
+    def issue(self, engine: Engine, user: str, uid: int) -> str | None:
+        """A proof for ``user`` signing in through peer ``uid`` now; None if the account
+        cannot be read (then there is no session, fail closed)."""
+        generation = engine.session_generation(user)
+        if generation is None:
+            return None
+        issued = self._now_ms()
+        return f"{issued}.{self._mac(user, uid, generation, issued)}"
+
+    def valid(self, engine: Engine, token: object, user: str, uid: int) -> bool:
+        """Whether ``token`` is a live proof for ``user`` through peer ``uid``: the
+        cheap checks first, the account (one read) last."""
+        if not isinstance(token, str) or len(token) > 128:
+            return False
+        issued_text, _, mac = token.partition(".")
+        if not issued_text.isascii() or not issued_text.isdigit() or len(issued_text) > 15:
+            return False
+        issued, now = int(issued_text), self._now_ms()
+        if issued > now + 1000 or now - issued >= SESSION_LIFETIME * 1000:
+            return False
+        (signed_out,) = struct.unpack_from("<q", self._slots, self._slot(user))
+        if issued <= signed_out:
+            return False
+        generation = engine.session_generation(user)
+        if generation is None:
+            return False
+        expected = self._mac(user, uid, generation, issued)
+        return hmac.compare_digest(mac.encode("ascii", "replace"), expected.encode("ascii"))
+
+    def end(self, user: str) -> None:
+        """Every proof for ``user`` issued until now stops working, in every process."""
+        offset, now = self._slot(user), self._now_ms()
+        with self._lock:
+            (before,) = struct.unpack_from("<q", self._slots, offset)
+            struct.pack_into("<q", self._slots, offset, max(before, now))
+
+
+_SESSIONS = PortalSessions()
+"""Made at import, before twostepd forks its serving processes: one key and one set of
+sign-outs for all of them, as a browser's requests may reach any."""
 
 
 class _Continuation:
@@ -313,6 +423,62 @@ def _manage(
             return {"result": "refused", "reason": exc.reason.value, "message": str(exc)}
 
     return handler
+
+
+class _SessionEnded(Exception):
+    """A self-service request without a live sign-in proof for the user it names."""
+
+
+def _self_service(
+    schema: Mapping[str, _Field],
+    call: Callable[[Engine, dict[str, Any], str], Reply],
+    *,
+    renews: bool = False,
+) -> Handler:
+    """An account operation for the user who signed in: the request's ``session`` must be
+    a live proof (``PortalSessions``) for its ``user`` through this peer, or nothing is
+    done. With ``renews`` the change moves the session generation (a new password, key
+    or two-step state), so the reply carries a fresh proof for the session that made it;
+    every other session of the account has ended."""
+    checked = {**schema, "session": _Field(str, True, 128)}
+
+    def handler(engine: Engine, request: Mapping[str, object], caller: Caller) -> Reply:
+        if "session" not in request:
+            raise _SessionEnded("no session proof")
+        values = _validate(request, checked)
+        if not _SESSIONS.valid(engine, values["session"], values["user"], caller.peer.uid):
+            raise _SessionEnded("the session proof is not good")
+        try:
+            reply: Reply = {"result": "ok", **call(engine, values, caller.peer.user)}
+        except Refused as exc:
+            return {"result": "refused", "reason": exc.reason.value, "message": str(exc)}
+        if renews:
+            token = _SESSIONS.issue(engine, values["user"], caller.peer.uid)
+            if token is not None:
+                reply["session"] = token
+        return reply
+
+    return handler
+
+
+def _self_disable(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    """Never the admin's disable: the user's own password (and code) are checked."""
+    engine.disable(
+        v["user"],
+        password=v["password"],
+        code=v.get("code"),
+        admin=False,
+        actor=actor,
+        service=v.get("service", "twostep"),
+        remote=v.get("remote", ""),
+    )
+    return {}
+
+
+def _session_end(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
+    _SESSIONS.end(v["user"])
+    engine.record_sign_out(v["user"], actor=actor)
+    return {}
 
 
 def _status(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
@@ -514,6 +680,7 @@ def _policy_assign(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
 
 
 _CONTEXT = {"service": _Field(str, max_length=64), "remote": _Field(str, max_length=64)}
+_SESSION_END = _self_service(_USER, _session_end)
 _SETTINGS = {"settings": _Field(dict)}
 
 Handler = Callable[[Engine, Mapping[str, object], "Caller"], Reply]
@@ -522,6 +689,7 @@ OPS: dict[str, tuple[Right, Handler]] = {
     "auth": (Right.VERIFY, _auth),
     "lookup": (Right.VERIFY, _lookup),
     "stats": (Right.MANAGE, _stats),
+    "session-end": (Right.SELF_SERVICE, _SESSION_END),
     "status": (Right.MANAGE, _manage(_USER, _status)),
     "enroll-begin": (
         Right.MANAGE,
@@ -629,6 +797,66 @@ OPS: dict[str, tuple[Right, Handler]] = {
 }
 
 
+_PASSCODE_ADD = {
+    **_USER,
+    "label": _Field(str, True, 256),
+    "services": _Field(str, max_length=512),
+    "lifetime": _Field(int),
+}
+_LABEL = {**_USER, "label": _Field(str, True, 256)}
+_DEVICE = {**_USER, "device": _Field(str, True, 64)}
+_PASSWORD_CHANGE = {
+    **_USER,
+    "old": _Field(str, True),
+    "new": _Field(str, True),
+    "keep_device": _Field(str, max_length=64),
+    **_CONTEXT,
+}
+SELF_SERVICE: dict[str, Handler] = {
+    "session-end": _SESSION_END,
+    "status": _self_service(_USER, _status),
+    "enroll-begin": _self_service(
+        {**_USER, "password": _Field(str, True), "code": _Field(str, max_length=64), **_CONTEXT},
+        _enroll_begin,
+    ),
+    "enroll-confirm": _self_service(
+        {**_USER, "code": _Field(str, True, 64), **_CONTEXT}, _enroll_confirm, renews=True
+    ),
+    "disable": _self_service(
+        {**_USER, "password": _Field(str, True), "code": _Field(str, max_length=64), **_CONTEXT},
+        _self_disable,
+        renews=True,
+    ),
+    "codes": _self_service(_USER, _codes),
+    "codes-regenerate": _self_service(_USER, _codes_regenerate),
+    "passcode-add": _self_service(_PASSCODE_ADD, _passcode_add),
+    "passcode-revoke": _self_service(_LABEL, _passcode_revoke),
+    "passcode-revoke-all": _self_service(_USER, _passcode_revoke_all),
+    "device-revoke": _self_service(_DEVICE, _device_revoke),
+    "device-revoke-others": _self_service(_DEVICE, _device_revoke_others),
+    "device-revoke-all": _self_service(_USER, _device_revoke_all),
+    "password-change": _self_service(_PASSWORD_CHANGE, _password_change, renews=True),
+}
+"""What the ``self-service`` right reaches: each a user's change to their own account,
+with the proof of their sign-in. Nothing here is an admin operation; ``disable`` checks
+the password. A peer with ``manage`` as well gets these when it sends ``session``."""
+
+
+def _handler_for(
+    op: str, request: Mapping[str, object], rights: frozenset[Right]
+) -> Handler | None:
+    """The handler this peer's rights give it for ``op``, or None (forbidden). A
+    self-service peer gets the self-service form; ``manage`` the admin one unless the
+    request carries a session proof, which asks for the self-service form."""
+    entry = OPS[op]
+    self_form = SELF_SERVICE.get(op) if Right.SELF_SERVICE in rights else None
+    if self_form is not None and ("session" in request or entry[0] not in rights):
+        return self_form
+    if entry[0] in rights:
+        return entry[1]
+    return None
+
+
 _SHARED_CONTINUATIONS = Continuations()
 
 
@@ -641,15 +869,18 @@ def handle(
 ) -> Reply:
     """The reply to one request. Never raises: failures become error or tempfail replies."""
     op = request.get("op")
-    entry = OPS.get(op) if isinstance(op, str) else None
-    if entry is None:
+    handler = _handler_for(op, request, rights) if isinstance(op, str) and op in OPS else None
+    if not isinstance(op, str) or op not in OPS:
         reply = error("unknown-op")
-    elif entry[0] not in rights:
+    elif handler is None:
         log.warning("refused %s from %s: not allowed", op, peer)
         reply = error("forbidden")
     else:
         try:
-            reply = entry[1](engine, request, Caller(peer, continuations))
+            reply = handler(engine, request, Caller(peer, continuations, rights))
+        except _SessionEnded as exc:
+            log.warning("refused %s from %s: %s", op, peer, exc)
+            reply = error("session-ended")
         except Malformed as exc:
             log.info("malformed %s request from %s: %s", op, peer, exc)
             reply = error("malformed")

@@ -41,6 +41,29 @@ def test_rights_go_by_id() -> None:
     assert rights_of(peer("mallory", 1001, 100, 100, 27), RULES) == frozenset()
 
 
+def test_self_service_is_not_manage() -> None:
+    """Issue 14 M5: the portal's right verifies and serves its signed-in users, and is
+    never the admin's; a peer in both lists has both."""
+    rules = Rules(
+        verify=RULES.verify,
+        manage=Grant(frozenset({0})),
+        self_service=Grant(frozenset({998}), frozenset({4200})),
+    )
+    portal = {Right.VERIFY, Right.SELF_SERVICE}
+    assert rights_of(peer("twostep-portal", 998, 998), rules) == portal
+    assert rights_of(peer("x", 4002, 4200), rules) == portal
+    assert Right.MANAGE not in rights_of(peer("twostep-portal", 998, 998), rules)
+    both = Rules(manage=Grant(frozenset({0})), self_service=Grant(frozenset({0})))
+    assert rights_of(peer("root", 0, 0), both) == {Right.VERIFY, Right.MANAGE, Right.SELF_SERVICE}
+    assert "self_service: uids 998" in rules.describe()
+
+
+def test_the_portal_is_self_service_by_default() -> None:
+    defaults = DaemonConfig()
+    assert "twostep-portal" in defaults.self_service.users
+    assert "twostep-portal" not in defaults.manage.users
+
+
 def test_a_name_is_worth_nothing() -> None:
     """S1: an account NSS also serves as "dovecot" or "root" (a directory user with a uid
     of its own), or in a group of the same name as a listed one, gets no right."""
@@ -53,6 +76,7 @@ def test_resolve_turns_names_into_ids_once() -> None:
     config = DaemonConfig(
         verify=AccessList(frozenset({"dovecot", "no-such-user-x"}), frozenset({"mail"})),
         manage=AccessList(frozenset({"root"}), frozenset({"no-such-group-x"})),
+        self_service=AccessList(frozenset({"no-such-portal-x"})),
     )
     rules = resolve(config)
     assert rules.verify == Grant(frozenset({DOVECOT.pw_uid}), frozenset({MAIL.gr_gid}))
@@ -60,11 +84,15 @@ def test_resolve_turns_names_into_ids_once() -> None:
     assert rules.unknown == (
         "daemon.verify.users: no-such-user-x",
         "daemon.manage.groups: no-such-group-x",
+        "daemon.self_service.users: no-such-portal-x",
     )
+    assert rules.self_service == Grant()
     assert rules.name_of(DOVECOT.pw_uid) == "dovecot" and rules.name_of(5000) is None
     assert f"uids {DOVECOT.pw_uid}" in rules.describe() and "gids none" in rules.describe()
     # nothing configured resolves to nothing: no peer has a right (fail closed)
-    empty = resolve(DaemonConfig(verify=AccessList(), manage=AccessList()))
+    empty = resolve(
+        DaemonConfig(verify=AccessList(), manage=AccessList(), self_service=AccessList())
+    )
     assert rights_of(peer("root", 0, 0), empty) == frozenset()
 
 

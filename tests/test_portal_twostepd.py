@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pam_twostep import wire
-from pam_twostep.portal.twostepd import Refusal, Twostepd, Unavailable
+from pam_twostep.portal.twostepd import Refusal, SessionEnded, Twostepd, Unavailable
 
 
 def answering(reply: Any) -> Twostepd:
@@ -63,3 +63,9 @@ def test_the_request_is_interactive_and_names_the_portal_service() -> None:
     Twostepd("/s", "web", ask).auth("a", "pw", "192.0.2.1", code=None, trust_device=True)
     assert seen[0]["flow"] == "interactive" and seen[0]["service"] == "web"
     assert seen[0]["trust_device"] is True and "code" not in seen[0]
+
+
+def test_a_refused_session_proof_is_session_ended() -> None:
+    """Issue 14 M4: twostepd no longer takes this browser's sign-in; the portal signs out."""
+    with pytest.raises(SessionEnded):
+        answering({"result": "error", "error": "session-ended"}).call("status", user="a")

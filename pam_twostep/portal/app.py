@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -21,19 +22,18 @@ from typing import Any, TypeVar
 
 import waitress
 from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from .. import qr, wire
 from ..codes import group, split_device_token
-from ..config import Config
+from ..config import Config, PortalConfig
 from ..continuation import LIFETIME as CONTINUATION_LIFETIME
 from ..errors import ConfigError
 from ..secretfile import read_secret_file
 from . import security
-from .twostepd import Ask, Refusal, Twostepd, Unavailable
+from .twostepd import Ask, Refusal, SessionEnded, Twostepd, Unavailable
 
-__all__ = ["create_app", "load_secret_key", "serve"]
+__all__ = ["create_app", "load_secret_key", "make_server", "proxy_options", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,6 @@ def create_app(
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_PARTS=64,
     )
-    if portal.trusted_proxies:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=portal.trusted_proxies, x_proto=portal.trusted_proxies
-        )
     device_cookie = "__Host-twostep-device" if secure else "twostep-device"
     daemon = Twostepd(str(config.daemon.socket), portal.service, ask)
     app.jinja_env.filters["when"] = _when
@@ -146,7 +142,10 @@ def create_app(
     def forget_device(response: Response) -> None:
         response.delete_cookie(device_cookie, path="/", secure=secure, samesite="Strict")
 
-    def begin_session(user: str, *, strong: bool, enroll_only: bool = False) -> None:
+    def begin_session(user: str, proof: object, *, strong: bool, enroll_only: bool = False) -> None:
+        """``proof`` is twostepd's proof of this sign-in (its ``session``), sent with
+        every request for the user: twostepd, not this cookie, decides whether the
+        session still stands (issue 14 M4). A portal run as an admin peer gets none."""
         session.clear()
         session.update(
             user=user,
@@ -155,8 +154,19 @@ def create_app(
             seen=now(),
             strong=now() if strong else None,
             enroll_only=enroll_only,
+            proof=proof if isinstance(proof, str) else None,
         )
         session.permanent = True
+
+    def for_user(op: str, **fields: object) -> dict[str, Any]:
+        """A request for the signed-in user, with the proof of their sign-in; a change
+        that moves the session generation (new password, key, two-step off) answers a
+        fresh proof for this session, kept."""
+        reply = daemon.call(op, user=session.get("user"), session=session.get("proof"), **fields)
+        fresh = reply.get("session")
+        if isinstance(fresh, str):
+            session["proof"] = fresh
+        return reply
 
     # -- every request -------------------------------------------------------------------
 
@@ -190,6 +200,15 @@ def create_app(
     @app.errorhandler(Unavailable)
     def unavailable(_: Unavailable) -> tuple[str, int]:
         return render_template("error.html", title="Please try again in a moment"), 503
+
+    @app.errorhandler(SessionEnded)
+    def session_ended(_: SessionEnded) -> Response:
+        """Signed out elsewhere, the password changed, two-step disabled or reset: this
+        cookie, however it was kept, opens nothing any more."""
+        session.clear()
+        session["csrf"] = security.new_token()
+        flash("Your session ended. Please sign in again.")
+        return redirect(url_for("signin"))
 
     @app.errorhandler(Refusal)
     def refusal_not_handled(refusal: Refusal) -> tuple[str, int]:
@@ -248,7 +267,9 @@ def create_app(
         reply = daemon.auth(user, password, remote(), device_token=device_token())
         result, reason = reply["result"], reply.get("reason")
         if result == "accept":
-            begin_session(str(reply["user"]), strong=reply.get("method") == "password")
+            begin_session(
+                str(reply["user"]), reply.get("session"), strong=reply.get("method") == "password"
+            )
             return redirect(url_for("account"))
         if result == "challenge":
             session.clear()
@@ -258,7 +279,7 @@ def create_app(
             )
             return redirect(url_for("signin_code"))
         if reason == "enrollment-required":  # the password was right
-            begin_session(user, strong=True, enroll_only=True)
+            begin_session(user, reply.get("session"), strong=True, enroll_only=True)
             return redirect(url_for("setup"))
         if reason == "locked":
             flash("This account is locked after too many failed attempts. Try again later.")
@@ -300,11 +321,11 @@ def create_app(
             continuation=waiting.get("continuation"),
         )
         if reply["result"] == "accept":
-            begin_session(str(reply["user"]), strong=True)
+            begin_session(str(reply["user"]), reply.get("session"), strong=True)
             response = redirect(url_for("account"))
             token = reply.get("device_token")
             if isinstance(token, str):
-                policy = daemon.call("status", user=str(reply["user"]))["status"]["policy"]
+                policy = for_user("status")["status"]["policy"]
                 lifetime = int(policy["device_lifetime"])
                 response.set_cookie(
                     device_cookie,
@@ -325,6 +346,13 @@ def create_app(
 
     @app.post("/signout")
     def signout() -> Any:
+        """Ends every portal session of the account in twostepd, copies of this cookie
+        included; the browser is signed out even when twostepd cannot be told."""
+        if session.get("user") and session.get("proof"):
+            try:
+                for_user("session-end")
+            except (Unavailable, Refusal, SessionEnded):
+                log.warning("twostepd was not told of a sign-out")
         session.clear()
         flash("You are signed out.")
         return redirect(url_for("signin"))
@@ -332,7 +360,7 @@ def create_app(
     @app.get("/reauth")
     @signed_in
     def reauth() -> Any:
-        status = daemon.call("status", user=g.user)["status"]
+        status = for_user("status")["status"]
         return render_template(
             "reauth.html",
             enabled=status["enabled"],
@@ -348,6 +376,8 @@ def create_app(
         method = reply.get("method")
         if reply["result"] == "accept" and method in ("totp", "backup-code", "password"):
             session["strong"] = now()
+            if isinstance(reply.get("session"), str):
+                session["proof"] = reply["session"]
             return redirect(target)
         if reply.get("reason") == "locked":
             session.clear()
@@ -361,7 +391,7 @@ def create_app(
     @app.get("/")
     @signed_in
     def account() -> Any:
-        status = daemon.call("status", user=g.user)["status"]
+        status = for_user("status")["status"]
         return render_template(
             "account.html",
             status=status,
@@ -373,7 +403,7 @@ def create_app(
     @signed_in
     def setup() -> Any:
         """First setup, or (two-step on) a new phone: then the form asks a code too."""
-        status = daemon.call("status", user=g.user)["status"]
+        status = for_user("status")["status"]
         return render_template("setup.html", policy=status["policy"], replacing=status["enabled"])
 
     @app.post("/setup")
@@ -383,9 +413,8 @@ def create_app(
         given here, whatever this session has proved before (a trusted browser, a code
         at sign-in, a stolen cookie are all the same to it)."""
         try:
-            begun = daemon.call(
+            begun = for_user(
                 "enroll-begin",
-                user=g.user,
                 password=_field("password"),
                 code=_field("code", 64).strip() or None,
                 service=daemon.service,
@@ -406,9 +435,8 @@ def create_app(
     @signed_in
     def setup_confirm() -> Any:
         try:
-            confirmed = daemon.call(
+            confirmed = for_user(
                 "enroll-confirm",
-                user=g.user,
                 code=_field("code", 64).strip(),
                 service=daemon.service,
                 remote=remote(),
@@ -425,7 +453,7 @@ def create_app(
     @recent_auth
     def codes() -> Any:
         try:
-            fresh = daemon.call("codes-regenerate", user=g.user)
+            fresh = for_user("codes-regenerate")
         except Refusal as refusal:
             flash(refusal.message)
             return redirect(url_for("account"))
@@ -438,9 +466,7 @@ def create_app(
         label = _field("label", 64).strip()
         wanted = {s for s, _ in _MAIL_SERVICES} & set(request.form.getlist("services"))
         try:
-            made = daemon.call(
-                "passcode-add", user=g.user, label=label, services=",".join(sorted(wanted))
-            )
+            made = for_user("passcode-add", label=label, services=",".join(sorted(wanted)))
         except Refusal as refusal:
             flash(refusal.message)
             return redirect(url_for("account"))
@@ -458,7 +484,7 @@ def create_app(
     def passcode_revoke() -> Any:
         label = _field("label", 64)
         try:
-            daemon.call("passcode-revoke", user=g.user, label=label)
+            for_user("passcode-revoke", label=label)
             flash(f"The passcode {label!r} no longer works.")
         except Refusal as refusal:
             flash(refusal.message)
@@ -469,7 +495,7 @@ def create_app(
     def device_revoke() -> Any:
         device = _field("device", 64)
         try:
-            daemon.call("device-revoke", user=g.user, device=device)
+            for_user("device-revoke", device=device)
             flash("That device will be asked for a code again.")
         except Refusal as refusal:
             flash(refusal.message)
@@ -488,13 +514,13 @@ def create_app(
         try:
             if mine:
                 try:
-                    daemon.call("device-revoke-others", user=g.user, device=mine)
+                    for_user("device-revoke-others", device=mine)
                 except Refusal as refusal:
                     if refusal.reason != "no-such-device":
                         raise
                     mine = None
             if not mine:
-                daemon.call("device-revoke-all", user=g.user)
+                for_user("device-revoke-all")
         except Refusal as refusal:
             flash(refusal.message)
             return response
@@ -517,9 +543,8 @@ def create_app(
             flash("The two new passwords are not the same.")
             return render_template("password.html"), 400
         try:
-            daemon.call(
+            for_user(
                 "password-change",
-                user=g.user,
                 old=old,
                 new=new,
                 keep_device=this_device(),
@@ -538,16 +563,15 @@ def create_app(
     @app.get("/disable")
     @signed_in
     def disable() -> Any:
-        status = daemon.call("status", user=g.user)["status"]
+        status = for_user("status")["status"]
         return render_template("disable.html", status=status)
 
     @app.post("/disable")
     @signed_in
     def disable_post() -> Any:
         try:
-            daemon.call(
+            for_user(
                 "disable",
-                user=g.user,
                 password=_field("password"),
                 code=_field("code", 64).strip(),
                 service=daemon.service,
@@ -562,11 +586,70 @@ def create_app(
     return app
 
 
+_PROXY_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+"""What a trusted proxy tells the portal: the browser's address (sign-ins are decided,
+throttled and audited by it), that the browser spoke HTTPS, and the host it asked for
+(the ``Origin`` check compares the two). Every other proxy header is dropped."""
+
+
+def proxy_options(portal: PortalConfig) -> dict[str, Any]:
+    """waitress's proxy settings for ``portal``.
+
+    waitress, not the application, decides whose X-Forwarded-* to believe, because
+    only the server knows the peer: with ``trusted_proxies`` set, the headers count when
+    the connection comes from the proxy on this host (127.0.0.1, or ::1 for a portal on
+    ::1) and are deleted from anyone else. Without ``trusted_proxy`` waitress deletes
+    them from everybody, which left every sign-in recorded from 127.0.0.1 and every
+    form refused for its ``Origin: https://...`` (issue 14 M2). A portal listening
+    elsewhere than loopback gets no proxy trust at all: the proxy's address would be
+    a guess, and trusting any peer lets anyone choose the address they are audited as.
+    """
+    if not portal.trusted_proxies:
+        return {"clear_untrusted_proxy_headers": True}
+    host = portal.listen[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not address.is_loopback:
+        raise ConfigError(
+            f"portal.trusted_proxies: the proxy must be on this host, with portal.listen "
+            f"on a loopback address (127.0.0.1 or ::1), not {host!r}"
+        )
+    return {
+        "trusted_proxy": "127.0.0.1" if address.version == 4 else "::1",
+        "trusted_proxy_count": portal.trusted_proxies,
+        "trusted_proxy_headers": set(_PROXY_HEADERS),
+        "clear_untrusted_proxy_headers": True,
+        # Says why, in the portal's log, when the proxy connects from another address.
+        "log_untrusted_proxy_headers": True,
+    }
+
+
+def make_server(config: Config, app: Flask | None = None) -> Any:
+    """The waitress server ``serve`` runs (tests run one in a thread and close it)."""
+    host, port = config.portal.listen
+    return waitress.create_server(
+        app or create_app(config),
+        host=host,
+        port=port,
+        threads=8,
+        ident="twostep",
+        **proxy_options(config.portal),
+    )
+
+
 def serve(config: Config) -> None:
     """Run the portal with waitress on ``portal.listen`` until stopped."""
-    app = create_app(config)
+    server = make_server(config)
     host, port = config.portal.listen
-    log.info("portal listening on %s:%d", host, port)
-    waitress.serve(
-        app, host=host, port=port, threads=8, ident="twostep", clear_untrusted_proxy_headers=True
+    log.info(
+        "portal listening on %s:%d%s",
+        host,
+        port,
+        f", believing X-Forwarded-* from {server.adj.trusted_proxy}"
+        if config.portal.trusted_proxies
+        else "",
     )
+    server.print_listen("Serving on http://{}:{}")
+    server.run()

@@ -2,7 +2,9 @@
 
 Exceptions are shaped by what a page does next: ``Refusal`` is shown to the user as its
 message (twostepd's refusals are written for people); ``Unavailable`` is the "try again
-in a moment" page, whatever went wrong underneath, and never shows details.
+in a moment" page, whatever went wrong underneath, and never shows details;
+``SessionEnded`` means twostepd no longer takes this browser's sign-in (signed out
+elsewhere, the password changed, two-step disabled or reset): the portal signs it out.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from .. import wire
 
-__all__ = ["Refusal", "Twostepd", "Unavailable"]
+__all__ = ["Refusal", "SessionEnded", "Twostepd", "Unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,10 @@ Ask = Callable[[str, dict[str, object], float], dict[str, object]]
 
 class Unavailable(Exception):
     """twostepd or the directory did not answer, or answered something unexpected."""
+
+
+class SessionEnded(Exception):
+    """twostepd refused the session proof a request carried (issue 14 M4)."""
 
 
 class Refusal(Exception):
@@ -53,6 +59,8 @@ class Twostepd:
             return reply
         if result == "refused":
             raise Refusal(str(reply.get("reason")), str(reply.get("message")))
+        if result == "error" and reply.get("error") == "session-ended":
+            raise SessionEnded()
         if result != "tempfail":
             log.error("twostepd answered %s to %s", reply.get("error", result), op)
         raise Unavailable()
