@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 from .access import Peer, Right
 from .continuation import Continuations
-from .decision import Attempt, Decision, Flow, Outcome, Reason
+from .decision import Attempt, Decision, Flow, Method, Outcome, Reason
 from .engine import Engine, PolicyEntry
 from .errors import DirectoryIncomplete, RefusalReason, Refused, TemporaryFailure
 from .management import AccountStatus
@@ -187,17 +187,24 @@ def _auth(engine: Engine, request: Mapping[str, object], caller: Caller) -> Repl
     reply = _decision_reply(decision)
     if decision.outcome is Outcome.CHALLENGE and proof.issued is not None:
         reply["continuation"] = proof.issued
-    if Right.SELF_SERVICE in caller.rights and _password_proven(decision):
+    if Right.SELF_SERVICE in caller.rights and _password_proven(decision, flow):
         token = _SESSIONS.issue(engine, decision.username, caller.peer.uid)
         if token is not None:
             reply["session"] = token
+            reply["user"] = decision.username  # the entry's own name, for every reply
     return reply
 
 
-def _password_proven(decision: Decision) -> bool:
-    """A sign-in the portal may open a session for: accepted, or the password right and
-    the policy asking for enrollment (the only page such a session reaches is setup)."""
-    return decision.outcome is Outcome.ACCEPT or decision.reason is Reason.ENROLLMENT_REQUIRED
+def _password_proven(decision: Decision, flow: Flow) -> bool:
+    """A sign-in the portal may open a session for: an interactive one (a mail login
+    with a passcode scoped to IMAP proves too little for Account Security), accepted,
+    or the password right and the policy asking for enrollment (the only page such a
+    session reaches is setup)."""
+    if flow is not Flow.INTERACTIVE:
+        return False
+    if decision.outcome is Outcome.ACCEPT:
+        return decision.method is not Method.PASSCODE
+    return decision.reason is Reason.ENROLLMENT_REQUIRED
 
 
 SESSION_LIFETIME = 7 * 86400
@@ -207,29 +214,30 @@ _SIGN_OUT_SLOTS = 1 << 16
 
 
 class PortalSessions:
-    """The portal's sessions as twostepd sees them: proofs it issued at sign-in, and when
-    each account last signed out.
+    """The portal's sessions as twostepd sees them: proofs it issued at sign-in, and which
+    of them signed out.
 
     Sign-outs live in memory shared by every serving process (an anonymous mapping made
-    before they are forked), one slot per hash of the user name holding the latest
-    sign-out time in milliseconds: a proof issued before its slot's time is dead. Two
-    accounts sharing a slot means one's sign-out also signs the other out (fail closed,
-    never the other way); no slot is ever freed or overwritten with an older time, so
-    there is nothing to fill up. The key and the slots are lost together when twostepd
-    restarts, which ends every portal session: nothing about them is written to the
-    directory."""
+    before they are forked), one slot per hash of the proof holding the latest sign-out
+    time in milliseconds: a proof issued before its slot's time is dead. So signing out
+    ends that browser's session only (a password change, a disable, a reset or a new key
+    ends all of them, through the session generation). Two proofs sharing a slot means
+    one's sign-out may end the other (fail closed, never the other way); no slot is ever
+    freed or overwritten with an older time, so there is nothing to fill up. The key and
+    the slots are lost together when twostepd restarts, which ends every portal session:
+    nothing about them is written to the directory."""
 
     def __init__(self, key: bytes | None = None) -> None:
         self._key = key or secrets.token_bytes(32)
         self._slots = mmap.mmap(-1, 8 * _SIGN_OUT_SLOTS)
         self._lock = multiprocessing.Lock()
 
-    def _slot(self, user: str) -> int:
-        digest = hmac.new(self._key, b"slot\0" + user.encode("utf-8", "surrogatepass"), "sha256")
+    def _slot(self, token: str) -> int:
+        digest = hmac.new(self._key, b"slot\0" + token.encode("ascii", "replace"), "sha256")
         return 8 * (int.from_bytes(digest.digest()[:4], "big") % _SIGN_OUT_SLOTS)
 
-    def _mac(self, user: str, uid: int, generation: str, issued: int) -> str:
-        message = f"portal-session\0{user}\0{uid}\0{generation}\0{issued}"
+    def _mac(self, user: str, uid: int, generation: str, issued: int, nonce: str) -> str:
+        message = f"portal-session\0{user}\0{uid}\0{generation}\0{issued}\0{nonce}"
         digest = hmac.new(self._key, message.encode("utf-8", "surrogatepass"), hashlib.sha256)
         return base64.urlsafe_b64encode(digest.digest()[:24]).decode("ascii")
 
@@ -243,32 +251,33 @@ class PortalSessions:
         generation = engine.session_generation(user)
         if generation is None:
             return None
-        issued = self._now_ms()
-        return f"{issued}.{self._mac(user, uid, generation, issued)}"
+        issued, nonce = self._now_ms(), secrets.token_urlsafe(9)  # one per browser
+        return f"{issued}.{nonce}.{self._mac(user, uid, generation, issued, nonce)}"
 
     def valid(self, engine: Engine, token: object, user: str, uid: int) -> bool:
         """Whether ``token`` is a live proof for ``user`` through peer ``uid``: the
         cheap checks first, the account (one read) last."""
         if not isinstance(token, str) or len(token) > 128:
             return False
-        issued_text, _, mac = token.partition(".")
+        issued_text, _, rest = token.partition(".")
+        nonce, _, mac = rest.partition(".")
         if not issued_text.isascii() or not issued_text.isdigit() or len(issued_text) > 15:
             return False
         issued, now = int(issued_text), self._now_ms()
         if issued > now + 1000 or now - issued >= SESSION_LIFETIME * 1000:
             return False
-        (signed_out,) = struct.unpack_from("<q", self._slots, self._slot(user))
+        (signed_out,) = struct.unpack_from("<q", self._slots, self._slot(token))
         if issued <= signed_out:
             return False
         generation = engine.session_generation(user)
         if generation is None:
             return False
-        expected = self._mac(user, uid, generation, issued)
+        expected = self._mac(user, uid, generation, issued, nonce)
         return hmac.compare_digest(mac.encode("ascii", "replace"), expected.encode("ascii"))
 
-    def end(self, user: str) -> None:
-        """Every proof for ``user`` issued until now stops working, in every process."""
-        offset, now = self._slot(user), self._now_ms()
+    def end(self, token: str) -> None:
+        """This proof (one browser's session) stops working, in every process."""
+        offset, now = self._slot(token), self._now_ms()
         with self._lock:
             (before,) = struct.unpack_from("<q", self._slots, offset)
             struct.pack_into("<q", self._slots, offset, max(before, now))
@@ -476,7 +485,7 @@ def _self_disable(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
 
 
 def _session_end(engine: Engine, v: dict[str, Any], actor: str) -> Reply:
-    _SESSIONS.end(v["user"])
+    _SESSIONS.end(v["session"])
     engine.record_sign_out(v["user"], actor=actor)
     return {}
 

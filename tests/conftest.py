@@ -162,7 +162,9 @@ def config_data(slapd: Slapd, secrets_dir: Path, **overrides: Any) -> dict[str, 
         "keys": {"current": "k1", "directory": str(secrets_dir / "keys")},
         "totp": {"issuer": "Example Mail"},
         "audit": {"syslog": False},
-        "daemon": {"processes": 1},
+        # The tests' portal runs as root, as self-service (it must be listed there to
+        # open sessions at all); root keeps manage for the admin commands.
+        "daemon": {"processes": 1, "self_service": {"users": ["root", "twostep-portal"]}},
     }
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)

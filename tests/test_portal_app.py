@@ -419,3 +419,46 @@ def test_twostepd_down_is_a_page_that_says_try_again(config: Config, tmp_path: P
     assert response.status_code == 503
     text = response.get_data(as_text=True)
     assert "try again in a moment" in text and "sock" not in text
+
+
+def test_a_throttled_sign_in_says_so_rather_than_wrong_password(client: Any) -> None:
+    for n in range(5):
+        post(client, "/signin", user="bob", password=f"not it {n}")
+    response = post(client, "/signin", user="bob", password=USERS["bob"])
+    assert response.status_code == 401
+    assert "Too many failed sign-ins from your network" in response.get_data(as_text=True)
+
+
+def test_required_enrollment_with_the_name_typed_in_capitals(
+    client: Any, slapd: Slapd, daemon: Twostepd
+) -> None:
+    """The session is the entry's own name ("bob"), whatever case was typed ("Bob", as a
+    phone's keyboard capitalizes it): setup opens instead of sending back to sign-in."""
+    set_policy(daemon, slapd, twostepRequired=["TRUE"])
+    response = post(client, "/signin", user="Bob", password=USERS["bob"])
+    assert response.headers["Location"] == "/setup"
+    assert client.get("/setup", base_url=HTTPS).status_code == 200
+
+
+def test_a_portal_run_as_an_administrator_opens_no_session(
+    slapd_server: Slapd, slapd: Slapd, wall: Clock
+) -> None:
+    """A portal whose identity is in daemon.manage but not daemon.self_service gets no
+    session proof: its sessions could not be ended and would run with admin rights, so
+    none is opened (fail closed), whatever the password."""
+    base = world_readable_directory("twostep-portal-admin-")
+    data = config_data(
+        slapd_server, make_secrets_dir(base / "etc"), daemon={"self_service": {"users": []}}
+    )
+    instance = Twostepd(base / "daemon", data)
+    instance.start()
+    try:
+        app = create_app(parse_config(instance.config), secret_key=b"k" * 32, clock=wall)
+        app.testing = True
+        client = app.test_client()
+        response = post(client, "/signin", user="bob", password=USERS["bob"])
+        assert response.status_code == 503
+        assert "not set up on this server" in response.get_data(as_text=True)
+        assert client.get("/", base_url=HTTPS).headers["Location"].endswith("/signin")
+    finally:
+        instance.stop()

@@ -187,6 +187,9 @@ class Lab:
                 "keys": {"current": "lab", "directory": str(etc / "keys")},
                 "totp": {"issuer": "twostep lab"},
                 "audit": {"syslog": False, "file": str(d / "audit.log")},
+                # The lab's portal runs as root: listed as self-service, so its sessions
+                # are twostepd's to end and it never acts as an administrator.
+                "daemon": {"self_service": {"users": ["root"]}},
                 "portal": {
                     "listen": f"127.0.0.1:{portal_port}",
                     "secret_key_file": str(etc / "portal.key"),

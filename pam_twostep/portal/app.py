@@ -142,6 +142,18 @@ def create_app(
     def forget_device(response: Response) -> None:
         response.delete_cookie(device_cookie, path="/", secure=secure, samesite="Strict")
 
+    def _no_proof() -> Any:
+        """An accepted sign-in without twostepd's session proof: this portal's identity
+        is not in daemon.self_service (an admin peer, in daemon.manage, gets none). It
+        opens no session: sessions that twostepd cannot end, run with admin rights, are
+        what self_service exists to prevent (fail closed)."""
+        session.clear()
+        log.error(
+            "twostepd gave no session proof: list the portal's user in daemon.self_service "
+            "(and not in daemon.manage)"
+        )
+        return render_template("error.html", title="Sign-in is not set up on this server"), 503
+
     def begin_session(user: str, proof: object, *, strong: bool, enroll_only: bool = False) -> None:
         """``proof`` is twostepd's proof of this sign-in (its ``session``), sent with
         every request for the user: twostepd, not this cookie, decides whether the
@@ -267,6 +279,8 @@ def create_app(
         reply = daemon.auth(user, password, remote(), device_token=device_token())
         result, reason = reply["result"], reply.get("reason")
         if result == "accept":
+            if not isinstance(reply.get("session"), str):
+                return _no_proof()
             begin_session(
                 str(reply["user"]), reply.get("session"), strong=reply.get("method") == "password"
             )
@@ -279,10 +293,17 @@ def create_app(
             )
             return redirect(url_for("signin_code"))
         if reason == "enrollment-required":  # the password was right
-            begin_session(user, reply.get("session"), strong=True, enroll_only=True)
+            if not isinstance(reply.get("session"), str):
+                return _no_proof()
+            begin_session(
+                str(reply.get("user") or user), reply.get("session"), strong=True, enroll_only=True
+            )
             return redirect(url_for("setup"))
         if reason == "locked":
             flash("This account is locked after too many failed attempts. Try again later.")
+        elif reason in ("throttled", "source-throttled"):
+            # Nothing was checked: saying "not right" would send the owner to retry.
+            flash("Too many failed sign-ins from your network. Wait a while, then try again.")
         else:
             flash("The user name or password is not right.")
         return render_template("signin.html", user=user), 401
@@ -321,6 +342,8 @@ def create_app(
             continuation=waiting.get("continuation"),
         )
         if reply["result"] == "accept":
+            if not isinstance(reply.get("session"), str):
+                return _no_proof()
             begin_session(str(reply["user"]), reply.get("session"), strong=True)
             response = redirect(url_for("account"))
             token = reply.get("device_token")

@@ -75,6 +75,7 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "device-revoke-others": ("user", "device"),
     "device-revoke-all": ("user",),
     "unlock": ("user",),
+    "session-end": ("user", "session"),
     "password-change": ("user", "old", "new", "keep_device", *_CONTEXT),
     "import-account": (
         "match_attribute",
