@@ -12,6 +12,7 @@ decision (logged with its traceback for the operator, never shown to the client)
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import re
 import secrets
@@ -120,6 +121,13 @@ def _context(service: str, remote: str, now: int) -> Context:
         remote=remote.lower() if isinstance(remote, str) and _ADDRESS.fullmatch(remote) else "",
         now=now,
     )
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 @dataclass(frozen=True)
@@ -331,7 +339,10 @@ class Engine:
                 # A continuation (a password checked moments ago for this client) spares a
                 # bind; only with a code, and only for the password as it is now.
                 proven = (
-                    bool(attempt.code) and proof is not None and proof.proven(login_state(state))
+                    bool(attempt.code)
+                    and not attempt.device_token  # a device's use moves no state: no reuse
+                    and proof is not None
+                    and proof.proven(login_state(state))
                 )
                 right = proven or self.directory.check_password(state.dn, attempt.secret)
                 bound = not proven
@@ -349,7 +360,7 @@ class Engine:
                     ) from None
                 decision = conflicted(state, policy, attempt, ctx, self._random)
                 self._bookkeeping(state, (decision.commit,))
-        if decision.counted:
+        if decision.counted and not _is_loopback(ctx.remote):
             self._sources.failed(ctx.remote, ctx.now)
         self._bookkeeping(state, decision.followups)
         if decision.outcome is Outcome.ACCEPT and loaded.fields:
@@ -361,7 +372,12 @@ class Engine:
     def _source_throttled(
         self, state: AccountState, policy: Policy, ctx: Context
     ) -> Decision | None:
-        """The refusal of an address that failed too often across accounts, if it did."""
+        """The refusal of an address that failed too often across accounts, if it did.
+
+        Never for loopback (a webmail or proxy on this host speaks for many users) nor
+        where the policy turns it off (0: a site whose users share one NAT address)."""
+        if policy.throttle_source_failures == 0 or _is_loopback(ctx.remote):
+            return None
         until = self._sources.until(
             ctx.remote, policy.throttle_source_failures, policy.lockout_window, ctx.now
         )

@@ -61,7 +61,8 @@ class Policy:
     """The first wait, in seconds; it doubles with each further failure, up to the window."""
     throttle_source_failures: int = 50
     """Failures from one address across all accounts within the window (as each twostepd
-    remembers them) after which that address is refused for every account."""
+    remembers them) after which that address is refused for every account; 0 turns it off
+    (users behind one NAT address). Loopback is never refused this way."""
     totp_window: int = 1
     """Time steps accepted either side of now."""
     mail_password: bool = True
@@ -95,7 +96,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("lockout_duration", "twostepLockoutDuration", "duration", 0, 30 * _DAY),
     _Field("throttle_failures", "twostepThrottleFailures", "int", 1, 100),
     _Field("throttle_delay", "twostepThrottleDelay", "duration", 1, _DAY),
-    _Field("throttle_source_failures", "twostepThrottleSourceFailures", "int", 1, 100),
+    _Field("throttle_source_failures", "twostepThrottleSourceFailures", "int", 0, 100),
     _Field("totp_window", "twostepTOTPWindow", "int", 0, 2),
     _Field("mail_password", "twostepMailPassword", "bool"),
 )

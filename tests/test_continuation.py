@@ -141,3 +141,27 @@ def test_a_password_change_ends_every_continuation(engine: Any, clock: Any, slap
         engine, keeper, user="alice", password="", code=totp(key, clock.now), continuation=token
     )
     assert reply["result"] == "deny"
+
+
+def test_a_continuation_never_stands_in_beside_a_device_token(engine: Any, clock: Any) -> None:
+    """A trusted device's use moves no login state, so a continuation shown with one could
+    be reused without the password: with a device token, the password is checked."""
+    from support.flows import interactive_login
+
+    key, _ = enroll(engine, clock.now)
+    clock.advance(60)
+    trusted = interactive_login(engine, "alice", totp(key, clock.now), trust=True)
+    assert trusted.device_token
+    keeper = Continuations()
+    token = _challenge(engine, keeper)
+    for _ in range(3):
+        reply = _ask(
+            engine,
+            keeper,
+            user="alice",
+            password="",
+            code="123456",
+            device_token=trusted.device_token,
+            continuation=token,
+        )
+        assert reply["result"] != "accept"

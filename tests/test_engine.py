@@ -735,3 +735,30 @@ def test_management_password_checks_are_throttled_like_sign_ins(
     assert refused.value.reason is RefusalReason.THROTTLED
     assert engine.directory.counts().get("user-bind", 0) == binds  # nothing checked
     assert engine.enroll_begin("bob", USERS["bob"], remote="198.51.100.5").secret
+
+
+@pytest.mark.parametrize(
+    ("remote", "source_failures"),
+    [("127.0.0.1", 6), ("::1", 6), ("192.0.2.67", 0)],
+    ids=["loopback", "loopback-v6", "turned-off"],
+)
+def test_the_source_throttle_spares_loopback_and_can_be_turned_off(
+    slapd: Slapd,
+    secrets_dir: Any,
+    clock: Clock,
+    audit: MemorySink,
+    remote: str,
+    source_failures: int,
+) -> None:
+    """A webmail on this host (every user at 127.0.0.1) or a site behind one NAT address
+    (throttle_source_failures: 0) must not have one user's mistakes refuse everyone."""
+    config = parse_config(
+        config_data(
+            slapd, secrets_dir, policy={"defaults": {"throttle_source_failures": source_failures}}
+        )
+    )
+    with engine_for(config, clock, audit) as engine:
+        for round_ in range(2):
+            for user in ("alice", "bob", "carol"):
+                mail_login(engine, user, f"mistake {round_}", remote=remote)
+        assert mail_login(engine, "dave", USERS["dave"], remote=remote).outcome is Outcome.ACCEPT

@@ -332,9 +332,9 @@ def test_the_enroll_begin_request_needs_the_code_while_two_step_is_on(
 
 def test_wrong_confirmation_codes_count_towards_lock_out(engine: Engine, clock) -> None:  # type: ignore[no-untyped-def]
     engine.enroll_begin("alice", USERS["alice"])
-    for guess in range(10):
+    for guess in range(100):  # the lock is at 100, from any number of addresses
         with pytest.raises(Refused):
-            engine.enroll_confirm("alice", f"{guess:06d}")
+            engine.enroll_confirm("alice", f"{guess:06d}", remote=f"192.0.2.{guess + 1}")
     assert engine.status("alice").locked
     with pytest.raises(Refused) as caught:
         engine.enroll_begin("alice", USERS["alice"])

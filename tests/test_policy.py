@@ -97,7 +97,7 @@ def test_bad_ldap_values_make_the_entry_corrupt(
             "lockout_duration": st.integers(0, 30 * 86400),
             "throttle_failures": st.integers(1, 100),
             "throttle_delay": st.integers(1, 86400),
-            "throttle_source_failures": st.integers(1, 100),
+            "throttle_source_failures": st.integers(0, 100),
             "totp_window": st.integers(0, 2),
             "mail_password": st.booleans(),
         },
@@ -115,7 +115,7 @@ def test_throttle_settings_are_bounded() -> None:
         ("throttle_failures", 101),
         ("throttle_delay", 0),
         ("throttle_delay", "2d"),
-        ("throttle_source_failures", 0),
+        ("throttle_source_failures", -1),
         ("throttle_source_failures", 101),
     ):
         with pytest.raises(ValueError, match=f"^{key}: must be between"):
