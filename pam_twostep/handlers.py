@@ -37,10 +37,10 @@ import hashlib
 import hmac
 import logging
 import mmap
-import multiprocessing
 import os
 import secrets
 import struct
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -230,7 +230,11 @@ class PortalSessions:
     def __init__(self, key: bytes | None = None) -> None:
         self._key = key or secrets.token_bytes(32)
         self._slots = mmap.mmap(-1, 8 * _SIGN_OUT_SLOTS)
-        self._lock = multiprocessing.Lock()
+        # Within a process only: a multiprocessing lock is a POSIX semaphore made at import,
+        # which fails where /dev/shm is not writable (a chroot, a hardened unit) and would
+        # stop twostepd from starting. Across processes two sign-outs of one slot in the
+        # same instant may keep the earlier time, which ends only proofs issued before it.
+        self._lock = threading.Lock()
 
     def _slot(self, token: str) -> int:
         digest = hmac.new(self._key, b"slot\0" + token.encode("ascii", "replace"), "sha256")
