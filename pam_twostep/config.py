@@ -178,7 +178,13 @@ class DaemonConfig:
 class PortalConfig:
     """The self-service web portal (``twostep portal``), meant to sit behind a proxy."""
 
-    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    listen: tuple[str, int] | Path = ("127.0.0.1", 8080)
+    """``host:port``, or ``unix:/path`` (a Path): a UNIX socket, the only listen with
+    which ``trusted_proxies`` is accepted."""
+    socket_mode: int = 0o660
+    """The UNIX socket's mode: connecting needs write permission on it."""
+    socket_group: str = "www-data"
+    """The UNIX socket's group: the reverse proxy's (nginx's on Debian); resolved at start."""
     secret_key_file: Path = Path("/etc/twostep/portal.key")
     """Signs session cookies: 32 random bytes in base64, like a key file."""
     service: str = "web"
@@ -192,7 +198,8 @@ class PortalConfig:
     secure_cookies: bool = True
     """Cookies only over HTTPS (``__Host-`` names); off only for a lab on loopback."""
     trusted_proxies: int = 0
-    """Reverse proxies in front whose X-Forwarded-For/-Proto to believe."""
+    """Reverse proxies in front whose X-Forwarded-For/-Proto/-Host to believe: only with a
+    UNIX socket ``listen``, so only peers that may open the socket file are believed."""
 
 
 @dataclass(frozen=True)
@@ -380,8 +387,23 @@ def _uris(value: object, where: str) -> tuple[str, ...]:
     return tuple(uris)
 
 
-def _listen(value: object, where: str) -> tuple[str, int]:
+def portal_trust_refused(listen: tuple[str, int]) -> str:
+    """Why ``portal.trusted_proxies`` is refused with a TCP ``portal.listen``."""
+    return (
+        f"portal.trusted_proxies: refused with portal.listen on TCP ({listen[0]}:{listen[1]}): "
+        "any local user can connect to a TCP port and forge X-Forwarded-For; listen on a "
+        "UNIX socket (portal.listen: unix:/run/twostep-portal/portal.sock, portal.socket_group "
+        "the proxy's group) and proxy to it"
+    )
+
+
+def _listen(value: object, where: str) -> tuple[str, int] | Path:
     text = _string(value, where)
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path.startswith("/") or any(c.isspace() or c == "\0" for c in path):
+            raise ConfigError(f"{where}: {text[:80]!r}: give unix:/absolute/path.sock")
+        return Path(path)
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
     if (
@@ -390,7 +412,7 @@ def _listen(value: object, where: str) -> tuple[str, int]:
         or not 0 < int(port) < 65536
         or any(c.isspace() or c in "/@?#" for c in host)
     ):
-        raise ConfigError(f"{where}: {text[:80]!r} is not host:port")
+        raise ConfigError(f"{where}: {text[:80]!r} is not host:port or unix:/path")
     return host, int(port)
 
 
@@ -644,8 +666,12 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         ),
         secure_cookies=portal.take("secure_cookies", _bool, portal_defaults.secure_cookies),
         trusted_proxies=portal.take("trusted_proxies", _integer(0, 5), 0),
+        socket_mode=portal.take("socket_mode", _mode, portal_defaults.socket_mode),
+        socket_group=portal.take("socket_group", _group_name, portal_defaults.socket_group),
     )
     portal.done()
+    if portal_config.trusted_proxies and not isinstance(portal_config.listen, Path):
+        raise ConfigError(portal_trust_refused(portal_config.listen))
 
     logging_section = top.section("logging")
     log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)

@@ -170,6 +170,51 @@ def test_daemon_defaults_keep_the_socket_to_its_group() -> None:
     assert (daemon.verify.users, daemon.verify.groups) == ({"dovecot"}, {"mail"})
 
 
+def test_portal_listens_on_tcp_or_a_unix_socket() -> None:
+    portal = parse_config(GOOD).portal
+    assert portal.listen == ("127.0.0.1", 8080) and portal.trusted_proxies == 0
+    assert (portal.socket_mode, portal.socket_group) == (0o660, "www-data")
+    assert parse_config(with_("portal.listen", "[::1]:8443")).portal.listen == ("::1", 8443)
+    data = with_(
+        "portal",
+        {
+            "listen": "unix:/run/twostep-portal/portal.sock",
+            "trusted_proxies": 1,
+            "socket_mode": "0600",
+            "socket_group": "nginx",
+        },
+    )
+    portal = parse_config(data).portal
+    assert portal.listen == Path("/run/twostep-portal/portal.sock")
+    assert (portal.trusted_proxies, portal.socket_mode, portal.socket_group) == (1, 0o600, "nginx")
+
+
+@pytest.mark.parametrize(
+    ("portal", "message"),
+    [
+        ({"listen": "unix:portal.sock"}, "portal.listen: 'unix:portal.sock': give unix:/absolute"),
+        ({"listen": "unix:"}, "portal.listen: 'unix:': give unix:/absolute/path.sock"),
+        ({"listen": "/run/portal.sock"}, "is not host:port or unix:/path"),
+        ({"listen": "8080"}, "is not host:port or unix:/path"),
+        ({"socket_mode": 0o660}, "portal.socket_mode: must be an octal mode in quotes"),
+        ({"socket_group": "../etc"}, "portal.socket_group: '../etc' is not a group name"),
+        # Over TCP any local user connects like the proxy and would choose their address.
+        (
+            {"listen": "127.0.0.1:8080", "trusted_proxies": 1},
+            "portal.trusted_proxies: refused with portal.listen on TCP (127.0.0.1:8080)",
+        ),
+        (
+            {"trusted_proxies": 2},
+            "listen on a UNIX socket (portal.listen: unix:/run/twostep-portal",
+        ),
+    ],
+)
+def test_portal_errors_name_the_key(portal: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(with_("portal", portal))
+    assert message in str(caught.value)
+
+
 def test_starttls_allows_remote_ldap() -> None:
     data = with_("ldap.uris", ["ldap://ldap.example.org/"])
     data["ldap"]["start_tls"] = True

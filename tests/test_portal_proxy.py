@@ -1,22 +1,36 @@
 """The portal as it is deployed: behind Debian's nginx terminating TLS on loopback, with a
-certificate from the lab's CA and ``portal.trusted_proxies: 1`` (issue 14 M2).
+certificate from the lab's CA, proxying to the portal's UNIX socket with
+``portal.trusted_proxies: 1`` (issue 14 M2).
 
 Before, waitress deleted every X-Forwarded-* header (``clear_untrusted_proxy_headers``
 without a ``trusted_proxy``) before the application could read them: behind the proxy
 every form was refused for its ``Origin: https://...`` (403), and every attempt was
 recorded from 127.0.0.1, so one success cleared every attacker's failures. Here the
 browser story runs through nginx over HTTPS in headless Chromium; a sign-in sent from a
-chosen loopback address is audited from that address; forwarded headers sent to the
-portal by anyone but the proxy, or to nginx by the browser, are not believed.
+chosen loopback address is audited from that address; forwarded headers sent to nginx
+by the browser are not believed.
+
+Later, the portal listened on loopback TCP and believed X-Forwarded-* from any peer at
+127.0.0.1: any local user could connect like nginx and choose the address their
+sign-ins were decided, throttled and audited by. Now the headers are believed only on a
+UNIX socket only nginx's group may open (``trusted_proxies`` with a TCP listen is a
+configuration error), and a local user such as ``nobody`` cannot connect at all.
 """
 
 from __future__ import annotations
 
+import errno
+import grp
 import http.client
 import json
+import os
 import re
+import shutil
+import socket
 import ssl
+import stat
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -24,15 +38,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from flask import Flask
 from support import leaks
 from support.browser import CHROMIUM, Person, chromium, next_code
 from support.stack import LAB_INFO_KEYS, world_readable_directory
 
-from pam_twostep.config import PortalConfig
+from pam_twostep.config import Config, PortalConfig, parse_config
 from pam_twostep.errors import ConfigError
 from pam_twostep.lab.nginx import NGINX
+from pam_twostep.lab.portal import Portal
+from pam_twostep.lab.processes import free_port, stop_group
 from pam_twostep.lab.stack import Lab
-from pam_twostep.portal.app import proxy_options
+from pam_twostep.portal.app import make_server, proxy_options
 from pam_twostep.totp import decode_secret, time_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,10 +156,14 @@ def last_login(lab: dict[str, Any], user: str, after: int) -> dict[str, Any]:
 # -- waitress's proxy settings ----------------------------------------------------------
 
 
-def test_proxy_headers_are_believed_from_the_loopback_proxy_alone() -> None:
+def test_proxy_headers_are_believed_on_a_unix_socket_alone() -> None:
+    """waitress reports every peer of a UNIX socket as ``localhost``: the peers are
+    those that may open the socket file. Over TCP, any local user is a peer at
+    127.0.0.1 like the proxy, so trust is refused there, loopback or not."""
     assert "trusted_proxy" not in proxy_options(PortalConfig())
-    options = proxy_options(PortalConfig(trusted_proxies=1))
-    assert options["trusted_proxy"] == "127.0.0.1" and options["trusted_proxy_count"] == 1
+    socket_path = Path("/run/twostep-portal/portal.sock")
+    options = proxy_options(PortalConfig(listen=socket_path, trusted_proxies=1))
+    assert options["trusted_proxy"] == "localhost" and options["trusted_proxy_count"] == 1
     assert options["trusted_proxy_headers"] == {
         "x-forwarded-for",
         "x-forwarded-proto",
@@ -149,12 +171,54 @@ def test_proxy_headers_are_believed_from_the_loopback_proxy_alone() -> None:
     }
     assert options["clear_untrusted_proxy_headers"] is True
     assert (
-        proxy_options(PortalConfig(listen=("::1", 8080), trusted_proxies=2))["trusted_proxy"]
-        == "::1"
+        proxy_options(PortalConfig(listen=socket_path, trusted_proxies=2))["trusted_proxy_count"]
+        == 2
     )
-    for host in ("0.0.0.0", "192.0.2.10", "localhost", "::"):  # noqa: S104 - refused
-        with pytest.raises(ConfigError, match="loopback"):
+    assert "trusted_proxy" not in proxy_options(PortalConfig(listen=socket_path))
+    for host in ("127.0.0.1", "::1", "0.0.0.0", "192.0.2.10", "localhost"):  # noqa: S104
+        with pytest.raises(ConfigError, match=r"unix:/run/twostep-portal/portal\.sock"):
             proxy_options(PortalConfig(listen=(host, 8080), trusted_proxies=1))
+
+
+def test_the_unix_socket_is_made_for_its_group(tmp_path: Path) -> None:
+    """Its group is resolved at start (a missing one is a configuration error); a stale
+    socket is replaced and any other file in the way is left alone."""
+    path = tmp_path / "portal.sock"
+    group = grp.getgrgid(os.getgid()).gr_name if os.getuid() else "www-data"
+
+    def config(group: str) -> Config:
+        return parse_config(
+            {
+                "ldap": {
+                    "uris": ["ldap://127.0.0.1/"],
+                    "bind_dn": "cn=twostep,dc=example,dc=org",
+                    "bind_password_file": "/etc/twostep/ldap.secret",
+                },
+                "users": {"base": "ou=people,dc=example,dc=org"},
+                "keys": {"current": "k1"},
+                "portal": {"listen": f"unix:{path}", "trusted_proxies": 1, "socket_group": group},
+            }
+        )
+
+    app = Flask("stub")
+    with pytest.raises(ConfigError, match=r"portal\.socket_group: no group named 'no-such-grp'"):
+        make_server(config("no-such-grp"), app)
+    assert not path.exists()
+    path.write_text("not a socket")
+    with pytest.raises(OSError, match="in use"):
+        make_server(config(group), app)
+    assert path.read_text() == "not a socket"
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(path))
+    server = make_server(config(group), app)
+    try:
+        status = path.stat()
+        assert stat.S_ISSOCK(status.st_mode) and stat.S_IMODE(status.st_mode) == 0o660
+        assert status.st_gid == grp.getgrnam(group).gr_gid
+        assert server.adj.trusted_proxy == "localhost"
+    finally:
+        server.close()
 
 
 # -- through nginx -----------------------------------------------------------------------
@@ -203,24 +267,99 @@ def test_a_sign_in_is_audited_from_the_address_nginx_forwarded(lab: dict[str, An
     assert secret not in access and "csrf" not in access  # no form body, no query
 
 
+def connect_as_nobody(path: str) -> str:
+    """The errno name (or "connected") of uid and gid nobody, no other group, connecting
+    to the UNIX socket ``path``."""
+    probe = (
+        "import errno, socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try: s.connect(sys.argv[1])\n"
+        "except OSError as e: print(errno.errorcode[e.errno])\n"
+        "else: print('connected')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, path],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return result.stdout.strip()
+
+
 @needs_nginx
-def test_forwarded_headers_straight_to_the_portal_are_ignored(lab: dict[str, Any]) -> None:
-    """A peer that is not the proxy chooses neither its audited address nor the
-    scheme and host the Origin check compares with."""
-    before = len(logins(lab, "carol"))
-    forged = {
-        "X_Forwarded_For": "203.0.113.9",
-        "X_Forwarded_Proto": "https",
-        "X_Forwarded_Host": "portal.example",
+@pytest.mark.skipif(os.getuid() != 0, reason="becoming nobody needs root")
+def test_a_local_user_cannot_reach_the_portal_behind_nginx(lab: dict[str, Any]) -> None:
+    """Where X-Forwarded-* is believed, another local user cannot connect at all; and
+    the portal cannot be made to believe them over TCP instead."""
+    path = lab["portal_backend"].removeprefix("unix:")
+    status = os.stat(path)
+    assert status.st_mode & 0o777 == 0o660
+    assert status.st_gid == grp.getgrnam("www-data").gr_gid  # the lab's nginx workers'
+    assert connect_as_nobody(path) == errno.errorcode[errno.EACCES]
+    # root (and nginx's group) may: the proxy is believed, the browser's X-Forwarded-*
+    # having been replaced by nginx, above.
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+    # The same configuration with a TCP listen is refused at start, naming the fix.
+    refused = subprocess.run(
+        [
+            str(REPO / ".venv/bin/twostep"),
+            "portal",
+            "--config",
+            lab["config"],
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode == 78, refused.stderr
+    assert "portal.trusted_proxies: refused with portal.listen on TCP" in refused.stderr
+    assert "unix:/run/twostep-portal/portal.sock" in refused.stderr
+
+
+@needs_nginx
+def test_a_plain_tcp_portal_ignores_forwarded_headers(lab: dict[str, Any], tmp_path: Path) -> None:
+    """Without trusted_proxies (a portal straight on loopback TCP), a sign-in is audited
+    from the peer's address, whatever X-Forwarded-* says, and a forged scheme and host
+    do not make a foreign Origin match."""
+    data = yaml.safe_load(Path(lab["config"]).read_text())
+    port = free_port()
+    data["portal"] = {
+        **data["portal"],
+        "listen": f"127.0.0.1:{port}",
+        "trusted_proxies": 0,
+        "secure_cookies": False,
     }
-    client = Client(lab["portal_backend"], "127.0.0.9")
-    status, _ = client.sign_in("carol", password(lab, "carol") + "-wrong", **forged)
-    assert status == 401
-    event = last_login(lab, "carol", before)
-    assert event["remote"] == "127.0.0.9", event
-    # Had the forged scheme and host been believed, this Origin would have matched.
-    status, _ = client.sign_in("carol", "x", Origin="https://portal.example", **forged)
-    assert status == 403
+    config_path = tmp_path / "twostep.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    shutil.copymode(lab["config"], config_path)
+    portal = Portal(tmp_path / "portal", config_path, port)
+    portal.start()
+    try:
+        before = len(logins(lab, "carol"))
+        forged = {
+            "X_Forwarded_For": "203.0.113.9",
+            "X_Forwarded_Proto": "https",
+            "X_Forwarded_Host": "portal.example",
+        }
+        client = Client(portal.url, "127.0.0.9")
+        status, _ = client.sign_in("carol", password(lab, "carol") + "-wrong", **forged)
+        assert status == 401
+        event = last_login(lab, "carol", before)
+        assert event["remote"] == "127.0.0.9", event
+        # Had the forged scheme and host been believed, this Origin would have matched.
+        status, _ = client.sign_in("carol", "x", Origin="https://portal.example", **forged)
+        assert status == 403
+    finally:
+        assert portal.pid is not None
+        stop_group(portal.pid)
 
 
 # -- the browser story over HTTPS ----------------------------------------------------------
@@ -298,13 +437,14 @@ def test_lab_up_tls_proxy_from_the_command_line() -> None:
         data = json.loads(up.stdout)
         assert set(data) >= LAB_INFO_KEYS | {"portal_backend", "portal_ca", "portal_spki"}
         assert data["portal_url"].startswith("https://127.0.0.1:")
-        assert data["portal_backend"].startswith("http://127.0.0.1:")
+        assert data["portal_backend"] == f"unix:{directory}/portal/portal.sock"
         client = Client(data["portal_url"], "127.0.0.1", data["portal_ca"])
         assert client.request("GET", "/signin")[0] == 200  # verified: CA, name, dates
         config = (directory / "nginx" / "nginx.conf").read_text()
         directives = [line for line in config.splitlines() if not line.lstrip().startswith("#")]
         assert not any("/etc/" in line or "/var/" in line for line in directives)
         assert "listen 127.0.0.1:" in config
+        assert f"proxy_pass http://unix:{directory}/portal/portal.sock:;" in config
     finally:
         down = subprocess.run(
             [*twostep, "lab", "down", "--dir", str(directory)],

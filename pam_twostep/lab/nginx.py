@@ -4,8 +4,12 @@ The portal is meant to sit behind a reverse proxy that terminates TLS and says, 
 X-Forwarded-For/-Proto/-Host, who the browser is and what it asked for; a portal only
 ever tried over plain HTTP hid that every form behind such a proxy was refused (issue
 14 M2). So the lab can run the documented setup: HTTPS on loopback with a certificate
-from a private CA made for the purpose, proxying to the portal with
-``portal.trusted_proxies: 1``.
+from a private CA made for the purpose, proxying to the portal's UNIX socket with
+``portal.trusted_proxies: 1``. Run as root (as the lab is), its workers run as
+``www-data``, as Debian's nginx does, and the portal's socket is that group's (0660):
+any other local user, ``nobody`` among them, cannot connect to the portal at all and so
+cannot forge the X-Forwarded-* it believes. Not as root, nginx and the portal are the
+same user.
 
 This nginx is the lab's own, and has nothing to do with a system nginx: its own
 configuration, pid file, logs and temporary files in its own directory, nothing read
@@ -16,7 +20,9 @@ of its own and stopped by its own pid (never ``nginx -s`` or a name).
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
+import os
 import ssl
 import urllib.error
 import urllib.request
@@ -28,14 +34,26 @@ from cryptography.hazmat.primitives import serialization
 from .processes import Process, Server, wait_for
 from .tls import Certificates, make_certificates
 
-__all__ = ["NGINX", "Nginx", "spki_pin"]
+__all__ = ["NGINX", "WORKER_USER", "Nginx", "spki_pin", "worker_group"]
 
 NGINX = "/usr/sbin/nginx"
+
+WORKER_USER = "www-data"
+"""Who the workers run as when the lab (nginx's master) runs as root: Debian's nginx
+user, whose group the portal's socket is given."""
+
+
+def worker_group() -> str:
+    """The group nginx's workers run as: ``www-data`` as root, else the caller's own."""
+    if os.getuid() == 0:
+        return WORKER_USER
+    return grp.getgrgid(os.getgid()).gr_name
+
 
 _CONFIG = """\
 # Written by twostep lab: the lab's own nginx. Nothing here reads /etc/nginx or
 # writes outside {directory}.
-pid {directory}/nginx.pid;
+{user}pid {directory}/nginx.pid;
 error_log {directory}/error.log notice;
 worker_processes 1;
 events {{
@@ -61,7 +79,8 @@ http {{
         client_max_body_size 64k;
 
         location / {{
-            proxy_pass http://{backend_host}:{backend_port};
+            # The portal's UNIX socket (portal.listen): only its group may connect.
+            proxy_pass http://unix:{backend}:;
             # $http_host keeps the port the browser used (the lab's is not 443), so the
             # portal's Origin check sees the origin the browser sends.
             proxy_set_header Host $http_host;
@@ -88,11 +107,11 @@ def spki_pin(certificate: Path) -> str:
 
 
 class Nginx(Server):
-    """HTTPS on ``127.0.0.1:port``, proxying to the portal at ``backend``."""
+    """HTTPS on ``127.0.0.1:port``, proxying to the portal's UNIX socket ``backend``."""
 
     log_name = "error.log"
 
-    def __init__(self, directory: Path, port: int, backend: tuple[str, int]) -> None:
+    def __init__(self, directory: Path, port: int, backend: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port
@@ -121,8 +140,8 @@ class Nginx(Server):
                 port=self.port,
                 certificate=self.certificates.certificate,
                 key=self.certificates.key,
-                backend_host=self.backend[0],
-                backend_port=self.backend[1],
+                backend=self.backend,
+                user=f"user {WORKER_USER} {WORKER_USER};\n" if os.getuid() == 0 else "",
             )
         )
 

@@ -23,7 +23,7 @@ from ..keyring import write_key_file
 from .dovecot import Dovecot, passdb_block
 from .dovecot_config import DovecotConfigError, installed_version, unsupported
 from .files import PAM_LOADER, install_clients
-from .nginx import Nginx
+from .nginx import Nginx, worker_group
 from .portal import Portal
 from .postfix import Postfix
 from .processes import free_port, port_open, stop_group
@@ -168,8 +168,10 @@ class Lab:
         password_file.write_text(names.service_password + "\n")
         write_key_file(etc / "portal.key", secrets.token_bytes(32))
         web_port = ports.get("web") or free_port()
-        # Behind the proxy, the web port is nginx's and the portal gets one of its own.
-        portal_port = free_port() if tls_proxy else web_port
+        # Behind the proxy, the web port is nginx's and the portal listens on a UNIX
+        # socket that only nginx's workers (its group) and root may open.
+        portal_socket = d / "portal" / "portal.sock"
+        portal_listen: int | Path = portal_socket if tls_proxy else web_port
 
         clients = d / "clients"
         share = d / "share"
@@ -191,12 +193,16 @@ class Lab:
                 # are twostepd's to end and it never acts as an administrator.
                 "daemon": {"self_service": {"users": ["root"]}},
                 "portal": {
-                    "listen": f"127.0.0.1:{portal_port}",
+                    "listen": f"unix:{portal_socket}" if tls_proxy else f"127.0.0.1:{web_port}",
                     "secret_key_file": str(etc / "portal.key"),
-                    # Behind nginx: HTTPS, __Host- cookies, X-Forwarded-* believed from it.
-                    # Without: plain HTTP on loopback, nothing forwarded is believed.
+                    # Behind nginx: HTTPS, __Host- cookies, X-Forwarded-* believed from
+                    # the socket's peers. Without: plain HTTP on loopback, nothing
+                    # forwarded is believed.
                     "secure_cookies": tls_proxy,
                     "trusted_proxies": 1 if tls_proxy else 0,
+                    **(
+                        {"socket_group": worker_group(), "socket_mode": "0660"} if tls_proxy else {}
+                    ),
                 },
             },
         )
@@ -219,12 +225,12 @@ class Lab:
         postfix.start()
         started["postfix"] = _pid(postfix.pid)
 
-        portal = Portal(d / "portal", daemon.config_path, portal_port)
+        portal = Portal(d / "portal", daemon.config_path, portal_listen)
         portal.start()
         started["portal"] = _pid(portal.pid)
         proxy_info: dict[str, Any] = {"portal_url": portal.url}
         if tls_proxy:
-            nginx = Nginx(d / "nginx", web_port, ("127.0.0.1", portal_port))
+            nginx = Nginx(d / "nginx", web_port, portal_socket)
             nginx.start()
             started["nginx"] = _pid(nginx.pid)
             proxy_info = {

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import functools
-import ipaddress
+import grp
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +29,7 @@ from werkzeug.wrappers import Response
 
 from .. import qr, wire
 from ..codes import group, split_device_token
-from ..config import Config, PortalConfig
+from ..config import Config, PortalConfig, portal_trust_refused
 from ..continuation import LIFETIME as CONTINUATION_LIFETIME
 from ..errors import ConfigError
 from ..secretfile import read_secret_file
@@ -615,64 +618,110 @@ throttled and audited by it), that the browser spoke HTTPS, and the host it aske
 (the ``Origin`` check compares the two). Every other proxy header is dropped."""
 
 
+_UNIX_PEER = "localhost"
+"""How waitress (3.x, ``UnixWSGIServer.fix_addr``) reports every peer of a UNIX socket:
+REMOTE_ADDR is ``localhost``, whoever connected. So with a UNIX ``listen`` the proxy is
+told apart from other local users by who may open the socket file, not by address."""
+
+
 def proxy_options(portal: PortalConfig) -> dict[str, Any]:
     """waitress's proxy settings for ``portal``.
 
     waitress, not the application, decides whose X-Forwarded-* to believe, because
-    only the server knows the peer: with ``trusted_proxies`` set, the headers count when
-    the connection comes from the proxy on this host (127.0.0.1, or ::1 for a portal on
-    ::1) and are deleted from anyone else. Without ``trusted_proxy`` waitress deletes
-    them from everybody, which left every sign-in recorded from 127.0.0.1 and every
-    form refused for its ``Origin: https://...`` (issue 14 M2). A portal listening
-    elsewhere than loopback gets no proxy trust at all: the proxy's address would be
-    a guess, and trusting any peer lets anyone choose the address they are audited as.
+    only the server knows the peer. Over TCP it cannot tell the proxy from any local
+    user connecting to the same loopback port, who could then choose the address their
+    sign-ins are decided, throttled and audited by: so ``trusted_proxies`` is accepted
+    only with ``portal.listen: unix:/path``, whose peers are those that may open the
+    socket file (``portal.socket_mode``, ``portal.socket_group``: the proxy's). Without
+    ``trusted_proxy`` waitress deletes the headers from everybody, which behind a proxy
+    left every sign-in recorded from the proxy and every form refused for its
+    ``Origin: https://...`` (issue 14 M2).
     """
     if not portal.trusted_proxies:
         return {"clear_untrusted_proxy_headers": True}
-    host = portal.listen[0]
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is None or not address.is_loopback:
-        raise ConfigError(
-            f"portal.trusted_proxies: the proxy must be on this host, with portal.listen "
-            f"on a loopback address (127.0.0.1 or ::1), not {host!r}"
-        )
+    if not isinstance(portal.listen, Path):
+        raise ConfigError(portal_trust_refused(portal.listen))
     return {
-        "trusted_proxy": "127.0.0.1" if address.version == 4 else "::1",
+        "trusted_proxy": _UNIX_PEER,
         "trusted_proxy_count": portal.trusted_proxies,
         "trusted_proxy_headers": set(_PROXY_HEADERS),
         "clear_untrusted_proxy_headers": True,
-        # Says why, in the portal's log, when the proxy connects from another address.
+        # Says why, in the portal's log, when a proxy header comes from elsewhere.
         "log_untrusted_proxy_headers": True,
     }
 
 
+def _socket_gid(portal: PortalConfig) -> int:
+    try:
+        return grp.getgrnam(portal.socket_group).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"portal.socket_group: no group named {portal.socket_group!r} "
+            "(the group the reverse proxy runs as: www-data for Debian's nginx)"
+        ) from None
+
+
 def make_server(config: Config, app: Flask | None = None) -> Any:
-    """The waitress server ``serve`` runs (tests run one in a thread and close it)."""
-    host, port = config.portal.listen
-    return waitress.create_server(
-        app or create_app(config),
-        host=host,
-        port=port,
-        threads=8,
-        ident="twostep",
-        **proxy_options(config.portal),
-    )
+    """The waitress server ``serve`` runs (tests run one in a thread and close it).
+
+    A UNIX socket replaces a stale socket (never another file in the way), is created
+    0600 and only then given ``portal.socket_group`` and ``portal.socket_mode``, so it
+    is never open to more than it is meant to be, not even for a moment."""
+    portal = config.portal
+    options = proxy_options(portal)
+    application = app or create_app(config)
+    if not isinstance(portal.listen, Path):
+        host, port = portal.listen
+        return waitress.create_server(
+            application, host=host, port=port, threads=8, ident="twostep", **options
+        )
+    gid = _socket_gid(portal)
+    path = portal.listen
+    umask = os.umask(0o177)
+    try:
+        server = waitress.create_server(
+            application,
+            unix_socket=str(path),
+            unix_socket_perms="600",
+            threads=8,
+            ident="twostep",
+            **options,
+        )
+    finally:
+        os.umask(umask)
+    try:
+        try:
+            os.chown(path, -1, gid)
+        except PermissionError:
+            raise PermissionError(
+                errno.EPERM,
+                f"cannot give it to group {portal.socket_group}: the portal's user must be "
+                "in that group (SupplementaryGroups= in the unit)",
+            ) from None
+        os.chmod(path, portal.socket_mode)
+    except BaseException:
+        server.close()
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return server
 
 
 def serve(config: Config) -> None:
     """Run the portal with waitress on ``portal.listen`` until stopped."""
     server = make_server(config)
-    host, port = config.portal.listen
+    listen = config.portal.listen
+    where = f"unix:{listen}" if isinstance(listen, Path) else f"{listen[0]}:{listen[1]}"
     log.info(
-        "portal listening on %s:%d%s",
-        host,
-        port,
-        f", believing X-Forwarded-* from {server.adj.trusted_proxy}"
+        "portal listening on %s%s",
+        where,
+        f", believing X-Forwarded-* from peers of the socket (group "
+        f"{config.portal.socket_group}, mode {config.portal.socket_mode:04o})"
         if config.portal.trusted_proxies
         else "",
     )
-    server.print_listen("Serving on http://{}:{}")
+    # waitress reports a UNIX socket as host "unix" and its path as the port
+    server.print_listen(
+        "Serving on {}:{}" if isinstance(listen, Path) else "Serving on http://{}:{}"
+    )
     server.run()
