@@ -72,20 +72,22 @@ def test_two_runs_on_the_same_release_do_not_pass(
     assert "not the other release" in capsys.readouterr().out
 
 
-def test_a_chroot_that_cannot_be_built_fails_in_one_sentence(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "TWOSTEP_CHROOT_DIR": str(tmp_path / "chroot"),
-        "TWOSTEP_CHROOT_LOG": str(tmp_path),
-        "TWOSTEP_MIRROR": "http://127.0.0.1:9/debian",  # nothing listens there
-    }
-    result = subprocess.run(
+def _other_release(root: Path, logs: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """tests/release/other-release with its chroot at ``root``, as make test runs it."""
+    return subprocess.run(
         ["bash", str(REPO / "tests/release/other-release")],
-        env=env,
+        env={**os.environ, "TWOSTEP_CHROOT_DIR": str(root), "TWOSTEP_CHROOT_LOG": str(logs), **env},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def test_a_chroot_that_cannot_be_built_fails_in_one_sentence(tmp_path: Path) -> None:
+    # nothing listens on the discard port
+    result = _other_release(
+        tmp_path / "chroot", tmp_path, TWOSTEP_MIRROR="http://127.0.0.1:9/debian"
     )
     assert result.returncode == 1
     assert "FAILED: the chroot could not be built" in result.stderr
@@ -97,15 +99,7 @@ def test_a_folder_that_is_not_its_own_is_never_removed(tmp_path: Path) -> None:
     precious = tmp_path / "site"
     precious.mkdir()
     (precious / "keep.txt").write_text("keep me")
-    env = {**os.environ, "TWOSTEP_CHROOT_DIR": str(precious), "TWOSTEP_CHROOT_LOG": str(tmp_path)}
-    result = subprocess.run(
-        ["bash", str(REPO / "tests/release/other-release")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _other_release(precious, tmp_path)
     assert result.returncode == 1 and "is not a chroot this script made" in result.stderr
     assert (precious / "keep.txt").read_text() == "keep me"
 
@@ -116,14 +110,6 @@ def test_a_second_run_on_the_same_chroot_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "chroot"
     with open(f"{root}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        env = {**os.environ, "TWOSTEP_CHROOT_DIR": str(root), "TWOSTEP_CHROOT_LOG": str(tmp_path)}
-        result = subprocess.run(
-            ["bash", str(REPO / "tests/release/other-release")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = _other_release(root, tmp_path)
     assert result.returncode == 1 and "another run is using" in result.stderr
     assert not root.exists()
