@@ -355,7 +355,12 @@ def test_groups_grant_rights(slapd: Slapd, base: Path) -> None:
     daemon = make_daemon(
         slapd,
         base,
-        daemon={**OPEN_SOCKET, "verify": {"groups": ["mail"]}, "manage": {"users": []}},
+        daemon={
+            **OPEN_SOCKET,
+            "verify": {"groups": ["mail"]},
+            "manage": {"users": []},
+            "self_service": {"users": []},
+        },
     )
     daemon.start()
     try:
