@@ -33,9 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import functools
-import grp
 import json
 import logging
 import os
@@ -58,6 +56,7 @@ from .directory import Directory
 from .engine import Engine
 from .errors import ConfigError
 from .handlers import error, handle
+from .socketfile import group_id, hand_over
 
 __all__ = ["Daemon", "main"]
 
@@ -104,13 +103,9 @@ def _announce(rules: Rules) -> None:
 
 
 def _socket_gid(daemon: DaemonConfig) -> int:
-    try:
-        return grp.getgrnam(daemon.socket_group).gr_gid
-    except KeyError:
-        raise ConfigError(
-            f"daemon.socket_group: no group named {daemon.socket_group!r} "
-            "(make install creates twostep-clients)"
-        ) from None
+    return group_id(
+        "daemon.socket_group", daemon.socket_group, "make install creates twostep-clients"
+    )
 
 
 def _listen(config: Config) -> socket.socket:
@@ -132,15 +127,7 @@ def _listen(config: Config) -> socket.socket:
         finally:
             os.umask(umask)
         bound = True
-        try:
-            os.chown(path, -1, gid)
-        except PermissionError:
-            raise PermissionError(
-                errno.EPERM,
-                f"cannot give it to group {daemon.socket_group}: twostepd's user must be in "
-                "that group (SupplementaryGroups= in the unit)",
-            ) from None
-        os.chmod(path, daemon.socket_mode)
+        hand_over(path, gid, daemon.socket_group, daemon.socket_mode, "twostepd's user")
         # room for a burst of logins while the serving processes catch up
         listener.listen(min(max(daemon.max_connections, 256), 4096))
     except BaseException:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import errno
 import functools
-import grp
 import logging
 import os
 import time
@@ -33,6 +31,7 @@ from ..config import Config, PortalConfig, portal_trust_refused
 from ..continuation import LIFETIME as CONTINUATION_LIFETIME
 from ..errors import ConfigError
 from ..secretfile import read_secret_file
+from ..socketfile import group_id, hand_over
 from . import security
 from .twostepd import Ask, Refusal, SessionEnded, Twostepd, Unavailable
 
@@ -651,16 +650,6 @@ def proxy_options(portal: PortalConfig) -> dict[str, Any]:
     }
 
 
-def _socket_gid(portal: PortalConfig) -> int:
-    try:
-        return grp.getgrnam(portal.socket_group).gr_gid
-    except KeyError:
-        raise ConfigError(
-            f"portal.socket_group: no group named {portal.socket_group!r} "
-            "(the group the reverse proxy runs as: www-data for Debian's nginx)"
-        ) from None
-
-
 def make_server(config: Config, app: Flask | None = None) -> Any:
     """The waitress server ``serve`` runs (tests run one in a thread and close it).
 
@@ -675,7 +664,11 @@ def make_server(config: Config, app: Flask | None = None) -> Any:
         return waitress.create_server(
             application, host=host, port=port, threads=8, ident="twostep", **options
         )
-    gid = _socket_gid(portal)
+    gid = group_id(
+        "portal.socket_group",
+        portal.socket_group,
+        "the group the reverse proxy runs as: www-data for Debian's nginx",
+    )
     path = portal.listen
     umask = os.umask(0o177)
     try:
@@ -690,15 +683,7 @@ def make_server(config: Config, app: Flask | None = None) -> Any:
     finally:
         os.umask(umask)
     try:
-        try:
-            os.chown(path, -1, gid)
-        except PermissionError:
-            raise PermissionError(
-                errno.EPERM,
-                f"cannot give it to group {portal.socket_group}: the portal's user must be "
-                "in that group (SupplementaryGroups= in the unit)",
-            ) from None
-        os.chmod(path, portal.socket_mode)
+        hand_over(path, gid, portal.socket_group, portal.socket_mode, "the portal's user")
     except BaseException:
         server.close()
         with contextlib.suppress(OSError):
