@@ -12,7 +12,7 @@ from typing import Any
 
 from support import leaks
 
-from pam_twostep.totp import time_step, totp
+from pam_twostep.totp import decode_secret, time_step, totp
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
@@ -83,6 +83,22 @@ class Person:
         if trust:
             self.page.check("#trust")
         self.submit("/signin/code")
+
+    def confirm_new_key(self) -> tuple[bytes, int, list[str]]:
+        """On the page POST /setup answered: read the key as a person types it into an
+        app, confirm it with a code, save the backup codes. Returns (key, the code's
+        step, the backup codes)."""
+        page = self.page
+        key = decode_secret(page.inner_text("#key").replace(" ", ""))
+        leaks.remember(page.inner_text("#key").replace(" ", ""))
+        code, step = next_code(key, time_step(time.time(), 30) - 2)
+        leaks.remember(code)
+        page.fill("#code", code)
+        self.submit("/setup/confirm")
+        codes = page.inner_text("#codes").split()
+        leaks.remember(codes)
+        page.click("text=I have saved them")
+        return key, step, codes
 
     def sign_out(self) -> None:
         with self.page.expect_navigation():
