@@ -82,7 +82,7 @@ def test_one_input(data: bytes) -> None:
         management.status(state, policy, None, now)
         # as the engine does: the password is checked when the decision needs it
         check = PasswordCheck.NOT_CHECKED
-        if wants_password(state, policy, attempt, now):
+        if wants_password(state, policy, attempt, now, "192.0.2.1"):  # the Context's address
             right = presented.get("password") == "right"
             check = PasswordCheck.RIGHT if right else PasswordCheck.WRONG
         decision = decide(
