@@ -109,8 +109,9 @@ class Person:
 
 
 def next_code(key: bytes, used_step: int) -> tuple[str, int]:
-    """A code of a step after ``used_step`` (the +-1 window takes the next one at once)."""
-    step = used_step + 1
+    """A code of a step after ``used_step`` and not before the current one: the +-1
+    window then takes it for at least 30 s, however long the page takes to submit."""
+    step = max(used_step + 1, time_step(time.time(), 30))
     while step > time_step(time.time(), 30) + 1:
         time.sleep(0.5)
     return totp(key, step * 30), step
