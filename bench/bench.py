@@ -47,16 +47,16 @@ from drivers import (
 
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import load_secrets, parse_config
+from pam_twostep.core.totp import decode_secret, time_step, totp
 from pam_twostep.directory import Directory
 from pam_twostep.engine import Engine
-from pam_twostep.keyring import write_key_file
+from pam_twostep.keyfiles import write_key_file
 from pam_twostep.lab.dovecot import Dovecot, passdb_block
 from pam_twostep.lab.dovecot_config import LdapPassdb, Passdb, installed_version, unsupported
 from pam_twostep.lab.files import PAM_LOADER, install_clients
 from pam_twostep.lab.slapd import Directory as Names
 from pam_twostep.lab.slapd import Slapd, user_ldif
 from pam_twostep.lab.twostepd import Twostepd
-from pam_twostep.totp import decode_secret, time_step, totp
 
 HERE = Path(__file__).resolve().parent
 PAM_D = Path("/etc/pam.d")

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import wire
-from .account import ACCOUNT_CLASS, Attr
-from .changes import Change, Modify
 from .config import Config, load_config, load_secrets
+from .core.account import ACCOUNT_CLASS, Attr
+from .core.changes import Change, Modify
+from .core.errors import ConfigError, Conflict, DirectoryUnavailable, TwostepError
 from .directory import Directory
-from .errors import ConfigError, Conflict, DirectoryUnavailable, TwostepError
 
 __all__ = ["Finding", "run_checks"]
 

@@ -28,9 +28,9 @@ from typing import Any, NoReturn, TextIO
 
 from . import wire
 from .config import Config, config_path, load_config
-from .duration import format_duration, parse_duration
-from .errors import ConfigError
-from .policy import overrides_from_strings
+from .core.duration import format_duration, parse_duration
+from .core.errors import ConfigError
+from .core.policy import overrides_from_strings
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_REFUSED", "EXIT_TEMPFAIL", "EXIT_USAGE", "main"]
 

@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .duration import parse_duration
-from .errors import ConfigError
-from .keyring import Keyring
-from .policy import overrides_from_mapping
-from .records import check_service_name
+from .core.duration import parse_duration
+from .core.errors import ConfigError
+from .core.keyring import Keyring
+from .core.policy import overrides_from_mapping
+from .core.records import check_service_name
+from .core.totp import Algorithm, TotpParams
+from .keyfiles import load_keyring
 from .secretfile import read_secret_file
-from .totp import Algorithm, TotpParams
 
 __all__ = [
     "DEFAULT_PATH",
@@ -732,7 +733,7 @@ def load_secrets(config: Config) -> Secrets:
     """Read the service password and the keys; refuse files that others can read."""
     try:
         password = read_secret_file(config.ldap.bind_password_file, "ldap.bind_password_file")
-        keyring = Keyring.load(config.keys.directory, config.keys.current)
+        keyring = load_keyring(config.keys.directory, config.keys.current)
     except ConfigError as exc:
         where = f"{config.source}: " if config.source else ""
         raise ConfigError(f"{where}{exc}") from None

@@ -29,7 +29,7 @@ import secrets
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .account import AccountState
+    from .core.account import AccountState
 
 __all__ = ["LIFETIME", "Continuations", "PasswordProof", "login_state"]
 

@@ -52,9 +52,9 @@ from .access import Peer, Right, Rules, peer_of, resolve, rights_of, user_name
 from .audit import build_sink
 from .config import Config, DaemonConfig, config_path, load_config, load_secrets
 from .continuation import Continuations
+from .core.errors import ConfigError
 from .directory import Directory
 from .engine import Engine
-from .errors import ConfigError
 from .handlers import error, handle
 from .socketfile import group_id, hand_over
 

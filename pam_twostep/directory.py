@@ -51,10 +51,10 @@ from ldap3.strategy.base import BaseStrategy
 from ldap3.utils.asn1 import encode as ber_encode
 from ldap3.utils.conv import escape_filter_chars
 
-from .account import RawEntry
-from .changes import Change, Modify, Op
 from .config import LdapConfig, UsersConfig
-from .errors import Conflict, DirectoryIncomplete, DirectoryUnavailable
+from .core.account import RawEntry
+from .core.changes import Change, Modify, Op
+from .core.errors import Conflict, DirectoryIncomplete, DirectoryUnavailable
 
 __all__ = ["Directory", "escape_filter"]
 

@@ -23,14 +23,15 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from . import enrollment, management, rotation
-from .account import ACCOUNT_CLASS, POLICY_CLASS, AccountState, Attr, RawEntry, parse_account
 from .audit import AuditEvent, AuditSink
-from .changes import Change, Modify
-from .codes import Random
 from .config import Config
 from .continuation import PasswordProof, login_state
-from .decision import (
+from .core import enrollment, management, rotation
+from .core.account import ACCOUNT_CLASS, POLICY_CLASS, AccountState, Attr, RawEntry, parse_account
+from .core.candidate import Candidate
+from .core.changes import Change, Modify
+from .core.codes import Random
+from .core.decision import (
     Attempt,
     Context,
     Decision,
@@ -47,8 +48,7 @@ from .decision import (
     unknown_user,
     wants_password,
 )
-from .directory import Directory, escape_filter
-from .errors import (
+from .core.errors import (
     Conflict,
     CorruptEntry,
     DirectoryUnavailable,
@@ -58,12 +58,11 @@ from .errors import (
     Refused,
     TemporaryFailure,
 )
-from .keyring import Keyring
-from .lockout import address_wait, lock_state, record_failure
-from .migrate.candidate import Candidate
-from .migrate.plan import Outcome as ImportOutcome
-from .migrate.plan import plan_import
-from .policy import (
+from .core.import_plan import Outcome as ImportOutcome
+from .core.import_plan import plan_import
+from .core.keyring import Keyring
+from .core.lockout import address_wait, lock_state, record_failure
+from .core.policy import (
     POLICY_ATTRIBUTES,
     Policy,
     attribute_of,
@@ -71,6 +70,7 @@ from .policy import (
     policy_to_ldap,
     resolve_policy,
 )
+from .directory import Directory, escape_filter
 from .throttle import SourceThrottle
 from .turns import Turns
 

@@ -48,13 +48,13 @@ from typing import Any, NamedTuple
 
 from .access import Peer, Right
 from .continuation import Continuations
-from .decision import Attempt, Decision, Flow, Method, Outcome, Reason
+from .core.candidate import Candidate
+from .core.decision import Attempt, Decision, Flow, Method, Outcome, Reason
+from .core.errors import DirectoryIncomplete, RefusalReason, Refused, TemporaryFailure
+from .core.management import AccountStatus
+from .core.policy import Policy, overrides_from_mapping
+from .core.totp import Algorithm, TotpParams
 from .engine import Engine, PolicyEntry
-from .errors import DirectoryIncomplete, RefusalReason, Refused, TemporaryFailure
-from .management import AccountStatus
-from .migrate.candidate import Candidate
-from .policy import Policy, overrides_from_mapping
-from .totp import Algorithm, TotpParams
 
 __all__ = ["OPS", "Malformed", "error", "handle", "policy_reply", "status_reply"]
 

@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 __all__ = ["read_secret_file"]
 

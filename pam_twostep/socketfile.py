@@ -13,7 +13,7 @@ import grp
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 __all__ = ["group_id", "hand_over"]
 

@@ -28,11 +28,12 @@ caller at once, and one local user must not be able to shut the others out.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections import OrderedDict, deque
 
-__all__ = ["MAX_SOURCES", "SourceThrottle", "network_of"]
+from .core.lockout import network_of
+
+__all__ = ["MAX_SOURCES", "SourceThrottle"]
 
 MAX_SOURCES = 4096
 """Addresses remembered; the least recently failing is forgotten first. An attacker who
@@ -40,19 +41,6 @@ can fail from more addresses than this gains nothing he does not already have (e
 address is then new), and memory stays bounded: at most 100 times per address."""
 _TIMES_KEPT = 100
 """Failure times kept per address: the most ``throttle_source_failures`` may ask for."""
-
-
-def network_of(address: str) -> str:
-    """The key an address is throttled by: its /64 for IPv6, itself otherwise."""
-    if ":" not in address:
-        return address
-    try:
-        ip = ipaddress.IPv6Address(address)
-    except ValueError:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 class SourceThrottle:

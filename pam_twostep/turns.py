@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import DirectoryUnavailable
+from .core.errors import DirectoryUnavailable
 
 __all__ = ["Turns"]
 

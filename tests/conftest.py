@@ -30,7 +30,7 @@ from support.slapd import (
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import Config, parse_config
 from pam_twostep.engine import Engine
-from pam_twostep.keyring import write_key_file
+from pam_twostep.keyfiles import write_key_file
 
 T0 = 1_800_000_000  # a fixed "now" for tests: 2027-01-15
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pam_twostep.account import Attr, RawEntry, format_time, parse_account, password_stamp
-from pam_twostep.errors import CorruptEntry
-from pam_twostep.records import Device, Passcode
-from pam_twostep.totp import Algorithm, TotpParams
+from pam_twostep.core.account import Attr, RawEntry, format_time, parse_account, password_stamp
+from pam_twostep.core.errors import CorruptEntry
+from pam_twostep.core.records import Device, Passcode
+from pam_twostep.core.totp import Algorithm, TotpParams
 
 UUID = b"3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 PASSCODE = (

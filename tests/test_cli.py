@@ -15,8 +15,8 @@ import pytest
 from support.stack import LAB_INFO_KEYS, world_readable_directory
 
 from pam_twostep import cli, qr, wire
+from pam_twostep.core.totp import decode_secret, time_step, totp
 from pam_twostep.lab.stack import Lab
-from pam_twostep.totp import decode_secret, time_step, totp
 
 
 @pytest.fixture(scope="module")

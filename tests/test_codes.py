@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pam_twostep.codes import (
+from pam_twostep.core.codes import (
     ALPHABET,
     BACKUP_CODE_LENGTH,
     PASSCODE_LENGTH,

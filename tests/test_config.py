@@ -20,8 +20,8 @@ from pam_twostep.config import (
     load_secrets,
     parse_config,
 )
-from pam_twostep.errors import ConfigError
-from pam_twostep.totp import Algorithm
+from pam_twostep.core.errors import ConfigError
+from pam_twostep.core.totp import Algorithm
 
 GOOD: dict[str, Any] = {
     "ldap": {

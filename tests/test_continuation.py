@@ -12,7 +12,7 @@ from support.slapd import USERS, Slapd
 from support.states import enabled_state
 
 from pam_twostep.continuation import LIFETIME, Continuations, login_state
-from pam_twostep.totp import totp
+from pam_twostep.core.totp import totp
 
 NOW = 1_800_000_000.0
 STATE = login_state(enabled_state())

@@ -861,9 +861,9 @@ def test_check_mode(daemon: Twostepd) -> None:
 def test_continuations_spare_a_bind_and_prove_nothing_else(daemon: Twostepd, slapd: Slapd) -> None:
     from support.flows import enroll
 
-    from pam_twostep.account import Attr  # noqa: F401 - the schema is loaded by the fixture
     from pam_twostep.config import parse_config
-    from pam_twostep.totp import totp
+    from pam_twostep.core.account import Attr  # noqa: F401 - the schema is loaded by the fixture
+    from pam_twostep.core.totp import totp
 
     past = time.time() - 300  # enrolled earlier: the code of now is unused
     with engine_for(parse_config(daemon.config), lambda: past) as engine:

@@ -19,10 +19,10 @@ from support.states import (
     with_passcode,
 )
 
-from pam_twostep.account import Attr, format_time
-from pam_twostep.changes import Op
-from pam_twostep.codes import group, new_device_token, new_id
-from pam_twostep.decision import (
+from pam_twostep.core.account import Attr, format_time
+from pam_twostep.core.changes import Op
+from pam_twostep.core.codes import group, new_device_token, new_id
+from pam_twostep.core.decision import (
     MAX_DEVICES,
     USAGE_INTERVAL,
     Attempt,
@@ -36,10 +36,10 @@ from pam_twostep.decision import (
     throttled,
     wants_password,
 )
-from pam_twostep.hashing import fast_digest
-from pam_twostep.policy import Policy
-from pam_twostep.records import Device, Failure, Usage
-from pam_twostep.totp import time_step
+from pam_twostep.core.hashing import fast_digest
+from pam_twostep.core.policy import Policy
+from pam_twostep.core.records import Device, Failure, Usage
+from pam_twostep.core.totp import time_step
 
 
 def failure_written(decision) -> bool:  # type: ignore[no-untyped-def]

@@ -20,9 +20,10 @@ from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
 from ldap3.utils.asn1 import encode
 from support.slapd import NAMES, PEOPLE, USERS, Slapd, limit_service_searches, user_dn
 
-from pam_twostep.account import Attr
-from pam_twostep.changes import Change, Modify
 from pam_twostep.config import Config, load_secrets, parse_config
+from pam_twostep.core.account import Attr
+from pam_twostep.core.changes import Change, Modify
+from pam_twostep.core.errors import Conflict, DirectoryUnavailable
 from pam_twostep.directory import (
     Directory,
     _message,
@@ -30,7 +31,6 @@ from pam_twostep.directory import (
     _search_request,
     escape_filter,
 )
-from pam_twostep.errors import Conflict, DirectoryUnavailable
 from pam_twostep.lab.tls import make_certificates
 
 ATTRS = ["uid", "entryUUID", "objectClass", "userPassword", Attr.LAST_STEP]

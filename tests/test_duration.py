@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pam_twostep.duration import format_duration, parse_duration
+from pam_twostep.core.duration import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

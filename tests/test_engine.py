@@ -21,14 +21,14 @@ from support.slapd import (
     user_dn,
 )
 
-from pam_twostep import hashing
-from pam_twostep.account import Attr
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import parse_config
-from pam_twostep.decision import Method, Outcome, Reason
+from pam_twostep.core import hashing
+from pam_twostep.core.account import Attr
+from pam_twostep.core.decision import Method, Outcome, Reason
+from pam_twostep.core.errors import NotFound, RefusalReason, Refused
+from pam_twostep.core.totp import totp
 from pam_twostep.engine import Engine
-from pam_twostep.errors import NotFound, RefusalReason, Refused
-from pam_twostep.totp import totp
 
 # -- application passcodes -------------------------------------------------------------
 
@@ -607,7 +607,7 @@ def test_a_host_name_as_the_remote_is_its_own_client(
 ) -> None:
     """Host names (PAM_RHOST under UseDNS) are kept, lower-cased: clients known only by
     name no longer share one address "" for lock-out and the audit."""
-    from pam_twostep.records import Failure
+    from pam_twostep.core.records import Failure
 
     interactive_login(engine, "bob", password="wrong", remote=remote)
     assert audit.events[-1].remote == recorded
@@ -725,7 +725,7 @@ def test_management_password_checks_are_throttled_like_sign_ins(
 ) -> None:
     """enroll-begin checks a password too: the per-address throttle holds there, or the
     account-wide lock (100) would be the only limit on guessing through it."""
-    from pam_twostep.errors import RefusalReason, Refused
+    from pam_twostep.core.errors import RefusalReason, Refused
 
     for n in range(5):
         interactive_login(engine, "bob", password=f"wrong {n}", remote="192.0.2.99")

@@ -10,15 +10,15 @@ from conftest import Clock
 from support.slapd import USERS, Slapd, user_dn
 from support.states import KEYS, NOW, enabled_state, plain_state
 
-from pam_twostep.account import Attr
 from pam_twostep.audit import MemorySink
-from pam_twostep.decision import Attempt, Flow, Method, Outcome
+from pam_twostep.core.account import Attr
+from pam_twostep.core.decision import Attempt, Flow, Method, Outcome
+from pam_twostep.core.enrollment import begin, confirm
+from pam_twostep.core.errors import RefusalReason, Refused
+from pam_twostep.core.policy import Policy
+from pam_twostep.core.records import Pending
+from pam_twostep.core.totp import TotpParams, decode_secret, totp
 from pam_twostep.engine import Engine
-from pam_twostep.enrollment import begin, confirm
-from pam_twostep.errors import RefusalReason, Refused
-from pam_twostep.policy import Policy
-from pam_twostep.records import Pending
-from pam_twostep.totp import TotpParams, decode_secret, totp
 
 
 def start(state=None, policy=Policy(), second_factor=False):  # type: ignore[no-untyped-def]

@@ -21,8 +21,8 @@ from support.slapd import POLICIES, USERS, Slapd, user_dn
 from support.stack import install_clients, world_readable_directory
 
 from pam_twostep import wire
-from pam_twostep.account import Attr, parse_account
 from pam_twostep.config import parse_config
+from pam_twostep.core.account import Attr, parse_account
 from pam_twostep.lab.twostepd import Twostepd
 
 RIGHT_FROM, WRONG_FROM = "192.0.2.10", "192.0.2.66"
@@ -185,7 +185,7 @@ def test_twostepd_killed_and_restarted_under_load(slapd: Slapd, tmp_path: Path) 
     # every change is one LDAP modify: applied whole or not at all, never half
     entry = slapd.entry(user_dn("alice"))
     raw = {name: tuple(values) for name, values in entry.items()}
-    from pam_twostep.account import RawEntry
+    from pam_twostep.core.account import RawEntry
 
     state = parse_account(RawEntry(user_dn("alice"), raw), "alice", "uid")
     stored = {p.label for p in state.passcodes}

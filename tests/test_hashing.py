@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from pam_twostep import hashing
-from pam_twostep.hashing import (
+from pam_twostep.core import hashing
+from pam_twostep.core.hashing import (
     digest_matches,
     fast_digest,
     hash_backup_code,

@@ -21,8 +21,8 @@ from support.tools import google_authenticator
 from test_migrate_zimbra import ACCOUNT_ID, SEALED_CODES, SEALED_SECRET, SECRET
 
 from pam_twostep import cli
+from pam_twostep.core.totp import time_step
 from pam_twostep.lab.stack import Lab
-from pam_twostep.totp import time_step
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the lab's PAM service needs root")
 

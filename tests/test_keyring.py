@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pam_twostep.errors import ConfigError, KeyUnavailable
-from pam_twostep.keyring import Keyring, write_key_file
+from pam_twostep.core.errors import ConfigError, KeyUnavailable
+from pam_twostep.core.keyring import Keyring
+from pam_twostep.keyfiles import load_keyring, write_key_file
 
 K1 = bytes(range(32))
 K2 = bytes(range(1, 33))
@@ -88,7 +89,7 @@ def test_load_key_directory(tmp_path: Path) -> None:
     write_key_file(tmp_path / "k1.key", K1)
     write_key_file(tmp_path / "k2.key", K2)
     (tmp_path / "README").write_text("not a key")
-    ring = Keyring.load(tmp_path, "k2")
+    ring = load_keyring(tmp_path, "k2")
     assert ring.key_ids == {"k1", "k2"}
     assert stat.S_IMODE(os.stat(tmp_path / "k1.key").st_mode) == 0o600
 
@@ -103,7 +104,7 @@ def test_load_refuses_world_readable_key(tmp_path: Path) -> None:
     write_key_file(tmp_path / "k1.key", K1)
     os.chmod(tmp_path / "k1.key", 0o644)
     with pytest.raises(ConfigError, match=r"k1\.key.*everyone"):
-        Keyring.load(tmp_path, "k1")
+        load_keyring(tmp_path, "k1")
 
 
 @pytest.mark.parametrize(
@@ -114,14 +115,14 @@ def test_load_refuses_malformed_key(tmp_path: Path, content: str, message: str) 
     path.write_text(content)
     os.chmod(path, 0o600)
     with pytest.raises(ConfigError, match=message):
-        Keyring.load(tmp_path, "k1")
+        load_keyring(tmp_path, "k1")
 
 
 def test_load_needs_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no \*\.key"):
-        Keyring.load(tmp_path, "k1")
+        load_keyring(tmp_path, "k1")
     with pytest.raises(ConfigError, match=r"keys\.directory"):
-        Keyring.load(tmp_path / "missing", "k1")
+        load_keyring(tmp_path / "missing", "k1")
 
 
 def test_nonce_must_be_96_bits() -> None:

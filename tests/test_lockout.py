@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from support.states import NOW, plain_state
 
-from pam_twostep.account import AccountState, Attr
-from pam_twostep.changes import Op
-from pam_twostep.lockout import (
+from pam_twostep.core.account import AccountState, Attr
+from pam_twostep.core.changes import Op
+from pam_twostep.core.lockout import (
     address_wait,
     clear_changes,
     fingerprint,
@@ -17,8 +17,8 @@ from pam_twostep.lockout import (
     missing_lock,
     record_failure,
 )
-from pam_twostep.policy import Policy
-from pam_twostep.records import Failure
+from pam_twostep.core.policy import Policy
+from pam_twostep.core.records import Failure
 
 POLICY = Policy(lockout_max_failures=3, lockout_window=600, lockout_duration=900)
 

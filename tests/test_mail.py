@@ -97,7 +97,7 @@ def test_passcodes_only_once_two_step_is_on(mail: MailStack, admin: Engine, cloc
     assert smtp(mail, "alice", passcode) == 235
     assert smtp(mail, "alice", passcode, "LOGIN") == 235
     refused_everywhere(mail, "alice", USERS["alice"])
-    from pam_twostep.totp import totp
+    from pam_twostep.core.totp import totp
 
     # password+code glued together is not accepted either (README, "Security model")
     refused_everywhere(mail, "alice", USERS["alice"] + totp(key, clock.now + 30))

@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 from support.states import NOW, STAMP, enabled_state, plain_state, with_passcode
 
-from pam_twostep.account import Attr
-from pam_twostep.changes import Op
-from pam_twostep.errors import NotFound, RefusalReason, Refused
-from pam_twostep.management import (
+from pam_twostep.core.account import Attr
+from pam_twostep.core.changes import Op
+from pam_twostep.core.errors import NotFound, RefusalReason, Refused
+from pam_twostep.core.management import (
     add_passcode,
     disable_modify,
     reset_modify,
@@ -20,8 +20,8 @@ from pam_twostep.management import (
     revoke_passcode,
     status,
 )
-from pam_twostep.policy import Policy
-from pam_twostep.records import Device, Usage
+from pam_twostep.core.policy import Policy
+from pam_twostep.core.records import Device, Usage
 
 MAIL = {"imap", "pop3", "smtp"}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from support.tools import google_authenticator
 
+from pam_twostep.core.candidate import Candidate, Problem
 from pam_twostep.migrate import google
-from pam_twostep.migrate.candidate import Candidate, Problem
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 GOOD = f"""{SECRET}

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from pam_twostep.migrate.candidate import Candidate, Problem
+from pam_twostep.core.candidate import Candidate, Problem
+from pam_twostep.core.totp import time_step
 from pam_twostep.migrate.oath import parse
-from pam_twostep.totp import time_step
 
 HEX = "3132333435363738393031323334353637383930"
 

@@ -6,13 +6,13 @@ import secrets
 
 from support.states import KEYS, SECRET, enabled_state, plain_state
 
-from pam_twostep.account import Attr
-from pam_twostep.changes import Op
-from pam_twostep.hashing import verify_backup_codes
-from pam_twostep.migrate.candidate import Candidate
-from pam_twostep.migrate.plan import Outcome, plan_import
-from pam_twostep.policy import Policy
-from pam_twostep.totp import TotpParams
+from pam_twostep.core.account import Attr
+from pam_twostep.core.candidate import Candidate
+from pam_twostep.core.changes import Op
+from pam_twostep.core.hashing import verify_backup_codes
+from pam_twostep.core.import_plan import Outcome, plan_import
+from pam_twostep.core.policy import Policy
+from pam_twostep.core.totp import TotpParams
 
 CANDIDATE = Candidate(
     "f", "alice", SECRET, TotpParams(period=60), last_step=99, window=2, backup_codes=("12345678",)

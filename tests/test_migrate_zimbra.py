@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from pam_twostep.migrate.candidate import Candidate, Problem
+from pam_twostep.core.candidate import Candidate, Problem
+from pam_twostep.core.totp import Algorithm
 from pam_twostep.migrate.zimbra import COS_SETTINGS, decrypt, read
-from pam_twostep.totp import Algorithm
 
 ACCOUNT_ID = "2f6b5f57-0e6d-4f0b-9a34-6c0e3a1f0a11"
 SALT = bytes(range(16))
@@ -169,7 +169,7 @@ def test_an_export_read_end_to_end() -> None:
 
 
 def test_every_mapped_setting_is_a_policy_setting() -> None:
-    from pam_twostep.policy import Policy
+    from pam_twostep.core.policy import Policy
 
     assert {setting for setting, _ in COS_SETTINGS.values()} <= set(Policy.__dataclass_fields__)
 

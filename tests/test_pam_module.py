@@ -17,9 +17,9 @@ from support.slapd import USERS, Slapd, user_dn
 from support.stack import install_clients, world_readable_directory
 
 from pam_twostep.config import parse_config
+from pam_twostep.core.totp import decode_secret, time_step, totp
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
-from pam_twostep.totp import decode_secret, time_step, totp
 
 PAM_SUCCESS, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_USER_UNKNOWN, PAM_MAXTRIES = 0, 7, 9, 10, 11
 
@@ -211,7 +211,7 @@ def test_expired_device_asks_the_code(
     with pam_service(setup.lines()) as service:
         trusted = sign_in_trusting(service, key, clock, "1")
         entry = slapd.entry(user_dn("alice"))
-        from pam_twostep.records import Device
+        from pam_twostep.core.records import Device
 
         device = Device.load(entry["twostepdevice"][0].decode())
         aged = Device(

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pam_twostep.errors import CorruptEntry
-from pam_twostep.policy import (
+from pam_twostep.core.errors import CorruptEntry
+from pam_twostep.core.policy import (
     POLICY_ATTRIBUTES,
     Policy,
     overrides_from_ldap,

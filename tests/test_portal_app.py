@@ -19,10 +19,10 @@ from support.slapd import POLICIES, USERS, Slapd
 from support.stack import world_readable_directory
 
 from pam_twostep.config import Config, parse_config
+from pam_twostep.core.totp import decode_secret, time_step, totp
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
 from pam_twostep.portal import create_app
-from pam_twostep.totp import decode_secret, time_step, totp
 
 HTTPS = "https://portal.example.org"
 

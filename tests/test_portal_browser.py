@@ -19,9 +19,9 @@ from support.browser import CHROMIUM, SHOTS, Person, chromium, next_code
 from support.stack import source, world_readable_directory
 
 from pam_twostep import wire
+from pam_twostep.core.totp import decode_secret, time_step
 from pam_twostep.lab.dovecot import SourceIMAP
 from pam_twostep.lab.stack import Lab
-from pam_twostep.totp import decode_secret, time_step
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 

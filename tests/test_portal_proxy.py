@@ -45,7 +45,7 @@ from support.browser import CHROMIUM, Person, chromium, next_code
 from support.stack import LAB_INFO_KEYS, world_readable_directory
 
 from pam_twostep.config import Config, PortalConfig, parse_config
-from pam_twostep.errors import ConfigError
+from pam_twostep.core.errors import ConfigError
 from pam_twostep.lab.nginx import NGINX
 from pam_twostep.lab.portal import Portal
 from pam_twostep.lab.processes import free_port, stop_group

@@ -29,9 +29,9 @@ from support.stack import (
 
 from pam_twostep import wire
 from pam_twostep.config import parse_config
+from pam_twostep.core.totp import time_step, totp
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
-from pam_twostep.totp import time_step, totp
 
 PARALLEL = 32
 RACERS = [f"racer{n}" for n in range(12)]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pam_twostep.records import (
+from pam_twostep.core.records import (
     Device,
     Failure,
     Passcode,
@@ -17,7 +17,7 @@ from pam_twostep.records import (
     check_label,
     check_service_name,
 )
-from pam_twostep.totp import Algorithm, TotpParams
+from pam_twostep.core.totp import Algorithm, TotpParams
 
 ids = st.text(alphabet="23456789abcdefghjklmnpqrstuvwxyz", min_size=8, max_size=8)
 digests = st.text(alphabet="ABCabc019_-", min_size=43, max_size=43)

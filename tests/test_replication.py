@@ -16,7 +16,7 @@ from support.stack import world_readable_directory
 
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import Config, load_secrets, parse_config
-from pam_twostep.decision import Outcome, Reason
+from pam_twostep.core.decision import Outcome, Reason
 from pam_twostep.directory import Directory
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd

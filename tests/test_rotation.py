@@ -20,18 +20,19 @@ from support.stack import world_readable_directory
 from support.states import enabled_state, plain_state
 
 from pam_twostep import cli
-from pam_twostep.account import Attr
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import Config, load_secrets, parse_config
-from pam_twostep.decision import Outcome
+from pam_twostep.core.account import Attr
+from pam_twostep.core.decision import Outcome
+from pam_twostep.core.errors import CorruptEntry, KeyUnavailable
+from pam_twostep.core.keyring import Keyring
+from pam_twostep.core.records import Pending
+from pam_twostep.core.rotation import reseal, sealed_with
+from pam_twostep.core.totp import TotpParams, totp
 from pam_twostep.directory import Directory
 from pam_twostep.engine import Engine
-from pam_twostep.errors import CorruptEntry, KeyUnavailable
-from pam_twostep.keyring import Keyring, write_key_file
+from pam_twostep.keyfiles import write_key_file
 from pam_twostep.lab.twostepd import Twostepd
-from pam_twostep.records import Pending
-from pam_twostep.rotation import reseal, sealed_with
-from pam_twostep.totp import TotpParams, totp
 
 K1, K2 = bytes(range(32)), bytes(range(1, 33))
 OLD = Keyring({"k1": K1}, "k1")
@@ -210,7 +211,7 @@ def test_key_status_and_reseal_refuse_a_listing_the_server_cut_short(
     from support.slapd import NAMES, USERS, limit_service_searches
 
     from pam_twostep.access import Peer, Right
-    from pam_twostep.errors import DirectoryIncomplete
+    from pam_twostep.core.errors import DirectoryIncomplete
     from pam_twostep.handlers import handle
 
     server = Slapd.create(tmp_path / "ldap", names=NAMES, users=USERS)

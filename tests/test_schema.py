@@ -13,9 +13,9 @@ from ldap3.core.exceptions import LDAPInsufficientAccessRightsResult, LDAPNoSuch
 from support.flows import enroll
 from support.slapd import SCHEMA_DIR, SERVICE_DN, SERVICE_PASSWORD, USERS, Slapd, user_dn
 
-from pam_twostep.account import ACCOUNT_CLASS, POLICY_CLASS, Attr
+from pam_twostep.core.account import ACCOUNT_CLASS, POLICY_CLASS, Attr
+from pam_twostep.core.policy import POLICY_ATTRIBUTES
 from pam_twostep.engine import Engine
-from pam_twostep.policy import POLICY_ATTRIBUTES
 
 OID_ARC = "2.25.297589745614021830662791966010947424362"
 

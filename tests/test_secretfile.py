@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pam_twostep.errors import ConfigError
+from pam_twostep.core.errors import ConfigError
 from pam_twostep.secretfile import read_secret_file
 
 

@@ -17,9 +17,9 @@ from support.slapd import USERS, Slapd
 from support.stack import world_readable_directory
 
 from pam_twostep.config import parse_config
+from pam_twostep.core.totp import decode_secret, totp
 from pam_twostep.lab.twostepd import Twostepd
 from pam_twostep.portal import create_app
-from pam_twostep.totp import decode_secret, totp
 
 HTTPS = "https://portal.example.org"
 COOKIE = "__Host-twostep"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pam_twostep.throttle import SourceThrottle, network_of
+from pam_twostep.core.lockout import network_of
+from pam_twostep.throttle import SourceThrottle
 
 NOW = 1_800_000_000
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pam_twostep.totp import (
+from pam_twostep.core.totp import (
     Algorithm,
     StepMatch,
     TotpParams,

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from pam_twostep import turns
-from pam_twostep.errors import DirectoryUnavailable
+from pam_twostep.core.errors import DirectoryUnavailable
 from pam_twostep.turns import Turns
 
 

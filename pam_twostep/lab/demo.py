@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import wire
-from ..totp import TotpParams, decode_secret, time_step, totp
+from ..core.totp import TotpParams, decode_secret, time_step, totp
 from .dovecot import SourceIMAP
 from .postfix import Postfix
 from .stack import Lab, LabError

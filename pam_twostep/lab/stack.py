@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ..keyring import write_key_file
+from ..keyfiles import write_key_file
 from .dovecot import Dovecot, passdb_block
 from .dovecot_config import DovecotConfigError, installed_version, unsupported
 from .files import PAM_LOADER, install_clients

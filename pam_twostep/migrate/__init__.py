@@ -4,6 +4,6 @@ pam_oath and Zimbra. Each source module reads its own format into ``Candidate`` 
 candidate to twostepd, which matches it to a directory user and writes it in one modify.
 """
 
-from .candidate import Candidate, LegacyPasscode, Problem
+from ..core.candidate import Candidate, LegacyPasscode, Problem
 
 __all__ = ["Candidate", "LegacyPasscode", "Problem"]

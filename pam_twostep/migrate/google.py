@@ -23,8 +23,8 @@ import re
 import stat
 from pathlib import Path
 
-from ..totp import TotpParams
-from .candidate import Candidate, Problem
+from ..core.candidate import Candidate, Problem
+from ..core.totp import TotpParams
 
 __all__ = ["MAX_FILE", "parse", "read"]
 

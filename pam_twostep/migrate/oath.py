@@ -22,8 +22,8 @@ import binascii
 import time
 from collections.abc import Iterator
 
-from ..totp import TotpParams, time_step
-from .candidate import Candidate, Problem
+from ..core.candidate import Candidate, Problem
+from ..core.totp import TotpParams, time_step
 
 __all__ = ["MAX_FILE", "parse"]
 

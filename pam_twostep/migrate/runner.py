@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .candidate import Candidate, Problem
+from ..core.candidate import Candidate, Problem
 from .zimbra import PolicyPlan
 
 __all__ = ["Refusal", "Row", "dedupe", "import_rows", "policy_rows"]

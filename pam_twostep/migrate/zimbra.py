@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ..totp import Algorithm, TotpParams
+from ..core.candidate import Candidate, LegacyPasscode, Problem, check_backup_code
+from ..core.totp import Algorithm, TotpParams
 from . import bencode
-from .candidate import Candidate, LegacyPasscode, Problem, check_backup_code
 from .ldif import Entry, LdifError, entries
 
 __all__ = ["COS_SETTINGS", "PolicyPlan", "Zimbra", "decrypt", "read"]

@@ -26,10 +26,10 @@ from flask import Flask, abort, flash, g, redirect, render_template, request, se
 from werkzeug.wrappers import Response
 
 from .. import qr, wire
-from ..codes import group, split_device_token
 from ..config import Config, PortalConfig, portal_trust_refused
 from ..continuation import LIFETIME as CONTINUATION_LIFETIME
-from ..errors import ConfigError
+from ..core.codes import group, split_device_token
+from ..core.errors import ConfigError
 from ..secretfile import read_secret_file
 from ..socketfile import group_id, hand_over
 from . import security

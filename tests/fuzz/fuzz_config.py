@@ -8,7 +8,7 @@ import atheris
 
 with atheris.instrument_imports(include=["pam_twostep"]):
     from pam_twostep.config import Config, config_from_yaml
-    from pam_twostep.errors import ConfigError
+    from pam_twostep.core.errors import ConfigError
 
 
 def test_one_input(data: bytes) -> None:

@@ -15,10 +15,10 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["pam_twostep"]):
-    from pam_twostep import management
-    from pam_twostep.account import Attr, RawEntry, parse_account
-    from pam_twostep.changes import Modify
-    from pam_twostep.decision import (
+    from pam_twostep.core import management
+    from pam_twostep.core.account import Attr, RawEntry, parse_account
+    from pam_twostep.core.changes import Modify
+    from pam_twostep.core.decision import (
         Attempt,
         Context,
         Decision,
@@ -27,9 +27,9 @@ with atheris.instrument_imports(include=["pam_twostep"]):
         decide,
         wants_password,
     )
-    from pam_twostep.errors import CorruptEntry, KeyUnavailable
-    from pam_twostep.keyring import Keyring
-    from pam_twostep.policy import resolve_policy
+    from pam_twostep.core.errors import CorruptEntry, KeyUnavailable
+    from pam_twostep.core.keyring import Keyring
+    from pam_twostep.core.policy import resolve_policy
 
 FUZZ_KEY = bytes(range(32))
 """The key the seeds' secrets are sealed with (tests/fuzz/make_seeds.py)."""

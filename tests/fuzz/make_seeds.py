@@ -16,14 +16,14 @@ from pathlib import Path
 from fuzz_records import FUZZ_KEY
 from run import USERS, _lab
 
-from pam_twostep.account import Attr
 from pam_twostep.audit import Sinks
 from pam_twostep.config import load_config, load_secrets
-from pam_twostep.decision import Attempt, Flow
+from pam_twostep.core.account import Attr
+from pam_twostep.core.decision import Attempt, Flow
+from pam_twostep.core.keyring import Keyring
+from pam_twostep.core.totp import decode_secret, totp
 from pam_twostep.directory import Directory
 from pam_twostep.engine import Engine
-from pam_twostep.keyring import Keyring
-from pam_twostep.totp import decode_secret, totp
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"

@@ -31,7 +31,7 @@ def _lab(scratch: Path) -> tuple[object, Path]:
     """A private slapd and a configuration for an engine against it."""
     import yaml
 
-    from pam_twostep.keyring import write_key_file
+    from pam_twostep.keyfiles import write_key_file
     from pam_twostep.lab.slapd import Directory, Slapd
 
     names = Directory()

@@ -12,7 +12,7 @@ from typing import Any
 
 from support import leaks
 
-from pam_twostep.totp import decode_secret, time_step, totp
+from pam_twostep.core.totp import decode_secret, time_step, totp
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from support.slapd import USERS
 
-from pam_twostep.decision import Attempt, Decision, Flow
+from pam_twostep.core.decision import Attempt, Decision, Flow
+from pam_twostep.core.totp import decode_secret, totp
 from pam_twostep.engine import Engine
-from pam_twostep.totp import decode_secret, totp
 
 
 def enroll(

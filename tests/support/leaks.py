@@ -74,7 +74,8 @@ def install(session_log: Path) -> None:
     from support import checkpassword, pam
     from support.slapd import ADMIN_PASSWORD, SERVICE_PASSWORD, USERS
 
-    from pam_twostep import engine, keyring, totp, wire
+    from pam_twostep import engine, keyfiles, wire
+    from pam_twostep.core import totp
     from pam_twostep.lab import dovecot, postfix
     from pam_twostep.lab import slapd as lab_slapd
 
@@ -86,7 +87,7 @@ def install(session_log: Path) -> None:
 
     _wrap(wire, "ask", ask)
     _wrap(totp, "totp", lambda code, *_, **__: remember(code))
-    _wrap(keyring, "write_key_file", lambda _, path, key: remember(Path(path).read_text().strip()))
+    _wrap(keyfiles, "write_key_file", lambda _, path, key: remember(Path(path).read_text().strip()))
 
     Engine = engine.Engine  # noqa: N806 - the class, patched in place
     _wrap(

@@ -6,14 +6,14 @@ import os
 import secrets
 from dataclasses import replace
 
-from pam_twostep.account import AccountState
-from pam_twostep.codes import new_backup_code, new_id, new_passcode
-from pam_twostep.decision import Attempt, Context, Decision, Flow, PasswordCheck, decide
-from pam_twostep.hashing import fast_digest, hash_backup_code
-from pam_twostep.keyring import Keyring
-from pam_twostep.policy import Policy
-from pam_twostep.records import Passcode
-from pam_twostep.totp import TotpParams, time_step, totp
+from pam_twostep.core.account import AccountState
+from pam_twostep.core.codes import new_backup_code, new_id, new_passcode
+from pam_twostep.core.decision import Attempt, Context, Decision, Flow, PasswordCheck, decide
+from pam_twostep.core.hashing import fast_digest, hash_backup_code
+from pam_twostep.core.keyring import Keyring
+from pam_twostep.core.policy import Policy
+from pam_twostep.core.records import Passcode
+from pam_twostep.core.totp import TotpParams, time_step, totp
 
 KEYS = Keyring({"k1": bytes(range(32))}, "k1")
 SECRET = bytes(range(100, 120))

@@ -28,6 +28,7 @@ the first (docs/security.md).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from .account import AccountState, Attr, format_time
@@ -35,10 +36,10 @@ from .changes import Change, Modify
 from .codes import Random
 from .policy import Policy
 from .records import Failure
-from .throttle import network_of
 
 __all__ = [
     "LockState",
+    "network_of",
     "address_wait",
     "clear_changes",
     "fingerprint",
@@ -47,6 +48,19 @@ __all__ = [
     "record_failure",
     "unlock_modify",
 ]
+
+
+def network_of(address: str) -> str:
+    """The key an address is throttled by: its /64 for IPv6, itself otherwise."""
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 @dataclass(frozen=True)

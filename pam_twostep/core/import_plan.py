@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ..account import AccountState, Attr
-from ..changes import Change, Modify
-from ..codes import Random, normalize
-from ..errors import CorruptEntry
-from ..hashing import SALT_BYTES, hash_backup_code
-from ..keyring import NONCE_BYTES, Keyring
-from ..policy import Policy, attribute_of
+from .account import AccountState, Attr
 from .candidate import Candidate
+from .changes import Change, Modify
+from .codes import Random, normalize
+from .errors import CorruptEntry
+from .hashing import SALT_BYTES, hash_backup_code
+from .keyring import NONCE_BYTES, Keyring
+from .policy import Policy, attribute_of
 
 __all__ = ["Outcome", "plan_import"]
 

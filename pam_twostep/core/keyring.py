@@ -6,26 +6,21 @@ sealed value names its key, so a new key can become current while values sealed 
 older keys stay readable until they are re-sealed. The entry's ``entryUUID`` is bound in
 as associated data: a value copied onto another entry does not open.
 
-Key files are ``<key id>.key`` in the key directory, each holding 32 random bytes in
-base64 on one line.
+The key files themselves are read and written by ``keyfiles.py``, at the edge.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import ConfigError, KeyUnavailable
-from .secretfile import read_secret_file
 
-__all__ = ["KEY_BYTES", "NONCE_BYTES", "Keyring", "write_key_file"]
+__all__ = ["KEY_BYTES", "NONCE_BYTES", "Keyring"]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -63,30 +58,6 @@ class Keyring:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._aead)
 
-    @classmethod
-    def load(cls, directory: Path, current: str) -> Keyring:
-        """Every ``*.key`` file in ``directory``; unsafe or malformed files are refused."""
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError as exc:
-            raise ConfigError(f"keys.directory {directory}: {exc.strerror}") from None
-        keys: dict[str, bytes] = {}
-        for name in names:
-            if not name.endswith(".key"):
-                continue
-            path = directory / name
-            text = read_secret_file(path, "keys.directory: key file")
-            try:
-                key = base64.b64decode(text, validate=True)
-            except binascii.Error:
-                raise ConfigError(f"key file {path}: not base64") from None
-            if len(key) != KEY_BYTES:
-                raise ConfigError(f"key file {path}: must hold {KEY_BYTES} bytes, has {len(key)}")
-            keys[name[: -len(".key")]] = key
-        if not keys:
-            raise ConfigError(f"keys.directory {directory}: no *.key files")
-        return cls(keys, current)
-
     def seal(self, plaintext: bytes, *, context: bytes, nonce: bytes) -> str:
         """``aes256gcm:<key id>:<nonce>:<ciphertext+tag>`` under the current key."""
         if len(nonce) != NONCE_BYTES:
@@ -122,12 +93,3 @@ class Keyring:
         if len(nonce) != NONCE_BYTES or len(ciphertext) < 16:
             raise ValueError("not a sealed value")
         return parts[1], nonce, ciphertext
-
-
-def write_key_file(path: Path, key: bytes) -> None:
-    """Create a new key file, readable by its owner only; never overwrite one."""
-    if len(key) != KEY_BYTES:
-        raise ValueError("key must be 32 bytes")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(key).decode("ascii") + "\n")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from ..codes import normalize
-from ..totp import TotpParams
+from .codes import normalize
+from .totp import TotpParams
 
 __all__ = ["Candidate", "LegacyPasscode", "Problem", "check_backup_code"]
 
