@@ -1,0 +1,299 @@
+"""``/etc/twostep/twostep.yaml``, parsed once into frozen dataclasses.
+
+Unknown keys, duplicate keys and wrong types are errors that name the key and the file:
+a typo in a security setting must not silently fall back to a default. Secret files (the
+service password, the keys) are not read here but by ``load_secrets``, which runs only in
+the process that needs them (the daemon) and refuses files others can read.
+
+Layout: ``model.py`` holds the dataclasses (and every default, once), ``_values.py`` the
+strict YAML loader and the readers of single values; this module walks the file section
+by section and loads the secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from ..core.errors import ConfigError
+from ..core.totp import Algorithm, TotpParams
+from ..keyfiles import load_keyring
+from ..secretfile import read_secret_file
+from ._values import (
+    _access_list,
+    _attribute_name,
+    _bool,
+    _choice,
+    _dn,
+    _duration,
+    _filter,
+    _group_name,
+    _integer,
+    _is_loopback,
+    _key_id,
+    _listen,
+    _mode,
+    _number,
+    _path,
+    _policy_defaults,
+    _seconds,
+    _Section,
+    _service_name,
+    _services,
+    _StrictLoader,
+    _string,
+    _uris,
+    _userdb_fields,
+    portal_trust_refused,
+)
+from .model import (
+    DEFAULT_MAIL_SERVICES,
+    DEFAULT_PATH,
+    AccessList,
+    AuditConfig,
+    Config,
+    DaemonConfig,
+    KeysConfig,
+    LdapConfig,
+    PolicyConfig,
+    PortalConfig,
+    Secrets,
+    TotpConfig,
+    UsersConfig,
+)
+
+__all__ = [
+    "DEFAULT_PATH",
+    "DEFAULT_MAIL_SERVICES",
+    "AccessList",
+    "AuditConfig",
+    "Config",
+    "DaemonConfig",
+    "KeysConfig",
+    "LdapConfig",
+    "PolicyConfig",
+    "PortalConfig",
+    "Secrets",
+    "TotpConfig",
+    "UsersConfig",
+    "config_from_yaml",
+    "config_path",
+    "load_config",
+    "load_secrets",
+    "parse_config",
+    "portal_trust_refused",
+]
+
+_MAX_CONFIG_BYTES = 1 << 20
+_SYSLOG_FACILITIES = (
+    "auth",
+    "authpriv",
+    "daemon",
+    "user",
+    "mail",
+    *(f"local{i}" for i in range(8)),
+)
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_config(data: object, source: Path | None = None) -> Config:
+    """Validate an already-loaded YAML document; every error names the key."""
+    top = _Section(data, "")
+
+    ldap = top.section("ldap")
+    ldap_config = LdapConfig(
+        uris=ldap.require("uris", _uris),
+        bind_dn=ldap.require("bind_dn", _dn),
+        bind_password_file=ldap.require("bind_password_file", _path),
+        start_tls=ldap.take("start_tls", _bool, LdapConfig.start_tls),
+        ca_file=ldap.take("ca_file", _path, LdapConfig.ca_file),
+        timeout=ldap.take("timeout", _number(0.1, 60), LdapConfig.timeout),
+        pool_size=ldap.take("pool_size", _integer(1, 64), LdapConfig.pool_size),
+        failback_after=ldap.take(
+            "failback_after", _seconds(0, 86400, "0 and 1 day"), LdapConfig.failback_after
+        ),
+    )
+    ldap.done()
+    for uri in ldap_config.uris:
+        parsed = urllib.parse.urlsplit(uri)
+        if (
+            parsed.scheme == "ldap"
+            and not ldap_config.start_tls
+            and not _is_loopback(parsed.hostname or "")
+        ):
+            raise ConfigError(
+                f"ldap.uris: {uri} would send passwords in clear text; use ldaps://, "
+                "ldapi:// or set ldap.start_tls: true"
+            )
+
+    users = top.section("users")
+    users_config = UsersConfig(
+        base=users.require("base", _dn),
+        filter=users.take("filter", _filter, UsersConfig.filter),
+        username_attribute=users.take(
+            "username_attribute", _attribute_name, UsersConfig.username_attribute
+        ),
+    )
+    users.done()
+
+    policy = top.section("policy")
+    policy_config = PolicyConfig(
+        base=policy.take("base", _dn, PolicyConfig.base),
+        default=policy.take("default", _dn, PolicyConfig.default),
+        defaults=policy.take("defaults", _policy_defaults, {}),
+    )
+    policy.done()
+
+    keys = top.section("keys")
+    keys_config = KeysConfig(
+        current=keys.require("current", _key_id),
+        directory=keys.take("directory", _path, KeysConfig.directory),
+    )
+    keys.done()
+
+    totp = top.section("totp")
+    issuer = totp.take("issuer", _string, TotpConfig.issuer)
+    default_params = TotpParams()
+    algorithm = totp.take(
+        "algorithm",
+        _choice(tuple(a.value for a in Algorithm)),
+        default_params.algorithm.value,
+    )
+    digits = totp.take("digits", _integer(6, 8), default_params.digits)
+    period = totp.take("period", _integer(15, 300), default_params.period)
+    lifetime = totp.take("enrollment_lifetime", _duration, TotpConfig.enrollment_lifetime)
+    totp.done()
+    totp_config = TotpConfig(issuer, TotpParams(Algorithm(algorithm), digits, period), lifetime)
+
+    services = top.section("services")
+    mail_services = services.take("mail", _services, DEFAULT_MAIL_SERVICES)
+    no_fields: Mapping[str, str] = {}
+    userdb_fields = services.take("userdb_fields", _userdb_fields, no_fields)
+    services.done()
+
+    audit = top.section("audit")
+    audit_config = AuditConfig(
+        syslog=audit.take("syslog", _bool, AuditConfig.syslog),
+        facility=audit.take("facility", _choice(_SYSLOG_FACILITIES), AuditConfig.facility),
+        file=audit.take("file", _path, AuditConfig.file),
+    )
+    audit.done()
+
+    daemon = top.section("daemon")
+    defaults = DaemonConfig()
+    daemon_config = DaemonConfig(
+        socket=daemon.take("socket", _path, defaults.socket),
+        socket_mode=daemon.take("socket_mode", _mode, defaults.socket_mode),
+        socket_group=daemon.take("socket_group", _group_name, defaults.socket_group),
+        verify=daemon.take("verify", _access_list, defaults.verify),
+        manage=daemon.take("manage", _access_list, defaults.manage),
+        self_service=daemon.take("self_service", _access_list, defaults.self_service),
+        processes=daemon.take("processes", _integer(0, 64), defaults.processes),
+        workers=daemon.take("workers", _integer(1, 256), defaults.workers),
+        max_connections=daemon.take(
+            "max_connections", _integer(1, 65536), defaults.max_connections
+        ),
+        max_connections_per_uid=daemon.take(
+            "max_connections_per_uid", _integer(1, 65536), defaults.max_connections_per_uid
+        ),
+        request_timeout=daemon.take("request_timeout", _number(0.1, 60), defaults.request_timeout),
+        idle_timeout=daemon.take("idle_timeout", _number(1, 86400), defaults.idle_timeout),
+    )
+    daemon.done()
+
+    portal = top.section("portal")
+    portal_defaults = PortalConfig()
+    portal_config = PortalConfig(
+        listen=portal.take("listen", _listen, portal_defaults.listen),
+        secret_key_file=portal.take("secret_key_file", _path, portal_defaults.secret_key_file),
+        service=portal.take("service", _service_name, portal_defaults.service),
+        idle_timeout=portal.take(
+            "idle_timeout", _seconds(60, 86400, "1 minute and 1 day"), portal_defaults.idle_timeout
+        ),
+        session_lifetime=portal.take(
+            "session_lifetime",
+            _seconds(300, 7 * 86400, "5 minutes and 7 days"),
+            portal_defaults.session_lifetime,
+        ),
+        reauth_window=portal.take(
+            "reauth_window",
+            _seconds(30, 3600, "30 seconds and 1 hour"),
+            portal_defaults.reauth_window,
+        ),
+        secure_cookies=portal.take("secure_cookies", _bool, portal_defaults.secure_cookies),
+        trusted_proxies=portal.take("trusted_proxies", _integer(0, 5), 0),
+        socket_mode=portal.take("socket_mode", _mode, portal_defaults.socket_mode),
+        socket_group=portal.take("socket_group", _group_name, portal_defaults.socket_group),
+    )
+    portal.done()
+    if portal_config.trusted_proxies and not isinstance(portal_config.listen, Path):
+        raise ConfigError(portal_trust_refused(portal_config.listen))
+
+    logging_section = top.section("logging")
+    log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)
+    logging_section.done()
+
+    top.done()
+    return Config(
+        ldap=ldap_config,
+        users=users_config,
+        keys=keys_config,
+        policy=policy_config,
+        totp=totp_config,
+        mail_services=mail_services,
+        userdb_fields=userdb_fields,
+        audit=audit_config,
+        daemon=daemon_config,
+        portal=portal_config,
+        log_level=log_level,
+        source=source,
+    )
+
+
+def config_path(explicit: str | None = None) -> Path:
+    """``--config`` wins over ``TWOSTEP_CONFIG``, which wins over the default."""
+    return Path(explicit or os.environ.get("TWOSTEP_CONFIG") or DEFAULT_PATH)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(_MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    return config_from_yaml(text, path)
+
+
+def config_from_yaml(text: bytes, source: Path | None = None) -> Config:
+    """The configuration in ``text``; every problem is a ``ConfigError`` naming the place."""
+    where = f"{source}" if source is not None else "configuration"
+    if len(text) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: larger than 1 MiB")
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{where}{line}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply") from None
+    try:
+        return parse_config(data, source)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_secrets(config: Config) -> Secrets:
+    """Read the service password and the keys; refuse files that others can read."""
+    try:
+        password = read_secret_file(config.ldap.bind_password_file, "ldap.bind_password_file")
+        keyring = load_keyring(config.keys.directory, config.keys.current)
+    except ConfigError as exc:
+        where = f"{config.source}: " if config.source else ""
+        raise ConfigError(f"{where}{exc}") from None
+    return Secrets(bind_password=password, keyring=keyring)
