@@ -50,7 +50,7 @@ from pam_twostep.lab.nginx import NGINX
 from pam_twostep.lab.portal import Portal
 from pam_twostep.lab.processes import free_port, stop_group
 from pam_twostep.lab.stack import Lab
-from pam_twostep.portal.app import make_server, proxy_options
+from pam_twostep.portal.server import make_server, proxy_options
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,7 @@ key and no state of its own beyond a signed session cookie. Importing this packa
 imports Flask: the thin clients never do.
 """
 
-from .app import create_app, serve
+from .app import create_app
+from .server import serve
 
 __all__ = ["create_app", "serve"]
