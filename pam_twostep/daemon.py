@@ -41,7 +41,6 @@ import resource
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from .directory import Directory
 from .engine import Engine
 from .handlers import error, handle
 from .socketfile import group_id, hand_over
+from .supervisor import Supervisor
 
 __all__ = ["Daemon", "main"]
 
@@ -469,76 +469,6 @@ def _encode(reply: dict[str, object]) -> bytes:
     return data
 
 
-class _Supervisor:
-    """Forks the serving processes, forwards signals to them, replaces one that dies."""
-
-    def __init__(self, path: Path, listener: socket.socket, count: int) -> None:
-        self._path = path
-        self._listener = listener
-        self._count = count
-        self._continuations = Continuations()  # one key for all: a login may cross processes
-        self._children: set[int] = set()
-        self._stopping = False
-        self._quick_deaths = 0
-
-    def _spawn(self) -> None:
-        pid = os.fork()
-        if pid == 0:  # the serving process
-            code = 70
-            try:
-                for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    signal.signal(number, signal.SIG_DFL)
-                code = asyncio.run(Daemon(self._path, self._listener, self._continuations).run())
-            except ConfigError as exc:
-                log.error("%s", exc)
-                code = 78
-            except BaseException:  # report, then leave it to the supervisor
-                log.exception("serving process failed")
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        self._children.add(pid)
-
-    def _forward(self, number: int) -> None:
-        for pid in list(self._children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, number)
-
-    def _stop(self, number: int, frame: object) -> None:
-        self._stopping = True
-        self._forward(signal.SIGTERM)
-
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
-        signal.signal(signal.SIGHUP, lambda number, frame: self._forward(signal.SIGHUP))
-        for _ in range(self._count):
-            self._spawn()
-        log.info("%d serving processes started", self._count)
-        started = time.monotonic()
-        code = 0
-        while self._children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            self._children.discard(pid)
-            if self._stopping:
-                continue
-            exit_code = os.waitstatus_to_exitcode(status)
-            log.error("serving process %d exited (%d); starting another", pid, exit_code)
-            self._quick_deaths = self._quick_deaths + 1 if time.monotonic() - started < 10 else 0
-            if self._quick_deaths > 3 * self._count:
-                log.error("serving processes keep dying; giving up")
-                self._stopping = True
-                self._forward(signal.SIGTERM)
-                code = 78 if exit_code == 78 else 70
-                continue
-            time.sleep(min(1.0, 0.1 * self._quick_deaths))
-            self._spawn()
-        return code
-
-
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="twostepd", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -590,7 +520,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if count == 1:
             return asyncio.run(Daemon(path, listener).run())
-        return _Supervisor(path, listener, count).run()
+        continuations = Continuations()  # one key for all: a login may cross processes
+        return Supervisor(
+            lambda: asyncio.run(Daemon(path, listener, continuations).run()), count
+        ).run()
     except ConfigError as exc:
         log.error("%s", exc)
         return 78
