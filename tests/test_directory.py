@@ -309,11 +309,22 @@ def test_stopped_and_restarted_server(directory: Directory, slapd: Slapd) -> Non
     assert directory.find_account("alice", ATTRS) is not None  # recovered by itself
 
 
+def _wait_until_stopped(pid: int) -> None:
+    """kill() returns before every thread has stopped; a loaded machine can take a while."""
+    for _ in range(200):
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        if state in ("T", "t"):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"slapd {pid} did not stop: state {state}")
+
+
 def test_a_frozen_server_does_not_hang_us(directory: Directory, slapd: Slapd) -> None:
     assert directory.find_account("alice", ATTRS) is not None
     assert slapd.process is not None
     os.kill(slapd.process.pid, signal.SIGSTOP)
     try:
+        _wait_until_stopped(slapd.process.pid)
         started = time.monotonic()
         with pytest.raises(DirectoryUnavailable):
             directory.find_account("alice", ATTRS)

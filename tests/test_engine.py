@@ -342,6 +342,13 @@ def twin(config: Any, clock: Clock, audit: MemorySink) -> Iterator[Engine]:
         yield engine
 
 
+_WAITED = (Reason.DIRECTORY_UNAVAILABLE,)
+"""What a login that waited longer than ``ldap.timeout`` for its account's turn gets:
+a temporary failure (it never accepts). Sixteen logins of one account queue one at a
+time, so on a loaded machine the last ones can time out; what is tested is that exactly
+one passes, not how fast the others are turned away."""
+
+
 def test_one_backup_code_presented_in_parallel_passes_once(
     engine: Engine, twin: Engine, clock: Clock, slapd: Slapd
 ) -> None:
@@ -351,7 +358,9 @@ def test_one_backup_code_presented_in_parallel_passes_once(
     for code in codes[:3]:
         results = at_once(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
         assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
-        assert all(r.reason in (None, Reason.REPLAYED, Reason.WRONG_CODE) for r in results)
+        assert all(
+            r.reason in (None, Reason.REPLAYED, Reason.WRONG_CODE, *_WAITED) for r in results
+        )
         engine.unlock("alice")
     assert engine.status("alice").backup_codes == 7
 
@@ -367,7 +376,7 @@ def test_one_totp_code_presented_in_parallel_passes_once(
         code = totp(key, clock.now)
         results = at_once(16, lambda i, code=code: interactive_login(engines[i % 2], "alice", code))
         assert sum(r.outcome is Outcome.ACCEPT for r in results) == 1
-        assert {r.reason for r in results} <= {None, Reason.REPLAYED}
+        assert {r.reason for r in results} <= {None, Reason.REPLAYED, *_WAITED}
         engine.unlock("alice")
 
 
