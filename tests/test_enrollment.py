@@ -125,6 +125,39 @@ def test_confirm_refusals(
     assert caught.value.reason is reason
 
 
+def test_a_pending_secret_begun_while_off_never_replaces_an_active_one() -> None:
+    """A begin that read no pending value has nothing to compare-and-swap against, so
+    its write can land after the owner turned two-step on; its secret must then not be
+    confirmable, or the password alone would replace the owner's authenticator."""
+    shown, modify = start()
+    pending = Pending.load(modify.changes[0].values[0])
+    assert not pending.replaces and "replaces" not in modify.changes[0].values[0]
+    code = totp(decode_secret(shown.secret), NOW)
+    with pytest.raises(Refused) as caught:
+        confirm(
+            enabled_state(pending=pending),
+            Policy(),
+            code,
+            keys=KEYS,
+            now=NOW,
+            random=secrets.token_bytes,
+        )
+    assert caught.value.reason is RefusalReason.ALREADY_ENABLED
+    # begun with the second factor while on: it replaces the active key
+    shown, modify = start(enabled_state(), second_factor=True)
+    pending = Pending.load(modify.changes[0].values[0])
+    assert pending.replaces
+    codes, _ = confirm(
+        enabled_state(pending=pending),
+        Policy(),
+        totp(decode_secret(shown.secret), NOW),
+        keys=KEYS,
+        now=NOW,
+        random=secrets.token_bytes,
+    )
+    assert codes
+
+
 # -- against the real directory --------------------------------------------------------
 
 
@@ -297,6 +330,44 @@ def test_an_owner_confirming_meanwhile_makes_a_racing_begin_conflict(
     with pytest.raises(Refused) as caught:
         engine.enroll_confirm("alice", "123456")
     assert caught.value.reason is RefusalReason.NO_PENDING_ENROLLMENT
+
+
+def test_a_racing_begin_that_read_no_pending_secret_cannot_replace_the_key(
+    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the operations contract (issue 20): the racing begin reads the account
+    off with no pending secret; the owner begins and confirms in between; the racing
+    write (a plain add) lands. Its secret must not be confirmable."""
+    check = engine.directory.check_password
+    owner: list[bytes] = []
+
+    def owner_enrolls_meanwhile(dn: str, password: str) -> bool:
+        if not owner:
+            owner.append(b"")  # the owner's own begin checks the password too
+            shown = engine.enroll_begin("alice", USERS["alice"])
+            owner[0] = decode_secret(shown.secret)
+            engine.enroll_confirm("alice", totp(owner[0], clock.now))
+        return check(dn, password)
+
+    monkeypatch.setattr(engine.directory, "check_password", owner_enrolls_meanwhile)
+    try:
+        racing = engine.enroll_begin("alice", USERS["alice"])  # the password only
+    except Refused as exc:
+        assert exc.reason is RefusalReason.CONFLICT
+        return
+    monkeypatch.undo()
+    with pytest.raises(Refused) as caught:
+        engine.enroll_confirm("alice", totp(decode_secret(racing.secret), clock.now))
+    assert caught.value.reason is RefusalReason.ALREADY_ENABLED
+    clock.advance(30)
+    assert (
+        engine.authenticate(
+            "alice",
+            Attempt(Flow.INTERACTIVE, USERS["alice"], code=totp(owner[0], clock.now)),
+            service="sshd",
+        ).outcome
+        is Outcome.ACCEPT
+    )
 
 
 # -- through the daemon's handler -------------------------------------------------------

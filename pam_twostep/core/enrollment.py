@@ -69,7 +69,10 @@ def begin(
     this request; without it an account with two-step on is refused. The swap makes a
     begin that read the account while it was off conflict if its owner confirmed (and
     so turned two-step on) in the meantime, instead of leaving a secret behind that
-    could be confirmed without the owner's second factor.
+    could be confirmed without the owner's second factor. A begin that read no pending
+    secret has nothing to swap against, so the pending value also records whether it
+    was begun with the second factor while on (``replaces``); ``confirm`` refuses one
+    that was not on an account that is on now.
     """
     if state.enabled and not second_factor:
         raise Refused(
@@ -83,7 +86,13 @@ def begin(
         )
     secret = random(SECRET_BYTES)
     sealed = keys.seal(secret, context=state.uuid.encode(), nonce=random(NONCE_BYTES))
-    pending = Pending(sealed=sealed, params=params, created=now, expires=now + lifetime)
+    pending = Pending(
+        sealed=sealed,
+        params=params,
+        created=now,
+        expires=now + lifetime,
+        replaces=state.enabled,
+    )
     encoded = encode_secret(secret)
     start = EnrollmentStart(
         secret=encoded,
@@ -115,6 +124,12 @@ def confirm(
     if pending.expires <= now:
         raise Refused(
             RefusalReason.PENDING_EXPIRED, "the enrollment has expired; begin again for a new key"
+        )
+    if state.enabled and not pending.replaces:
+        raise Refused(
+            RefusalReason.ALREADY_ENABLED,
+            "two-step verification was turned on after this enrollment began: begin again, "
+            "with a code from your app",
         )
     try:
         secret = keys.open(pending.sealed, context=state.uuid.encode())

@@ -258,26 +258,36 @@ class Pending:
     params: TotpParams
     created: int
     expires: int
+    replaces: bool = False
+    """Begun with the account's second factor while two-step was on: only such a pending
+    secret may replace an active one. One begun while two-step was off must not, even
+    if the owner turned it on meanwhile (a begin that read no pending value has nothing
+    to compare-and-swap against, so its write lands after the owner's confirmation)."""
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
         {"secret", "alg", "digits", "period", "created", "expires"}
     )
+    _OPTIONAL: ClassVar[frozenset[str]] = frozenset({"replaces"})
 
     def dump(self) -> str:
-        return _dump(
-            {
-                "secret": self.sealed,
-                "alg": self.params.algorithm.value,
-                "digits": self.params.digits,
-                "period": self.params.period,
-                "created": self.created,
-                "expires": self.expires,
-            }
-        )
+        data: dict[str, object] = {
+            "secret": self.sealed,
+            "alg": self.params.algorithm.value,
+            "digits": self.params.digits,
+            "period": self.params.period,
+            "created": self.created,
+            "expires": self.expires,
+        }
+        if self.replaces:
+            data["replaces"] = True
+        return _dump(data)
 
     @classmethod
     def load(cls, value: str) -> Pending:
-        data = _load(value, cls._KEYS)
+        data = _load(value, cls._KEYS, cls._OPTIONAL)
+        replaces = data.get("replaces", False)
+        if not isinstance(replaces, bool):
+            raise ValueError("replaces: malformed")
         sealed = data["secret"]
         if not isinstance(sealed, str) or len(sealed) > 1024:
             raise ValueError("secret: malformed")
@@ -293,4 +303,5 @@ class Pending:
             params=params,
             created=_time(data, "created"),
             expires=_time(data, "expires"),
+            replaces=replaces,
         )
