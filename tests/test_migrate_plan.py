@@ -35,7 +35,11 @@ def test_a_fresh_account_gets_everything_in_one_modify() -> None:
     outcome, modify, why = plan(plain_state(), policy_dn="cn=staff,ou=policies")
     assert outcome is Outcome.IMPORTED and why == ""
     values = {c.attribute: c.values for c in modify.changes}
-    assert all(c.op is Op.REPLACE for c in modify.changes)
+    # the secret is added, not replaced: an owner who turned two-step on since the read
+    # makes the (guarded) modify conflict instead of losing the key
+    assert modify.guarded
+    assert [c.op for c in modify.changes if c.attribute == Attr.SECRET] == [Op.ADD]
+    assert all(c.op is Op.REPLACE for c in modify.changes if c.attribute != Attr.SECRET)
     assert values[Attr.ENABLED] == ("TRUE",) and values[Attr.PERIOD] == ("60",)
     assert values[Attr.LAST_STEP] == ("99",) and values["twostepTOTPWindow"] == ("2",)
     assert values[Attr.POLICY] == ("cn=staff,ou=policies",) and values[Attr.PENDING] == ()
@@ -54,8 +58,11 @@ def test_the_same_key_again_changes_nothing() -> None:
 def test_another_key_needs_replace() -> None:
     outcome, modify, why = plan(enabled_state())
     assert outcome is Outcome.SKIPPED and not modify and "--replace" in why
-    outcome, modify, _ = plan(enabled_state(), replace=True)
-    assert outcome is Outcome.IMPORTED and modify
+    state = enabled_state()
+    outcome, modify, _ = plan(state, replace=True)
+    assert outcome is Outcome.IMPORTED and modify and modify.guarded
+    swap = [(c.op, c.values) for c in modify.changes if c.attribute == Attr.SECRET]
+    assert swap[0] == (Op.DELETE, (state.secret,)) and swap[1][0] is Op.ADD
 
 
 def test_not_where_policy_does_not_offer_two_step() -> None:

@@ -65,8 +65,13 @@ def plan_import(
         hash_backup_code(normalize(code), random(SALT_BYTES)) for code in candidate.backup_codes
     )
     sealed = keys.seal(candidate.secret, context=context, nonce=random(NONCE_BYTES))
+    # The secret by compare-and-swap over the value read (an add when there was none:
+    # the attribute is single-valued), so an owner who turns two-step on between the
+    # import's read and its write makes the import conflict instead of losing the key.
+    swap = () if state.secret is None else (Change.delete(Attr.SECRET, state.secret),)
     changes = [
-        Change.replace(Attr.SECRET, sealed),
+        *swap,
+        Change.add(Attr.SECRET, sealed),
         Change.replace(Attr.ALGORITHM, params.algorithm.value),
         Change.replace(Attr.DIGITS, str(params.digits)),
         Change.replace(Attr.PERIOD, str(params.period)),
@@ -81,4 +86,4 @@ def plan_import(
         changes.append(Change.replace(attribute_of("totp_window"), str(candidate.window)))
     if policy_dn is not None:
         changes.append(Change.replace(Attr.POLICY, policy_dn))
-    return Outcome.IMPORTED, Modify(tuple(changes)), ""
+    return Outcome.IMPORTED, Modify(tuple(changes), guarded=True), ""
