@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import wire
-from .config import Config, config_path, load_config
-from .core.duration import format_duration, parse_duration
-from .core.errors import ConfigError
-from .core.policy import overrides_from_strings
+from .. import wire
+from ..config import Config, config_path, load_config
+from ..core.duration import format_duration, parse_duration
+from ..core.errors import ConfigError
+from ..core.policy import overrides_from_strings
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_REFUSED", "EXIT_TEMPFAIL", "EXIT_USAGE", "main"]
 
@@ -264,7 +264,7 @@ def _begin_text(begin: dict[str, Any], qr_text: str) -> str:
 
 
 def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
-    from . import qr  # noqa: PLC0415 - segno only for this command
+    from .. import qr  # noqa: PLC0415 - segno only for this command
 
     if args.confirm is not None:
         # Given bare, the code is read from stdin: in argv it shows in ps and shell history.
@@ -530,7 +530,7 @@ def cmd_policy(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: Output) -> int:
-    from .check import run_checks  # noqa: PLC0415 - ldap3 only for this command
+    from ..check import run_checks  # noqa: PLC0415 - ldap3 only for this command
 
     config_file = config_path(args.config)
     password = _secret(f"Password for {args.user}: ") if args.user else None
@@ -569,7 +569,7 @@ def _read_private(path: Path, limit: int) -> bytes:
 
 def cmd_import(args: argparse.Namespace, out: Output) -> int:
     """Bring authenticators over from google-authenticator, pam_oath or Zimbra."""
-    from .migrate import google, oath, runner, zimbra  # noqa: PLC0415 - only for this command
+    from ..migrate import google, oath, runner, zimbra  # noqa: PLC0415 - only for this command
 
     match = args.match or _config(args).users.username_attribute
     plans: list[zimbra.PolicyPlan] = []
@@ -658,7 +658,7 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_portal(args: argparse.Namespace, out: Output) -> int:
     """Serve the self-service portal until stopped (SIGTERM, Ctrl-C)."""
-    from .portal import serve  # noqa: PLC0415 - Flask only for this command
+    from ..portal import serve  # noqa: PLC0415 - Flask only for this command
 
     config = _config(args)
     if args.listen:
@@ -691,7 +691,7 @@ def _listen_argument(text: str) -> tuple[str, int]:
 
 
 def cmd_lab(args: argparse.Namespace, out: Output) -> int:
-    from .lab.stack import Lab, LabError  # noqa: PLC0415 - only for this command
+    from ..lab.stack import Lab, LabError  # noqa: PLC0415 - only for this command
 
     lab = Lab(Path(args.dir))
     try:
@@ -919,7 +919,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.failure(CommandError(EXIT_REFUSED, "input ended before the answer", "input"))
         return EXIT_REFUSED
     return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
