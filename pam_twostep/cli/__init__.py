@@ -17,250 +17,53 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import getpass
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any
 
-from .. import wire
-from ..config import Config, config_path, load_config
-from ..core.duration import format_duration, parse_duration
+from ..config import config_path
+from ..core.duration import parse_duration
 from ..core.errors import ConfigError
 from ..core.policy import overrides_from_strings
+from ._base import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    CommandError,
+    Output,
+    _ask,
+    _common_options,
+    _config,
+    _Parser,
+    _secret,
+)
+from ._text import (
+    _begin_text,
+    _codes_text,
+    _devices_text,
+    _import_text,
+    _keys_status_text,
+    _passcodes_text,
+    _policy_text,
+    _reseal_text,
+    _status_text,
+    _when,
+)
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_REFUSED", "EXIT_TEMPFAIL", "EXIT_USAGE", "main"]
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 64
-EXIT_TEMPFAIL = 75
-EXIT_CONFIG = 78
-_TIMEOUT = 30.0
-# Somewhere the dovecot and postfix users can reach; the lab refuses one not its own.
-DEFAULT_LAB = "/tmp/twostep-lab"  # noqa: S108
-
-
-class CommandError(Exception):
-    def __init__(self, code: int, message: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on the documented exit code."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-class Output:
-    def __init__(self, as_json: bool, out: TextIO, err: TextIO) -> None:
-        self.as_json = as_json
-        self.out = out
-        self.err = err
-
-    def result(self, data: dict[str, Any], human: Callable[[], str]) -> None:
-        if self.as_json:
-            self.out.write(json.dumps({"ok": True, **data}, indent=2, sort_keys=True) + "\n")
-        else:
-            text = human()
-            if text:
-                self.out.write(text.rstrip("\n") + "\n")
-
-    def failure(self, error: CommandError) -> None:
-        if self.as_json:
-            self.out.write(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "exit": error.code,
-                        "reason": error.reason,
-                        "message": str(error),
-                    },
-                    sort_keys=True,
-                )
-                + "\n"
-            )
-        else:
-            self.err.write(f"twostep: {error}\n")
-
-
-# -- talking to the daemon ---------------------------------------------------------------
-
-
-def _config(args: argparse.Namespace) -> Config:
-    try:
-        return load_config(config_path(args.config))
-    except ConfigError as exc:
-        raise CommandError(EXIT_CONFIG, str(exc), "configuration") from None
-
-
-def _ask(
-    args: argparse.Namespace, request: dict[str, object], timeout: float = _TIMEOUT
-) -> dict[str, Any]:
-    socket_path = args.socket or str(_config(args).daemon.socket)
-    try:
-        reply = wire.ask(socket_path, request, timeout)
-    except wire.ProtocolError as exc:
-        raise CommandError(EXIT_TEMPFAIL, f"twostepd answered nonsense ({exc})", "daemon") from None
-    except OSError as exc:
-        raise CommandError(
-            EXIT_TEMPFAIL,
-            f"twostepd is not answering on {socket_path} ({exc.strerror or exc}); "
-            "is it running? (systemctl status twostepd)",
-            "daemon",
-        ) from None
-    result = reply.get("result")
-    if result == "ok":
-        return reply
-    if result == "refused":
-        raise CommandError(EXIT_REFUSED, str(reply.get("message")), str(reply.get("reason")))
-    if result == "tempfail" and reply.get("reason") == "incomplete":
-        raise CommandError(
-            EXIT_TEMPFAIL,
-            "the directory's answer was incomplete (a size or time limit): nothing was "
-            "decided from it; give the service identity unlimited searches "
-            "(ldap_schema/README.md, limits)",
-            "incomplete",
-        )
-    if result == "tempfail":
-        raise CommandError(EXIT_TEMPFAIL, "the directory did not answer; try again", "directory")
-    if reply.get("error") == "forbidden":
-        raise CommandError(
-            EXIT_REFUSED,
-            "you may not manage accounts: run as root, or as a user listed in daemon.manage",
-            "forbidden",
-        )
-    raise CommandError(EXIT_TEMPFAIL, f"twostepd could not take the request ({reply})", "daemon")
-
-
-def _secret(prompt: str) -> str:
-    """A password or code: asked without echo on a terminal, else one line of stdin."""
-    if sys.stdin.isatty():
-        return getpass.getpass(prompt)
-    line = sys.stdin.readline()
-    return line[:-1] if line.endswith("\n") else line
-
-
-def _when(epoch: int | None) -> str:
-    if not epoch:
-        return "never"
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
 
 # -- commands ------------------------------------------------------------------------------
-
-
-def _policy_line(policy: dict[str, Any]) -> str:
-    devices = (
-        f"devices trusted for {format_duration(policy['device_lifetime'])}"
-        if policy["trusted_devices"]
-        else "no trusted devices"
-    )
-    passcodes = (
-        f"up to {policy['passcode_limit']} passcodes" if policy["passcodes"] else "no passcodes"
-    )
-    duration = (
-        format_duration(policy["lockout_duration"])
-        if policy["lockout_duration"]
-        else "until unlocked"
-    )
-    offered = (
-        "required" if policy["required"] else "available" if policy["available"] else "unavailable"
-    )
-    return (
-        f"{offered}, "
-        f"{policy['backup_codes']} backup codes, {passcodes}, {devices}, lock after "
-        f"{policy['lockout_max_failures']} failures in {format_duration(policy['lockout_window'])} "
-        f"for {duration}"
-    )
-
-
-def _passcodes_text(passcodes: list[dict[str, Any]]) -> str:
-    lines = [f"application passcodes: {len(passcodes)}"]
-    for p in passcodes:
-        used = (
-            f"last used {_when(p['last_used'])} from {p['last_address'] or '?'}"
-            if p["last_used"]
-            else "never used"
-        )
-        lines.append(
-            f"  {p['label']}  [{','.join(p['services']) or 'all mail services'}]  "
-            f"created {_when(p['created'])}  {used}  expires {_when(p['expires'])}"
-        )
-    return "\n".join(lines)
-
-
-def _devices_text(devices: list[dict[str, Any]]) -> str:
-    lines = [f"trusted devices: {len(devices)}"]
-    for d in devices:
-        seen = (
-            f"last seen {_when(d['last_seen'])} from {d['last_address'] or '?'}"
-            if d["last_seen"]
-            else "not seen since trusted"
-        )
-        lines.append(
-            f"  {d['id']}  {d['label']}  created {_when(d['created'])}  {seen}  "
-            f"expires {_when(d['expires'])}"
-        )
-    return "\n".join(lines)
-
-
-def _status_text(status: dict[str, Any]) -> str:
-    lines = [
-        f"{status['user']}: two-step verification is {'ON' if status['enabled'] else 'OFF'}",
-        f"policy: {status['policy_dn'] or 'site defaults'}",
-        f"  {_policy_line(status['policy'])}",
-    ]
-    if status["enabled"]:
-        lines.append(f"backup codes left: {status['backup_codes']}")
-    if status["pending_enrollment_expires"]:
-        lines.append(f"enrollment pending until {_when(status['pending_enrollment_expires'])}")
-    lines.append(_passcodes_text(status["passcodes"]))
-    lines.append(_devices_text(status["devices"]))
-    if status["locked"]:
-        until = _when(status["locked_until"]) if status["locked_until"] else "an admin unlocks"
-        lines.append(f"LOCKED until {until} (twostep unlock {status['user']})")
-    else:
-        lines.append(f"not locked ({status['recent_failures']} recent failures)")
-    return "\n".join(lines)
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
     status = _ask(args, {"op": "status", "user": args.user})["status"]
     out.result(status, lambda: _status_text(status))
     return EXIT_OK
-
-
-def _codes_text(codes: list[str]) -> str:
-    lines = ["Backup codes (each works once; keep them somewhere safe, away from your phone):"]
-    lines += [
-        f"  {a}    {b}" if b else f"  {a}"
-        for a, b in zip(codes[::2], [*codes[1::2], ""], strict=False)
-    ]
-    return "\n".join(lines)
-
-
-def _begin_text(begin: dict[str, Any], qr_text: str) -> str:
-    return "\n".join(
-        [
-            "Scan this with your authenticator app (Google Authenticator, FreeOTP, Aegis, ...):",
-            "",
-            qr_text,
-            "",
-            f"Or type the key: {begin['key']}",
-            f"URI: {begin['uri']}",
-            f"({begin['algorithm']}, {begin['digits']} digits, every {begin['period']} s; "
-            f"set up before {_when(begin['expires'])})",
-        ]
-    )
 
 
 def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
@@ -436,14 +239,6 @@ def cmd_unlock(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _policy_text(policy: dict[str, Any]) -> str:
-    settings = ", ".join(f"{k}={v}" for k, v in sorted(policy["settings"].items())) or "none"
-    return (
-        f"{policy['name']}{' (default)' if policy['default'] else ''}: {policy['dn']}\n"
-        f"  sets: {settings}\n  in force: {_policy_line(policy['effective'])}"
-    )
-
-
 def _settings(pairs: Sequence[str]) -> dict[str, bool | int | None]:
     values = {}
     for pair in pairs:
@@ -457,43 +252,6 @@ def _settings(pairs: Sequence[str]) -> dict[str, bool | int | None]:
         return overrides_from_strings(values)
     except ValueError as exc:
         raise CommandError(EXIT_USAGE, str(exc), "usage") from None
-
-
-_RESEAL_TIMEOUT = 3600
-"""Re-sealing reads and rewrites every account: allow an hour for a large directory."""
-
-
-def cmd_keys(args: argparse.Namespace, out: Output) -> int:
-    if args.action == "status":
-        usage = _ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT)
-        data = {k: usage[k] for k in ("current", "loaded", "values", "unreadable")}
-
-        def text() -> str:
-            lines = [f"current key: {usage['current']}; loaded: {', '.join(usage['loaded'])}"]
-            for key_id in sorted(set(usage["loaded"]) | set(usage["values"])):
-                count = usage["values"].get(key_id, 0)
-                note = "" if key_id in usage["loaded"] else " (NOT LOADED: those logins fail)"
-                if count == 0 and key_id != usage["current"]:
-                    note = " (no value needs it: its file may be removed)"
-                lines.append(f"  {key_id}: {count} sealed values{note}")
-            lines += [f"  unreadable: {dn}" for dn in usage["unreadable"]]
-            return "\n".join(lines)
-
-        out.result(data, text)
-        return EXIT_OK
-    report = _ask(args, {"op": "keys-reseal"}, _RESEAL_TIMEOUT)
-    data = {k: report[k] for k in ("resealed", "already_current", "failed")}
-
-    def summary() -> str:
-        lines = [
-            f"re-sealed {report['resealed']} accounts under the current key; "
-            f"{report['already_current']} were current already"
-        ]
-        lines += [f"  not re-sealed: {f['account']}: {f['why']}" for f in report["failed"]]
-        return "\n".join(lines)
-
-    out.result(data, summary)
-    return EXIT_REFUSED if report["failed"] else EXIT_OK
 
 
 def cmd_policy(args: argparse.Namespace, out: Output) -> int:
@@ -527,6 +285,22 @@ def cmd_policy(args: argparse.Namespace, out: Output) -> int:
             lambda: f"{args.user}: now under {target}",
         )
     return EXIT_OK
+
+
+_RESEAL_TIMEOUT = 3600
+"""Re-sealing reads and rewrites every account: allow an hour for a large directory."""
+
+
+def cmd_keys(args: argparse.Namespace, out: Output) -> int:
+    if args.action == "status":
+        usage = _ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT)
+        data = {k: usage[k] for k in ("current", "loaded", "values", "unreadable")}
+        out.result(data, lambda: _keys_status_text(usage))
+        return EXIT_OK
+    report = _ask(args, {"op": "keys-reseal"}, _RESEAL_TIMEOUT)
+    data = {k: report[k] for k in ("resealed", "already_current", "failed")}
+    out.result(data, lambda: _reseal_text(report))
+    return EXIT_REFUSED if report["failed"] else EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace, out: Output) -> int:
@@ -631,19 +405,6 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.outcome] = counts.get(row.outcome, 0) + 1
-
-    def text() -> str:
-        lines = [f"policy {r.match}: {r.outcome} ({r.why})" for r in policy_rows]
-        for row in rows:
-            who = row.user or row.match
-            line = f"{who}: {row.outcome}" + (f": {row.why}" if row.why else "")
-            lines.append(line + f"  [{row.source}]")
-            lines += [f"    not carried: {note}" for note in row.notes]
-        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
-        dry = "" if args.apply else " (dry run: --apply writes)"
-        lines.append(f"{summary or 'nothing to import'}{dry}")
-        return "\n".join(lines)
-
     out.result(
         {
             "applied": args.apply,
@@ -651,9 +412,13 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
             "results": [r.as_dict() for r in rows],
             "counts": counts,
         },
-        text,
+        lambda: _import_text(policy_rows, rows, counts, args.apply),
     )
     return EXIT_REFUSED if counts.get("skipped") else EXIT_OK
+
+
+# Somewhere the dovecot and postfix users can reach; the lab refuses one not its own.
+DEFAULT_LAB = "/tmp/twostep-lab"  # noqa: S108
 
 
 def cmd_portal(args: argparse.Namespace, out: Output) -> int:
@@ -723,23 +488,7 @@ def cmd_lab(args: argparse.Namespace, out: Output) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument(
-        "--config",
-        default=argparse.SUPPRESS,
-        help="configuration file (default: $TWOSTEP_CONFIG or /etc/twostep/twostep.yaml)",
-    )
-    common.add_argument(
-        "--socket",
-        default=argparse.SUPPRESS,
-        help="twostepd's socket (default: daemon.socket from the configuration)",
-    )
-    common.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print JSON with stable keys instead of text",
-    )
+    common = _common_options()
 
     parser = _Parser(
         prog="twostep",
