@@ -1,0 +1,183 @@
+"""The text ``twostep`` prints for people: an account's state, policies, backup codes,
+a new key to scan, and the reports of ``keys`` and ``import``.
+
+Kept apart from the commands, which only choose what to ask and print, and shared by
+them: ``status``, ``passcode list`` and ``device list`` show the same lines, and a
+policy's settings read the same in ``status`` and ``policy show``. ``--json`` prints the
+data these are made from, never these lines.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..core.duration import format_duration
+
+if TYPE_CHECKING:  # migrate is imported by ``twostep import`` alone
+    from ..migrate.runner import Row
+
+__all__ = [
+    "_when",
+    "_policy_line",
+    "_policy_text",
+    "_passcodes_text",
+    "_devices_text",
+    "_status_text",
+    "_codes_text",
+    "_begin_text",
+    "_keys_status_text",
+    "_reseal_text",
+    "_import_text",
+]
+
+
+def _when(epoch: int | None) -> str:
+    if not epoch:
+        return "never"
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _policy_line(policy: dict[str, Any]) -> str:
+    devices = (
+        f"devices trusted for {format_duration(policy['device_lifetime'])}"
+        if policy["trusted_devices"]
+        else "no trusted devices"
+    )
+    passcodes = (
+        f"up to {policy['passcode_limit']} passcodes" if policy["passcodes"] else "no passcodes"
+    )
+    duration = (
+        format_duration(policy["lockout_duration"])
+        if policy["lockout_duration"]
+        else "until unlocked"
+    )
+    offered = (
+        "required" if policy["required"] else "available" if policy["available"] else "unavailable"
+    )
+    return (
+        f"{offered}, "
+        f"{policy['backup_codes']} backup codes, {passcodes}, {devices}, lock after "
+        f"{policy['lockout_max_failures']} failures in {format_duration(policy['lockout_window'])} "
+        f"for {duration}"
+    )
+
+
+def _policy_text(policy: dict[str, Any]) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(policy["settings"].items())) or "none"
+    return (
+        f"{policy['name']}{' (default)' if policy['default'] else ''}: {policy['dn']}\n"
+        f"  sets: {settings}\n  in force: {_policy_line(policy['effective'])}"
+    )
+
+
+def _passcodes_text(passcodes: list[dict[str, Any]]) -> str:
+    lines = [f"application passcodes: {len(passcodes)}"]
+    for p in passcodes:
+        used = (
+            f"last used {_when(p['last_used'])} from {p['last_address'] or '?'}"
+            if p["last_used"]
+            else "never used"
+        )
+        lines.append(
+            f"  {p['label']}  [{','.join(p['services']) or 'all mail services'}]  "
+            f"created {_when(p['created'])}  {used}  expires {_when(p['expires'])}"
+        )
+    return "\n".join(lines)
+
+
+def _devices_text(devices: list[dict[str, Any]]) -> str:
+    lines = [f"trusted devices: {len(devices)}"]
+    for d in devices:
+        seen = (
+            f"last seen {_when(d['last_seen'])} from {d['last_address'] or '?'}"
+            if d["last_seen"]
+            else "not seen since trusted"
+        )
+        lines.append(
+            f"  {d['id']}  {d['label']}  created {_when(d['created'])}  {seen}  "
+            f"expires {_when(d['expires'])}"
+        )
+    return "\n".join(lines)
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    lines = [
+        f"{status['user']}: two-step verification is {'ON' if status['enabled'] else 'OFF'}",
+        f"policy: {status['policy_dn'] or 'site defaults'}",
+        f"  {_policy_line(status['policy'])}",
+    ]
+    if status["enabled"]:
+        lines.append(f"backup codes left: {status['backup_codes']}")
+    if status["pending_enrollment_expires"]:
+        lines.append(f"enrollment pending until {_when(status['pending_enrollment_expires'])}")
+    lines.append(_passcodes_text(status["passcodes"]))
+    lines.append(_devices_text(status["devices"]))
+    if status["locked"]:
+        until = _when(status["locked_until"]) if status["locked_until"] else "an admin unlocks"
+        lines.append(f"LOCKED until {until} (twostep unlock {status['user']})")
+    else:
+        lines.append(f"not locked ({status['recent_failures']} recent failures)")
+    return "\n".join(lines)
+
+
+def _codes_text(codes: list[str]) -> str:
+    lines = ["Backup codes (each works once; keep them somewhere safe, away from your phone):"]
+    lines += [
+        f"  {a}    {b}" if b else f"  {a}"
+        for a, b in zip(codes[::2], [*codes[1::2], ""], strict=False)
+    ]
+    return "\n".join(lines)
+
+
+def _begin_text(begin: dict[str, Any], qr_text: str) -> str:
+    return "\n".join(
+        [
+            "Scan this with your authenticator app (Google Authenticator, FreeOTP, Aegis, ...):",
+            "",
+            qr_text,
+            "",
+            f"Or type the key: {begin['key']}",
+            f"URI: {begin['uri']}",
+            f"({begin['algorithm']}, {begin['digits']} digits, every {begin['period']} s; "
+            f"set up before {_when(begin['expires'])})",
+        ]
+    )
+
+
+def _keys_status_text(usage: dict[str, Any]) -> str:
+    lines = [f"current key: {usage['current']}; loaded: {', '.join(usage['loaded'])}"]
+    for key_id in sorted(set(usage["loaded"]) | set(usage["values"])):
+        count = usage["values"].get(key_id, 0)
+        note = "" if key_id in usage["loaded"] else " (NOT LOADED: those logins fail)"
+        if count == 0 and key_id != usage["current"]:
+            note = " (no value needs it: its file may be removed)"
+        lines.append(f"  {key_id}: {count} sealed values{note}")
+    lines += [f"  unreadable: {dn}" for dn in usage["unreadable"]]
+    return "\n".join(lines)
+
+
+def _reseal_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"re-sealed {report['resealed']} accounts under the current key; "
+        f"{report['already_current']} were current already"
+    ]
+    lines += [f"  not re-sealed: {f['account']}: {f['why']}" for f in report["failed"]]
+    return "\n".join(lines)
+
+
+def _import_text(
+    policy_rows: Sequence[Row], rows: Sequence[Row], counts: dict[str, int], applied: bool
+) -> str:
+    lines = [f"policy {r.match}: {r.outcome} ({r.why})" for r in policy_rows]
+    for row in rows:
+        who = row.user or row.match
+        line = f"{who}: {row.outcome}" + (f": {row.why}" if row.why else "")
+        lines.append(line + f"  [{row.source}]")
+        lines += [f"    not carried: {note}" for note in row.notes]
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    dry = "" if applied else " (dry run: --apply writes)"
+    lines.append(f"{summary or 'nothing to import'}{dry}")
+    return "\n".join(lines)
