@@ -23,6 +23,34 @@ from ..core.policy import overrides_from_mapping
 from ..core.records import check_service_name
 from .model import AccessList
 
+__all__ = [
+    "_access_list",
+    "_attribute_name",
+    "_bool",
+    "_choice",
+    "_dn",
+    "_duration",
+    "_filter",
+    "_group_name",
+    "_integer",
+    "_is_loopback",
+    "_key_id",
+    "_listen",
+    "_mode",
+    "_number",
+    "_path",
+    "_policy_defaults",
+    "_seconds",
+    "_Section",
+    "_service_name",
+    "_services",
+    "_StrictLoader",
+    "_string",
+    "_uris",
+    "_userdb_fields",
+    "portal_trust_refused",
+]
+
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last one."""

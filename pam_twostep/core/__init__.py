@@ -15,3 +15,6 @@ Layers, each importing only those below it::
     core        account, changes, codes, decision, duration, enrollment, errors,
                 hashing, keyring, lockout, management, policy, records, rotation, totp
 """
+
+__all__: list[str] = []
+"""The modules are the interface: ``from pam_twostep.core.decision import decide``."""
