@@ -13,9 +13,10 @@ from typing import Any, cast
 import pytest
 from conftest import Clock
 from support.flows import enroll
-from support.slapd import USERS, Slapd
+from support.slapd import USERS, Slapd, user_dn
 
 from pam_twostep.audit import AuditEvent, MemorySink
+from pam_twostep.core.account import Attr
 from pam_twostep.core.candidate import Candidate
 from pam_twostep.core.errors import (
     Conflict,
@@ -316,3 +317,14 @@ def test_each_account_resealed_records_one_event(
     assert sorted(_new(audit, start)) == [
         ("key-reseal", name, "ok", None, ACTOR) for name in ("alice", "bob")
     ]
+
+
+def test_an_import_into_an_unreadable_account_is_skipped_and_recorded_as_an_error(
+    engine: Engine, clock: Clock, audit: MemorySink, slapd: Slapd
+) -> None:
+    enroll(engine, clock.now)
+    slapd.set_attributes(user_dn("alice"), **{Attr.PASSCODE: ["not json"]})
+    start = len(audit.events)
+    outcome, user, why = engine.import_account("uid", "alice", _candidate("alice"), **_APPLY)
+    assert (outcome, user) == ("skipped", "alice") and "reset it first" in why
+    assert _new(audit, start) == [("import", "alice", "error", None, ACTOR)]
