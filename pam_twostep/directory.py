@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import ssl
 import threading
 import time
@@ -128,11 +129,18 @@ _MAX_PASSWORD = 1024
 _MAX_CACHED_REQUESTS = 20_000
 _PAGE = 500
 _T = TypeVar("_T")
+_ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
+"""An attribute's short name (RFC 4512 keystring), as a caller may name one to match on:
+no options, no OID, nothing a filter could be built from."""
 
 
 def escape_filter(value: str) -> str:
     """RFC 4515 escaping of a value placed inside a search filter."""
     return str(escape_filter_chars(value))
+
+
+def _class_filter(object_class: str) -> str:
+    return f"(objectClass={escape_filter(object_class)})"
 
 
 class Directory:
@@ -437,6 +445,32 @@ class Directory:
             return self._search(base, search_filter, attributes, SUBTREE, limit=limit)
         except _NoSuchObjectError:
             return []
+
+    def find_by(
+        self, attribute: str, value: str, attributes: Sequence[str], *, limit: int = 2
+    ) -> list[RawEntry]:
+        """Entries under the users' base whose ``attribute`` equals ``value``, at most
+        ``limit`` (ask for 2 to tell one match from several).
+
+        For imports, which match accounts on what the old system knew them by (a mail
+        address, an employee number) rather than the user filter. ``value`` is escaped;
+        an ``attribute`` that is not an attribute name is a ``ValueError`` before anything
+        is sent, since it would otherwise be spliced into the filter.
+        """
+        if not isinstance(attribute, str) or not _ATTRIBUTE.fullmatch(attribute):
+            raise ValueError("not an attribute name")
+        search_filter = f"({attribute}={escape_filter(value)})"
+        return self.search(self._users.base, search_filter, attributes, limit)
+
+    def entries_of_class(
+        self, base: str, object_class: str, attributes: Sequence[str], *, limit: int = 1000
+    ) -> list[RawEntry]:
+        """The entries under ``base`` of ``object_class`` (none when ``base`` is missing)."""
+        return self.search(base, _class_filter(object_class), attributes, limit)
+
+    def names_of_class(self, base: str, object_class: str) -> list[str]:
+        """The DN of every entry under ``base`` of ``object_class``, however many (paged)."""
+        return self.names_under(base, _class_filter(object_class))
 
     def names_under(self, base: str, search_filter: str) -> list[str]:
         """The DN of every entry under ``base`` that ``search_filter`` matches, however many:

@@ -18,7 +18,16 @@ from hypothesis import strategies as st
 from ldap3 import SUBTREE
 from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
 from ldap3.utils.asn1 import encode
-from support.slapd import NAMES, PEOPLE, USERS, Slapd, limit_service_searches, user_dn
+from support.slapd import (
+    DEFAULT_POLICY,
+    NAMES,
+    PEOPLE,
+    POLICIES,
+    USERS,
+    Slapd,
+    limit_service_searches,
+    user_dn,
+)
 
 from pam_twostep.config import Config, load_secrets, parse_config
 from pam_twostep.core.account import Attr
@@ -65,6 +74,60 @@ def test_filter_metacharacters_are_escaped(directory: Directory, name: str) -> N
 
 def test_escape_filter() -> None:
     assert escape_filter("a*(b)\\\x00") == "a\\2a\\28b\\29\\5c\\00"
+
+
+HOSTILE = ["*", "a*", ")(", "*)(uid=*", "alice)(uid=bob", "\\", "al\x00ice", "(", "\\2a"]
+
+
+def test_find_by_matches_one_attribute_under_the_users(directory: Directory, slapd: Slapd) -> None:
+    (entry,) = directory.find_by("mail", "alice@example.org", ATTRS)
+    assert entry.dn == user_dn("alice") and entry.get("uid") == (b"alice",)
+    assert directory.find_by("mail", "nobody@example.org", ATTRS) == []
+    assert len(directory.find_by("objectClass", "inetOrgPerson", ATTRS, limit=2)) == 2
+    slapd.set_attributes(user_dn("bob"), cn=["Bøb Ünïcode 名"])
+    (found,) = directory.find_by("cn", "Bøb Ünïcode 名", ATTRS)
+    assert found.dn == user_dn("bob")
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_find_by_takes_a_value_as_a_value(directory: Directory, slapd: Slapd, value: str) -> None:
+    """Filter metacharacters, NUL and non-ASCII are matched as themselves, never as
+    syntax: no wildcard, no second clause; a value holding them is found as it is."""
+    assert directory.find_by("uid", value, ATTRS) == []
+    assert directory.find_by("mail", value + "ü", ATTRS) == []
+    stored = value.replace("\x00", "") + " ü"
+    slapd.set_attributes(user_dn("carol"), description=[stored])
+    (entry,) = directory.find_by("description", stored, ATTRS)
+    assert entry.dn == user_dn("carol")
+
+
+@pytest.mark.parametrize(
+    "attribute", ["", "*", "uid)(mail=*", "(uid", "uid=alice", "1uid", "uid;binary", "u\x00id", "ü"]
+)
+def test_find_by_refuses_an_attribute_that_is_not_a_name_before_asking(
+    directory: Directory, attribute: str
+) -> None:
+    before = directory.counts().get("search", 0)
+    with pytest.raises(ValueError, match="not an attribute name"):
+        directory.find_by(attribute, "alice", ATTRS)
+    assert directory.counts().get("search", 0) == before
+
+
+def test_entries_and_names_of_a_class(directory: Directory, slapd: Slapd) -> None:
+    (policy,) = directory.entries_of_class(POLICIES, "twostepPolicy", ["cn"])
+    assert policy.dn == DEFAULT_POLICY and policy.get("cn") == (b"default",)
+    people = directory.names_of_class(PEOPLE, "inetOrgPerson")
+    assert sorted(people) == sorted(user_dn(name) for name in USERS)
+    assert directory.names_of_class(PEOPLE, "twostepAccount") == []
+    slapd.set_attributes(user_dn("dave"), objectClass=["inetOrgPerson", "twostepAccount"])
+    assert directory.names_of_class(PEOPLE, "twostepAccount") == [user_dn("dave")]
+    assert directory.entries_of_class(f"ou=nowhere,{PEOPLE}", "twostepPolicy", ["cn"]) == []
+
+
+@pytest.mark.parametrize("object_class", [*HOSTILE, "inetOrgPerson)(uid=*", "twostepPolicyü"])
+def test_a_class_name_is_never_filter_syntax(directory: Directory, object_class: str) -> None:
+    assert directory.entries_of_class(PEOPLE, object_class, ["cn"]) == []
+    assert directory.names_of_class(PEOPLE, object_class) == []
 
 
 @given(

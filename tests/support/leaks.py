@@ -89,9 +89,11 @@ def install(session_log: Path) -> None:
     _wrap(totp, "totp", lambda code, *_, **__: remember(code))
     _wrap(keyfiles, "write_key_file", lambda _, path, key: remember(Path(path).read_text().strip()))
 
-    Engine = engine.Engine  # noqa: N806 - the class, patched in place
+    # The parts, patched in place: whether a caller goes through Engine's delegates or
+    # holds engine.logins or engine.accounts itself, every call passes through these.
+    logins, accounts = engine.Authenticator, engine.AccountManager
     _wrap(
-        Engine,
+        logins,
         "authenticate",
         lambda decision, _self, _user, attempt, **__: remember(
             attempt.secret,
@@ -101,18 +103,18 @@ def install(session_log: Path) -> None:
         ),
     )
     _wrap(
-        Engine,
+        accounts,
         "enroll_begin",
         lambda shown, _self, _user, password, code=None, **__: remember(
             password, code, getattr(shown, "secret", None)
         ),
     )
-    _wrap(Engine, "enroll_confirm", lambda codes, _s, _u, code, **__: remember(code, codes))
-    _wrap(Engine, "regenerate_backup_codes", lambda codes, *_, **__: remember(codes))
-    _wrap(Engine, "add_passcode", lambda new, *_, **__: remember(getattr(new, "passcode", None)))
-    _wrap(Engine, "change_password", lambda _, _self, _user, old, new, **__: remember(old, new))
+    _wrap(accounts, "enroll_confirm", lambda codes, _s, _u, code, **__: remember(code, codes))
+    _wrap(accounts, "regenerate_backup_codes", lambda codes, *_, **__: remember(codes))
+    _wrap(accounts, "add_passcode", lambda new, *_, **__: remember(getattr(new, "passcode", None)))
+    _wrap(accounts, "change_password", lambda _, _self, _user, old, new, **__: remember(old, new))
     _wrap(
-        Engine,
+        accounts,
         "disable",
         lambda *_, password=None, code=None, **__: remember(password, code),
     )
