@@ -14,8 +14,8 @@ from pam_twostep.core.errors import NotFound, RefusalReason, Refused
 from pam_twostep.core.management import (
     add_passcode,
     disable_modify,
+    renewed_device,
     reset_modify,
-    restamp_device,
     revoke_all_passcodes,
     revoke_passcode,
     status,
@@ -85,10 +85,10 @@ def test_restamp_keeps_one_device() -> None:
     device = Device(
         id="abcdefgh", label="x", digest="A" * 43, created=1, expires=NOW + 9, stamp=STAMP
     )
-    modify = restamp_device(enabled_state(devices=(device,)), "abcdefgh", "e" * 32)
-    assert [c.op for c in modify.changes] == [Op.DELETE, Op.ADD]
-    assert '"pw":"' + "e" * 32 in modify.changes[1].values[0]
-    assert not restamp_device(enabled_state(), "abcdefgh", "e" * 32)
+    renewed = renewed_device(enabled_state(devices=(device,)), "abcdefgh", "e" * 32)
+    assert renewed is not None and renewed.id == device.id and renewed.digest == device.digest
+    assert '"pw":"' + "e" * 32 in renewed.dump()
+    assert renewed_device(enabled_state(), "abcdefgh", "e" * 32) is None
 
 
 def test_disable_keeps_lock_and_policy_reset_does_not() -> None:

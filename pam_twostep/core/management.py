@@ -29,7 +29,7 @@ __all__ = [
     "disable_modify",
     "regenerate_backup_codes",
     "reset_modify",
-    "restamp_device",
+    "renewed_device",
     "revoke_all_devices",
     "revoke_all_passcodes",
     "revoke_device",
@@ -156,21 +156,18 @@ def revoke_all_devices(state: AccountState) -> tuple[Modify, Modify]:
     return _drop_devices(state, list(state.devices))
 
 
-def restamp_device(state: AccountState, device_id: str, stamp: str) -> Modify:
-    """Keep one device trusted across a password change made from it."""
+def renewed_device(state: AccountState, device_id: str, stamp: str) -> Device | None:
+    """The device ``device_id`` under the password ``stamp``, or None if there is none."""
     device = next((d for d in state.devices if d.id == device_id), None)
     if device is None:
-        return Modify(())
-    renewed = Device(
+        return None
+    return Device(
         id=device.id,
         label=device.label,
         digest=device.digest,
         created=device.created,
         expires=device.expires,
         stamp=stamp,
-    )
-    return Modify(
-        (Change.delete(Attr.DEVICE, device.dump()), Change.add(Attr.DEVICE, renewed.dump()))
     )
 
 

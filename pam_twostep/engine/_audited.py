@@ -23,7 +23,7 @@ from ..core.errors import Conflict, RefusalReason, Refused
 from ._inputs import context
 from ._store import AccountStore, Loaded
 
-__all__ = ["AccountChange", "Auditor", "Subject"]
+__all__ = ["AccountChange", "Auditor", "Settle", "Subject"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ _T = TypeVar("_T")
 AccountChange = Callable[[Loaded, int], tuple[_T, Modify, Modify]]
 """What an account change computes from the account and the time: its result, the
 modify that is the change, and bookkeeping to try afterwards."""
+Settle = Callable[[Loaded, _T], None]
+"""After the write: what the change read and returned; raises ``Refused`` to undo."""
 
 
 @dataclass
@@ -112,21 +114,32 @@ class Auditor:
         remote: str = "",
         label: str | None = None,
         device: str | None = None,
+        settle: Settle[_T] | None = None,
     ) -> _T:
-        """Run one change of one account (read, compute, write) with its event."""
+        """Run one change of one account (read, compute, write) with its event.
+
+        ``settle`` runs after the write, inside the same event: for a change whose
+        write cannot carry its own guard (an add where nothing was read to swap), it
+        reads again and undoes and refuses what lost a race."""
         cleaned = context(service, remote, 0)
         return self.run(
             action,
             str(username)[:64],
             actor,
-            lambda subject: self.apply(subject, username, change),
+            lambda subject: self.apply(subject, username, change, settle),
             service=cleaned.service,
             remote=cleaned.remote,
             label=label,
             device=device,
         )
 
-    def apply(self, subject: Subject, username: str, change: AccountChange[_T]) -> _T:
+    def apply(
+        self,
+        subject: Subject,
+        username: str,
+        change: AccountChange[_T],
+        settle: Settle[_T] | None = None,
+    ) -> _T:
         """The steps of an account change, inside a ``run``: read the account, compute,
         write; a write that lost a race is refused (the caller may try again)."""
         loaded = self._store.require(username)
@@ -138,5 +151,7 @@ class Auditor:
             raise Refused(
                 RefusalReason.CONFLICT, "the account changed at the same time; try again"
             ) from None
+        if settle is not None:
+            settle(loaded, result)
         self._store.bookkeeping(loaded.state, (cleanup,))
         return result

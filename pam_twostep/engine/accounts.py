@@ -174,8 +174,28 @@ class AccountManager:
             )
             return start, modify, Modify(())
 
+        def settle(loaded: Loaded, start: enrollment.EnrollmentStart) -> None:
+            # With no pending secret read there was nothing to swap: if the owner turned
+            # two-step on meanwhile, this secret landed after it. confirm would refuse
+            # it (it does not replace); it goes, and the begin is refused as lost.
+            if loaded.state.enabled or loaded.state.pending is not None:
+                return
+            fresh = self._store.require(username).state
+            if fresh.enabled and fresh.pending is not None and not fresh.pending.replaces:
+                undo = Modify((Change.delete(Attr.PENDING, fresh.pending.dump()),))
+                self._store.bookkeeping(fresh, (undo,))
+                raise Refused(
+                    RefusalReason.CONFLICT, "the account changed at the same time; try again"
+                )
+
         return self._auditor.change_account(
-            "enroll-begin", username, actor, change, service=service, remote=remote
+            "enroll-begin",
+            username,
+            actor,
+            change,
+            service=service,
+            remote=remote,
+            settle=settle,
         )
 
     def enroll_confirm(
@@ -245,8 +265,24 @@ class AccountManager:
             )
             return new, modify, Modify(())
 
+        def settle(loaded: Loaded, new: management.NewPasscode) -> None:
+            # The label was checked against the read only: of two adds at once, the one
+            # that sees the other after its own write takes its passcode back. One told
+            # ok is never taken back; both may be refused, neither both kept.
+            fresh = self._store.require(username).state
+            mine = new.record
+            if any(
+                p.id != mine.id and p.label.casefold() == mine.label.casefold()
+                for p in fresh.live_passcodes(int(self._clock()))
+            ):
+                undo = Modify((Change.delete(Attr.PASSCODE, mine.dump()),))
+                self._store.bookkeeping(fresh, (undo,))
+                raise Refused(
+                    RefusalReason.LABEL_TAKEN, f"a passcode labelled {mine.label!r} already exists"
+                )
+
         return self._auditor.change_account(
-            "passcode-add", username, actor, change, label=label[:64]
+            "passcode-add", username, actor, change, label=label[:64], settle=settle
         )
 
     def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> None:
@@ -368,21 +404,20 @@ class AccountManager:
             if not self._directory.change_password(loaded.state.dn, old, new):
                 self._count_failure(loaded, "password", old, context(service, remote, now))
                 raise Refused(RefusalReason.WRONG_PASSWORD, "the password is not right")
+            # The password has changed: what follows must not be able to lose a race
+            # (a refusal now would tell the user to retry a change already made), so
+            # passcodes and devices are replaced, not swapped. A device trusted in the
+            # meantime goes too, the safe direction.
             fresh = self._store.require(username).state
+            kept = (
+                management.renewed_device(fresh, keep_device, fresh.stamp) if keep_device else None
+            )
             modify = Modify(
                 (
                     Change.replace(Attr.PASSCODE),
-                    *(
-                        Change.delete(Attr.DEVICE, d.dump())
-                        for d in fresh.devices
-                        if d.id != keep_device
-                    ),
+                    Change.replace(Attr.DEVICE, *(() if kept is None else (kept.dump(),))),
                 )
             )
-            if keep_device:
-                modify = modify.then(
-                    *management.restamp_device(fresh, keep_device, fresh.stamp).changes
-                )
             return None, modify, Modify((Change.replace(Attr.USAGE),))
 
         self._auditor.change_account(

@@ -13,7 +13,7 @@ from ..config import Config
 from ..core.account import parse_account
 from ..core.candidate import Candidate
 from ..core.codes import Random
-from ..core.errors import CorruptEntry, RefusalReason, Refused
+from ..core.errors import Conflict, CorruptEntry, RefusalReason, Refused
 from ..core.import_plan import Outcome, plan_import
 from ..core.keyring import Keyring
 from ._audited import Auditor, Subject
@@ -157,5 +157,12 @@ class Importer:
             return outcome.value, state.username, why
         if not apply:
             return "would-import", state.username, ""
-        self._store.write(state, modify)
+        try:
+            self._store.write(state, modify)
+        except Conflict:  # the secret's swap: the owner changed it since the read
+            raise _Skipped(
+                RefusalReason.CONFLICT,
+                state.username,
+                "its two-step settings changed while importing; run the import again",
+            ) from None
         return outcome.value, state.username, ""
