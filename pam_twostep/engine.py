@@ -1021,3 +1021,38 @@ class Engine:
             return None, Modify((Change.replace(Attr.POLICY, *values),)), Modify(())
 
         self._manage("policy-assign", username, actor, change, label=name)
+
+    # -- TEMP shim: the split engine's parts, until engine/ lands (issue 20) ----------
+
+    @property
+    def logins(self) -> Engine:
+        """TEMP shim for ``engine.logins`` (the split engine's ``Authenticator``)."""
+        return self
+
+    @property
+    def accounts(self) -> Engine:
+        """TEMP shim for ``engine.accounts`` (the split engine's ``AccountManager``)."""
+        return self
+
+    @property
+    def policies(self) -> Engine:
+        """TEMP shim for ``engine.policies`` (the split engine's ``PolicyAdmin``)."""
+        return self
+
+    @property
+    def keys(self) -> Engine:
+        """TEMP shim for ``engine.keys`` (the split engine's ``KeyRotation``)."""
+        return self
+
+    @property
+    def imports(self) -> Engine:
+        """TEMP shim for ``engine.imports`` (the split engine's ``Importer``)."""
+        return self
+
+    def stats(self) -> dict[str, object]:
+        """TEMP shim for ``Engine.stats``: the counters the daemon's ``stats`` reports."""
+        return {
+            "directory": self.directory.counts(),
+            "ldap_server": self.directory.server_in_use,
+            "logins": self.login_count,
+        }
