@@ -57,7 +57,7 @@ def _login_parts(engine: Parts) -> _LoginParts:
 def _auth(parts: _LoginParts, values: Auth, caller: Caller) -> Reply:
     flow_name = values.flow
     if flow_name is None:
-        service = str(values.service).lower()
+        service = values.service.lower()
         flow = Flow.MAIL if service in parts.settings.mail_services else Flow.INTERACTIVE
     elif flow_name in ("mail", "interactive"):
         flow = Flow(flow_name)
@@ -102,6 +102,7 @@ def _lookup(logins: Logins, values: ForUser, caller: Caller) -> Reply:
 
 
 def _nothing(engine: Parts) -> None:
+    """``ping``'s part: none, so a ping answers without touching the engine."""
     return None
 
 
@@ -121,6 +122,7 @@ def _rss_kb() -> int:
 
 
 def _stats_of(engine: Parts) -> Callable[[], Mapping[str, object]]:
+    """``stats``'s part: the engine's counters, not its directory."""
     return engine.stats
 
 
