@@ -1,0 +1,106 @@
+"""Replies out: the engine's results as the JSON objects clients read.
+
+Their keys are stable (``twostep status --json``, the portal and the PAM and Dovecot
+clients read them), and nothing here ever carries an exception's text but a
+``Refused``'s sentence, which is written for the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..core.decision import Decision, Outcome
+from ..core.errors import Refused
+from ..core.management import AccountStatus
+from ..core.policy import Policy
+from ._parts import PolicyRecord
+
+__all__ = [
+    "Reply",
+    "decision_reply",
+    "error",
+    "policy_entry_reply",
+    "policy_reply",
+    "refused",
+    "status_reply",
+]
+
+Reply = dict[str, Any]
+
+
+def error(code: str) -> Reply:
+    return {"result": "error", "error": code}
+
+
+def refused(exc: Refused) -> Reply:
+    """What a management request answers when the state or the policy says no."""
+    return {"result": "refused", "reason": exc.reason.value, "message": str(exc)}
+
+
+def decision_reply(decision: Decision) -> Reply:
+    reply: Reply = {"result": decision.outcome.value}
+    if decision.outcome is Outcome.ACCEPT:
+        reply["user"] = decision.username
+        reply["method"] = decision.method.value if decision.method else None
+        if decision.fields:
+            reply["fields"] = dict(decision.fields)
+        if decision.device:
+            reply["device"] = decision.device
+        if decision.device_token:
+            reply["device_token"] = decision.device_token
+    elif decision.reason is not None:
+        reply["reason"] = decision.reason.value
+    return reply
+
+
+def status_reply(status: AccountStatus) -> dict[str, object]:
+    """The account as ``twostep status --json`` and the portal see it (stable keys)."""
+    return {
+        "user": status.username,
+        "enabled": status.enabled,
+        "policy": policy_reply(status.policy),
+        "policy_dn": status.policy_dn,
+        "backup_codes": status.backup_codes,
+        "passcodes": [
+            {
+                "id": p.id,
+                "label": p.label,
+                "services": list(p.services),
+                "created": p.created,
+                "expires": p.expires or None,
+                "last_used": p.last_used,
+                "last_address": p.last_address,
+            }
+            for p in status.passcodes
+        ],
+        "devices": [
+            {
+                "id": d.id,
+                "label": d.label,
+                "created": d.created,
+                "expires": d.expires,
+                "last_seen": d.last_seen,
+                "last_address": d.last_address,
+            }
+            for d in status.devices
+        ],
+        "locked": status.locked,
+        "locked_until": status.locked_until,
+        "recent_failures": status.recent_failures,
+        "pending_enrollment_expires": status.pending_expires,
+    }
+
+
+def policy_reply(policy: Policy) -> dict[str, object]:
+    return dict(dataclasses.asdict(policy))
+
+
+def policy_entry_reply(entry: PolicyRecord) -> dict[str, object]:
+    return {
+        "name": entry.name,
+        "dn": entry.dn,
+        "default": entry.default,
+        "settings": dict(entry.settings),
+        "effective": policy_reply(entry.effective),
+    }
