@@ -9,6 +9,7 @@ counts as a sign-in would: a wrong one is a failure towards the lock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Collection
 
@@ -18,7 +19,7 @@ from ..core.account import Attr
 from ..core.changes import Change, Modify
 from ..core.codes import Random
 from ..core.decision import Attempt, Context, Flow, Method, Outcome, Reason
-from ..core.errors import DirectoryUnavailable, RefusalReason, Refused
+from ..core.errors import Conflict, DirectoryUnavailable, RefusalReason, Refused
 from ..core.keyring import Keyring
 from ..core.lockout import address_wait, lock_state, record_failure
 from ._audited import Auditor
@@ -275,8 +276,10 @@ class AccountManager:
                 p.id != mine.id and p.label.casefold() == mine.label.casefold()
                 for p in fresh.live_passcodes(int(self._clock()))
             ):
-                undo = Modify((Change.delete(Attr.PASSCODE, mine.dump()),))
-                self._store.bookkeeping(fresh, (undo,))
+                # A real write: if the undo fails the passcode would stay, live, behind
+                # a refusal; a failure here is the change's error, not a refusal.
+                with contextlib.suppress(Conflict):  # revoked meanwhile: gone already
+                    self._store.write(fresh, Modify((Change.delete(Attr.PASSCODE, mine.dump()),)))
                 raise Refused(
                     RefusalReason.LABEL_TAKEN, f"a passcode labelled {mine.label!r} already exists"
                 )

@@ -182,30 +182,30 @@ class ForUser(UserRequest):
 
 @dataclass(frozen=True, kw_only=True)
 class Auth(UserRequest):
-    password: str = field(metadata=_text())
+    password: str = field(repr=False, metadata=_text())
     service: str = field(metadata=_text(64))
     remote: str = field(default="", metadata=_text(64))
     local: str | None = field(default=None, metadata=_text(64))
     secured: bool | None = field(default=None, metadata=_flag())
     flow: str | None = field(default=None, metadata=_text(16))
-    code: str | None = field(default=None, metadata=_text(128))
-    device_token: str | None = field(default=None, metadata=_text(128))
+    code: str | None = field(repr=False, default=None, metadata=_text(128))
+    device_token: str | None = field(repr=False, default=None, metadata=_text(128))
     trust_device: bool = field(default=False, metadata=_flag())
     device_label: str = field(default="", metadata=_text(128))
-    continuation: str | None = field(default=None, metadata=_text(64))
+    continuation: str | None = field(repr=False, default=None, metadata=_text(64))
 
 
 @dataclass(frozen=True, kw_only=True)
 class EnrollBegin(UserRequest):
-    password: str = field(metadata=_text())
-    code: str | None = field(default=None, metadata=_text(64))
+    password: str = field(repr=False, metadata=_text())
+    code: str | None = field(repr=False, default=None, metadata=_text(64))
     service: str = field(default="twostep", metadata=_text(64))
     remote: str = field(default="", metadata=_text(64))
 
 
 @dataclass(frozen=True, kw_only=True)
 class EnrollConfirm(UserRequest):
-    code: str = field(metadata=_text(64))
+    code: str = field(repr=False, metadata=_text(64))
     service: str = field(default="twostep", metadata=_text(64))
     remote: str = field(default="", metadata=_text(64))
 
@@ -214,8 +214,8 @@ class EnrollConfirm(UserRequest):
 class Disable(UserRequest):
     """Without ``password`` an admin's disable; with it the user's own."""
 
-    password: str | None = field(default=None, metadata=_text())
-    code: str | None = field(default=None, metadata=_text(64))
+    password: str | None = field(repr=False, default=None, metadata=_text())
+    code: str | None = field(repr=False, default=None, metadata=_text(64))
     service: str = field(default="twostep", metadata=_text(64))
     remote: str = field(default="", metadata=_text(64))
 
@@ -224,7 +224,7 @@ class Disable(UserRequest):
 class SelfDisable(Disable):
     """The self-service form: the password is required, so it is never an admin's."""
 
-    password: str = field(metadata=_text())
+    password: str = field(repr=False, metadata=_text())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,8 +246,8 @@ class ForDevice(UserRequest):
 
 @dataclass(frozen=True, kw_only=True)
 class PasswordChange(UserRequest):
-    old: str = field(metadata=_text())
-    new: str = field(metadata=_text())
+    old: str = field(repr=False, metadata=_text())
+    new: str = field(repr=False, metadata=_text())
     keep_device: str | None = field(default=None, metadata=_text(64))
     service: str = field(default="twostep", metadata=_text(64))
     remote: str = field(default="", metadata=_text(64))
@@ -257,13 +257,13 @@ class PasswordChange(UserRequest):
 class ImportAccount(Request):
     match_attribute: str = field(metadata=_text(64))
     match_value: str = field(metadata=_text(512))
-    secret: str = field(metadata=_text(128))
+    secret: str = field(repr=False, metadata=_text(128))
     algorithm: str = field(default="SHA1", metadata=_text(8))
     digits: int = field(default=6, metadata=_number())
     period: int = field(default=30, metadata=_number())
     last_step: int | None = field(default=None, metadata=_number(0))
     window: int | None = field(default=None, metadata=_number(0))
-    backup_codes: str = field(default="", metadata=_text(2048))
+    backup_codes: str = field(repr=False, default="", metadata=_text(2048))
     policy: str | None = field(default=None, metadata=_text(128))
     source: str = field(default="", metadata=_text(512))
     apply: bool = field(default=False, metadata=_flag())
