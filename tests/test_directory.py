@@ -33,13 +33,8 @@ from pam_twostep.config import Config, load_secrets, parse_config
 from pam_twostep.core.account import Attr
 from pam_twostep.core.changes import Change, Modify
 from pam_twostep.core.errors import Conflict, DirectoryUnavailable
-from pam_twostep.directory import (
-    Directory,
-    _message,
-    _prepare,
-    _search_request,
-    escape_filter,
-)
+from pam_twostep.directory import Directory, escape_filter
+from pam_twostep.directory._prepared import message, prepare, search_request
 from pam_twostep.lab.tls import make_certificates
 
 ATTRS = ["uid", "entryUUID", "objectClass", "userPassword", Attr.LAST_STEP]
@@ -140,7 +135,7 @@ def test_a_prepared_search_is_what_ldap3_would_send(
 ) -> None:
     """The search bytes are encoded once and framed per message; the framing must give
     exactly what ldap3 itself sends, whatever the message id and however long the filter."""
-    request = _search_request(
+    request = search_request(
         PEOPLE,
         f"(&(objectClass=inetOrgPerson)(uid={escape_filter(name)}))",
         attributes,
@@ -151,7 +146,7 @@ def test_a_prepared_search_is_what_ldap3_would_send(
     ldap_message = LDAPMessage()
     ldap_message["messageID"] = MessageID(message_id)
     ldap_message["protocolOp"] = ProtocolOp().setComponentByName("searchRequest", request)
-    assert _message(message_id, _prepare("searchRequest", request)) == encode(ldap_message)
+    assert message(message_id, prepare("searchRequest", request)) == encode(ldap_message)
 
 
 def test_prepared_searches_on_one_connection(directory: Directory) -> None:
@@ -334,7 +329,7 @@ def test_ldapi_never_runs_an_unverified_starttls(slapd: Slapd, secrets_dir: Path
     ldapi = directory_for(slapd, secrets_dir, uris=[slapd.ldapi], start_tls=True)
     try:
         assert ldapi.check_password(user_dn("alice"), USERS["alice"])
-        conn = ldapi._connect(0, None, None)
+        conn = ldapi._providers._connect(0, None, None)
         assert not isinstance(conn.socket, ssl.SSLSocket)
         conn.unbind()
     finally:

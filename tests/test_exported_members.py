@@ -47,6 +47,7 @@ EXPORTED = {
         "portal_trust_refused",
     ],
     "pam_twostep.core": [],
+    "pam_twostep.directory": ["Directory", "escape_filter"],
     "pam_twostep.engine": [
         "AccountManager",
         "Authenticator",

@@ -138,7 +138,8 @@ def test_one_provider_at_a_time_and_back_only_after_failback(
         assert directory.server_in_use == a.uri
         # nothing of the other provider is kept: the read and the write of a login
         # always go to the same server
-        assert {index for index, _ in directory._idle + directory._binders} == {0}
+        kept = directory._providers._idle + directory._providers._binders
+        assert {index for index, _ in kept} == {0}
         assert directory.counts()["failover"] == 2
     finally:
         directory.close()

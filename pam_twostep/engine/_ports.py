@@ -3,7 +3,7 @@
 The engine's parts are typed against this Protocol rather than ``directory.Directory``
 (as they are against ``audit.AuditSink``): it lists every directory operation they may
 perform, none of which takes a filter, so LDAP syntax cannot creep back out of
-directory.py, and a test can hand them a stand-in without ldap3.
+``directory``, and a test can hand them a stand-in without ldap3.
 """
 
 from __future__ import annotations

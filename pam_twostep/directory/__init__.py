@@ -1,0 +1,365 @@
+"""The directory: the only package that imports ldap3.
+
+It speaks in the core's terms (``RawEntry`` in, ``Modify`` out) and translates every
+ldap3 outcome into ours: a lost compare-and-swap is ``Conflict``, a user's wrong
+password is ``False``, and *everything else* that goes wrong (unreachable, slow,
+refused, schema missing) is ``DirectoryUnavailable``, a temporary failure. ldap3 runs
+with exceptions on, so no failure can hide in a result code.
+
+Connections bound as the service identity are pooled (one thread uses one connection
+at a time). Password checks bind as the user on connections kept for that alone, so a
+user's identity never leaks into a service connection. Every operation has a timeout.
+
+One provider at a time. With several URIs (replicated providers), every connection of a
+``Directory`` goes to the same server: the first in configured order that answers. It
+moves to a later one only when its server fails, and back to an earlier one no sooner
+than ``ldap.failback_after`` seconds later, once replication has caught up. So the read
+and the compare-and-swap that consume a code go to one server, and every twostepd that
+lists the providers in the same order consumes codes on the same one (docs/security.md).
+
+Inside: ``_providers`` (which server, the pooled connections, fail-over and fail-back),
+``_answers`` (result codes and errors in our terms), ``_prepared`` (searches encoded
+once), ``_tls`` (verified TLS); this module, the operations.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import TypeVar
+
+from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection
+from ldap3.core import exceptions as ldap_errors
+from ldap3.utils.conv import escape_filter_chars
+
+from ..config import LdapConfig, UsersConfig
+from ..core.account import RawEntry
+from ..core.changes import Change, Modify, Op
+from ..core.errors import Conflict, DirectoryIncomplete, DirectoryUnavailable
+from ._answers import (
+    CONFLICTS,
+    SIZE_LIMIT_EXCEEDED,
+    NoSuchObject,
+    NotSuccess,
+    describe,
+    quietly_close,
+    raw_entry,
+    require_success,
+    result_code,
+)
+from ._prepared import SearchRequests, send_prepared
+from ._providers import Providers
+
+__all__ = ["Directory", "escape_filter"]
+
+_OPS = {Op.ADD: MODIFY_ADD, Op.DELETE: MODIFY_DELETE, Op.REPLACE: MODIFY_REPLACE}
+_MAX_PASSWORD = 1024
+_PAGE = 500
+_T = TypeVar("_T")
+_ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
+"""An attribute's short name (RFC 4512 keystring), as a caller may name one to match on:
+no options, no OID, nothing a filter could be built from."""
+
+
+def escape_filter(value: str) -> str:
+    """RFC 4515 escaping of a value placed inside a search filter."""
+    return str(escape_filter_chars(value))
+
+
+def _class_filter(object_class: str) -> str:
+    return f"(objectClass={escape_filter(object_class)})"
+
+
+class Directory:
+    def __init__(
+        self,
+        ldap: LdapConfig,
+        users: UsersConfig,
+        bind_password: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = ldap
+        self._users = users
+        self._counts: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+        self._providers = Providers(ldap, bind_password, self._count, clock=clock)
+        self._searches = SearchRequests(ldap.timeout)
+
+    def _count(self, what: str) -> None:
+        with self._count_lock:
+            self._counts[what] += 1
+
+    def counts(self) -> dict[str, int]:
+        """Operations sent to the directory since start: search, modify, bind, connect, ..."""
+        with self._count_lock:
+            return dict(self._counts)
+
+    @property
+    def server_in_use(self) -> str:
+        """The URI every connection goes to now (for ``stats`` and ``twostep check``)."""
+        return self._config.uris[self._providers.current]
+
+    def close(self) -> None:
+        self._providers.close()
+
+    def _run(self, what: str, operation: Callable[[Connection], _T], *, retry: bool) -> _T:
+        """Run ``operation`` on a service connection, translating errors.
+
+        Reads are retried once on a fresh connection: a pooled connection may have gone
+        stale when the server restarted. Writes are not, because a write whose answer was
+        lost may have been applied.
+        """
+        self._count(what)
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            try:
+                with self._providers.service() as conn:
+                    return operation(conn)
+            except CONFLICTS as exc:
+                raise Conflict(f"{what}: {type(exc).__name__}") from None
+            except (
+                ldap_errors.LDAPCommunicationError,
+                ldap_errors.LDAPSessionTerminatedByServerError,
+                ldap_errors.LDAPResponseTimeoutError,
+                ldap_errors.LDAPSocketReceiveError,
+                ldap_errors.LDAPSocketSendError,
+                OSError,
+            ) as exc:
+                if attempt + 1 < attempts:
+                    continue
+                raise DirectoryUnavailable(f"{what}: {type(exc).__name__}") from None
+            except NotSuccess as exc:
+                raise DirectoryIncomplete(f"{what}: {exc}") from None
+            except ldap_errors.LDAPException as exc:
+                raise DirectoryUnavailable(f"{what}: {describe(exc)}") from None
+        raise DirectoryUnavailable(what)  # pragma: no cover - the loop always returns or raises
+
+    # -- reads ------------------------------------------------------------------------
+
+    def find_account(self, username: str, attributes: Sequence[str]) -> RawEntry | None:
+        """The one entry the user filter finds for ``username``, or None.
+
+        More than one match is a configuration problem, reported as a temporary failure
+        rather than guessing which entry was meant.
+        """
+        search_filter = self._users.filter.replace("{username}", escape_filter(username))
+        entries = self._search(self._users.base, search_filter, attributes, SUBTREE, limit=2)
+        if len(entries) > 1:
+            raise DirectoryUnavailable("the user filter matches more than one entry")
+        return entries[0] if entries else None
+
+    def read(self, dn: str, attributes: Sequence[str]) -> RawEntry | None:
+        try:
+            entries = self._search(dn, "(objectClass=*)", attributes, BASE, limit=1)
+        except NoSuchObject:
+            return None
+        return entries[0] if entries else None
+
+    def search(
+        self, base: str, search_filter: str, attributes: Sequence[str], limit: int = 1000
+    ) -> list[RawEntry]:
+        try:
+            return self._search(base, search_filter, attributes, SUBTREE, limit=limit)
+        except NoSuchObject:
+            return []
+
+    def find_by(
+        self, attribute: str, value: str, attributes: Sequence[str], *, limit: int = 2
+    ) -> list[RawEntry]:
+        """Entries under the users' base whose ``attribute`` equals ``value``, at most
+        ``limit`` (ask for 2 to tell one match from several).
+
+        For imports, which match accounts on what the old system knew them by (a mail
+        address, an employee number) rather than the user filter. ``value`` is escaped;
+        an ``attribute`` that is not an attribute name is a ``ValueError`` before anything
+        is sent, since it would otherwise be spliced into the filter.
+        """
+        if not isinstance(attribute, str) or not _ATTRIBUTE.fullmatch(attribute):
+            raise ValueError("not an attribute name")
+        search_filter = f"({attribute}={escape_filter(value)})"
+        return self.search(self._users.base, search_filter, attributes, limit)
+
+    def entries_of_class(
+        self, base: str, object_class: str, attributes: Sequence[str], *, limit: int = 1000
+    ) -> list[RawEntry]:
+        """The entries under ``base`` of ``object_class`` (none when ``base`` is missing)."""
+        return self.search(base, _class_filter(object_class), attributes, limit)
+
+    def names_of_class(self, base: str, object_class: str) -> list[str]:
+        """The DN of every entry under ``base`` of ``object_class``, however many (paged)."""
+        return self.names_under(base, _class_filter(object_class))
+
+    def names_under(self, base: str, search_filter: str) -> list[str]:
+        """The DN of every entry under ``base`` that ``search_filter`` matches, however many:
+        paged (RFC 2696), all pages on one connection as the server requires."""
+        paged = "1.2.840.113556.1.4.319"
+
+        def operation(conn: Connection) -> list[str]:
+            names: list[str] = []
+            cookie: bytes | None = None
+            while True:
+                conn.search(
+                    base,
+                    search_filter,
+                    SUBTREE,
+                    attributes=["1.1"],
+                    paged_size=_PAGE,
+                    paged_cookie=cookie,
+                )
+                require_success(conn)
+                names += [
+                    str(item["dn"])
+                    for item in conn.response or ()
+                    if item.get("type") == "searchResEntry"
+                ]
+                controls = (conn.result or {}).get("controls") or {}
+                cookie = controls.get(paged, {}).get("value", {}).get("cookie") or None
+                if not cookie:
+                    return names
+
+        return self._run("search", operation, retry=True)
+
+    def _search(
+        self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int
+    ) -> list[RawEntry]:
+        prepared = self._searches.get(base, search_filter, attributes, scope, limit)
+
+        def operation(conn: Connection) -> list[RawEntry]:
+            try:
+                response = conn.post_send_search(send_prepared(conn, prepared))
+            except ldap_errors.LDAPNoSuchObjectResult:
+                raise NoSuchObject() from None
+            entries = [
+                raw_entry(item) for item in response or () if item.get("type") == "searchResEntry"
+            ]
+            # sizeLimitExceeded is complete only when it is our own limit that was reached
+            # (find_account asks for 2 to see a second match); a server's lower limit or a
+            # time limit leaves the answer partial.
+            if not (result_code(conn) == SIZE_LIMIT_EXCEEDED and len(entries) >= limit):
+                require_success(conn)
+            return entries
+
+        return self._run("search", operation, retry=True)
+
+    # -- writes -----------------------------------------------------------------------
+
+    def modify(self, dn: str, modify: Modify) -> None:
+        """Apply one modify request atomically; ``Conflict`` if a deleted value was gone."""
+        if not modify:
+            return
+        grouped: dict[str, list[tuple[str, list[str]]]] = {}
+        for change in modify.changes:
+            grouped.setdefault(change.attribute, []).append((_OPS[change.op], list(change.values)))
+
+        def operation(conn: Connection) -> None:
+            conn.modify(dn, grouped)
+
+        self._run("modify", operation, retry=False)
+
+    def add_values_if_missing(self, dn: str, attribute: str, value: str) -> None:
+        """Add one value, treating 'already there' as success (objectClass on first use)."""
+        with suppress(Conflict):
+            self.modify(dn, Modify((Change.add(attribute, value),)))
+
+    def add_entry(
+        self, dn: str, object_classes: Sequence[str], attributes: dict[str, list[str]]
+    ) -> None:
+        def operation(conn: Connection) -> None:
+            conn.add(dn, list(object_classes), attributes)
+
+        self._run("add", operation, retry=False)
+
+    def delete_entry(self, dn: str) -> None:
+        def operation(conn: Connection) -> None:
+            conn.delete(dn)
+
+        self._run("delete", operation, retry=False)
+
+    def read_as(
+        self,
+        dn: str,
+        attributes: Sequence[str],
+        bind_dn: str | None = None,
+        password: str | None = None,
+    ) -> RawEntry | None:
+        """Read an entry as someone else (anonymous when ``bind_dn`` is None): what does
+        that identity see? For ``twostep check``'s access-control findings."""
+        try:
+            _, conn = self._providers.open(bind_dn, password)
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"bind: {describe(exc)}") from None
+        try:
+            conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=list(attributes))
+            entries = [
+                raw_entry(item)
+                for item in conn.response or ()
+                if item.get("type") == "searchResEntry"
+            ]
+        except ldap_errors.LDAPNoSuchObjectResult:
+            return None
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"read: {describe(exc)}") from None
+        finally:
+            quietly_close(conn)
+        return entries[0] if entries else None
+
+    # -- user binds -------------------------------------------------------------------
+
+    def check_password(self, dn: str, password: str) -> bool:
+        """Whether ``password`` is the account's password, by binding as the user.
+
+        An empty password is refused here: LDAP treats it as an anonymous bind, which
+        "succeeds" (RFC 4513 5.1.2).
+        """
+        if not password or "\0" in password or len(password) > _MAX_PASSWORD:
+            return False
+        self._count("user-bind")
+        self._providers.fail_back()
+        index, conn = self._providers.take_binder()
+        if conn is not None and index == self._providers.current:
+            # A connection kept for binding only: rebinding costs half of a new one.
+            try:
+                require_success(conn, conn.rebind(dn, password))
+            except ldap_errors.LDAPInvalidCredentialsResult:
+                self._providers.keep_binder(index, conn)
+                return False
+            except ldap_errors.LDAPException:
+                quietly_close(conn)  # stale (server restarted?): retry on a fresh one
+            else:
+                self._providers.keep_binder(index, conn)
+                return True
+        elif conn is not None:
+            quietly_close(conn)
+        try:
+            index, conn = self._providers.open(dn, password, fail_over=False)
+        except ldap_errors.LDAPInvalidCredentialsResult:
+            return False
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"password check: {describe(exc)}") from None
+        self._providers.keep_binder(index, conn)
+        return True
+
+    def change_password(self, dn: str, old: str, new: str) -> bool:
+        """RFC 3062 password modify, bound as the user; False if ``old`` is wrong."""
+        if not old or "\0" in old or len(old) > _MAX_PASSWORD:
+            return False
+        if not new or "\0" in new or len(new) > _MAX_PASSWORD:
+            raise ValueError("a new password has 1 to 1024 characters and no NUL")
+        try:
+            _, conn = self._providers.open(dn, old, fail_over=False)
+        except ldap_errors.LDAPInvalidCredentialsResult:
+            return False
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"password change: {describe(exc)}") from None
+        try:
+            conn.extend.standard.modify_password(user=dn, old_password=old, new_password=new)
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryUnavailable(f"password change: {describe(exc)}") from None
+        finally:
+            quietly_close(conn)
+        return True
