@@ -24,7 +24,12 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads(output.read_text())
-    expected = {"native LDAP auth_bind", "twostep Lua passdb", "twostep PAM passdb"}
+    expected = {
+        "native LDAP search+bind",
+        "native LDAP auth_bind_userdn",
+        "twostep Lua passdb",
+        "twostep PAM passdb",
+    }
     if not installed_version().is_24:  # 2.4 has no checkpassword passdb
         expected |= {"shell checkpassword", "empty Python checkpassword", "twostep checkpassword"}
     assert set(figures["mail"]) == expected
@@ -33,3 +38,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )
     assert figures["daemon"]["directory operations per login"]["search"] > 0
     assert "| goal | measured | value | met |" in result.stdout
+    # as deployed: audit on, and every accepted login's event reached the syslog socket
+    audit = figures["mail"]["twostep Lua passdb"]["audit"]
+    assert audit["accepted"] > 0 and (audit["events"] == -1 or audit["events"] >= audit["accepted"])
+    assert figures["tuned"]["c4"]["rate"] > 0
+    assert figures["revocation"]["refused after s"] < 1
+    assert "headline, as deployed" in result.stdout
+    assert set(figures["mail"]["twostep Lua passdb"]["cpu ms per login"]) >= {"twostepd", "slapd"}
