@@ -18,7 +18,7 @@ import sys
 import syslog
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -47,8 +47,16 @@ class AuditEvent:
     """A login refused by the lock or a throttle (the reason says which): when it ends."""
 
     def to_json(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if v not in (None, "")}
-        return json.dumps(fields, separators=(",", ":"), sort_keys=True)
+        # every field is a plain value: no asdict(), whose deep copy was a third of this
+        present = {
+            name: value
+            for name in _FIELDS
+            if (value := getattr(self, name)) is not None and value != ""
+        }
+        return json.dumps(present, separators=(",", ":"), sort_keys=True)
+
+
+_FIELDS = tuple(f.name for f in fields(AuditEvent))
 
 
 class AuditSink(Protocol):
