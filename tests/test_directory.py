@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import config_data
@@ -683,3 +684,33 @@ def test_an_undecodable_starttls_answer_moves_on_to_the_next_uri(
     finally:
         directory.close()
         server.close()
+
+
+def test_entries_are_decoded_as_ldap3_decodes_them_but_attributes(
+    directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory's entries skip ldap3's second, schema-driven decoding; what is kept
+    (dn, raw_dn, raw_attributes) must be exactly ldap3's, on real answers."""
+    import ldap3.strategy.base
+    from ldap3.operation.search import search_result_entry_response_to_dict_fast as ldap3s
+
+    from pam_twostep.directory._decoding import entry_without_decoding
+
+    assert ldap3.strategy.base.search_result_entry_response_to_dict_fast is entry_without_decoding
+    compared: list[str] = []
+
+    def both(response: Any, *rest: Any) -> dict[str, Any]:
+        ours, theirs = entry_without_decoding(response, *rest), ldap3s(response, *rest)
+        assert ours["attributes"] == {}
+        for key in ("dn", "raw_dn"):
+            assert ours[key] == theirs[key]
+        assert dict(ours["raw_attributes"]) == dict(theirs["raw_attributes"])
+        compared.append(ours["dn"])
+        return ours
+
+    monkeypatch.setattr(ldap3.strategy.base, "search_result_entry_response_to_dict_fast", both)
+    entry = directory.find_account("alice", [*ATTRS, "cn", "mail"])
+    assert entry is not None and entry.attributes["uid"] == (b"alice",)
+    assert directory.read(user_dn("bob"), ["*", "+"]) is not None
+    assert directory.names_of_class(PEOPLE, "inetOrgPerson")
+    assert len(compared) >= 3

@@ -19,7 +19,8 @@ lists the providers in the same order consumes codes on the same one (docs/secur
 
 Inside: ``_providers`` (which server, the pooled connections, fail-over and fail-back),
 ``_answers`` (result codes and errors in our terms), ``_prepared`` (searches encoded
-once), ``_tls`` (verified TLS); this module, the operations.
+once), ``_decoding`` (entries decoded only as far as they are read), ``_tls``
+(verified TLS); this module, the operations.
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ from ._answers import (
     require_success,
     result_code,
 )
+from ._decoding import install
 from ._prepared import SearchRequests, send_prepared
 from ._providers import Providers
 
 __all__ = ["Directory", "escape_filter"]
+
+install()  # entries decoded only as far as they are read (see _decoding)
 
 _OPS = {Op.ADD: MODIFY_ADD, Op.DELETE: MODIFY_DELETE, Op.REPLACE: MODIFY_REPLACE}
 _MAX_PASSWORD = 1024
