@@ -6,9 +6,10 @@ reader here takes the raw values (``_answers.raw_entry``) and parses them itself
 second decoding was pure cost: about a tenth of twostepd's CPU per login, most of it
 in ``to_unicode`` and ``get_config_parameter`` calls. ``install`` replaces ldap3's
 function where its strategies call it (``ldap3.strategy.base``, as of ldap3 2.9) with
-one that leaves ``attributes`` empty; ``dn``, ``raw_dn`` and ``raw_attributes`` are built
-by ldap3's own helpers, so they are what they were. A test compares the two on real
-entries; an ldap3 that moved the call would fail every search in the tests.
+one that leaves ``attributes`` undecoded (the raw values under the same names);
+``dn``, ``raw_dn`` and ``raw_attributes`` are built by ldap3's own helpers, so they are
+what they were. A test compares the two on real entries; an ldap3 that moved the call
+would fail every search in the tests.
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ def entry_without_decoding(
 ) -> dict[str, Any]:
     """ldap3's ``search_result_entry_response_to_dict_fast`` without ``attributes``."""
     raw_dn = response[0][3]
+    raw = {
+        to_unicode(attribute[3][0][3], from_server=True): decode_raw_vals_fast(attribute[3][1][3])
+        for attribute in response[1][3]
+    }
+    # ``attributes`` keeps the same names (ldap3's range and empty-attribute handling
+    # edits both dicts by name) over the raw values: nothing here reads it
     return {
         "raw_dn": raw_dn,
         "dn": to_unicode(raw_dn, from_server=True),
-        "raw_attributes": {
-            to_unicode(attribute[3][0][3], from_server=True): decode_raw_vals_fast(
-                attribute[3][1][3]
-            )
-            for attribute in response[1][3]
-        },
-        "attributes": {},
+        "raw_attributes": raw,
+        "attributes": dict(raw),
     }
 
 
