@@ -677,9 +677,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: could not measure: {exc}", file=sys.stderr)
         return 1
     finally:
-        bench.stop()
-        bench.devlog.__exit__(None, None, None)
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            bench.stop()
+        finally:
+            bench.devlog.__exit__(None, None, None)
+            shutil.rmtree(base, ignore_errors=True)
     bench.results["seconds"] = round(time.time() - started, 1)
     arguments.output.write_text(json.dumps(bench.results, indent=2))
     print(table(bench.results))

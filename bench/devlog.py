@@ -12,6 +12,7 @@ a measured loss, not a guess. The socket is removed afterwards, and only if it w
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
 import socket
@@ -24,21 +25,32 @@ __all__ = ["DevLog"]
 _PATH = Path("/dev/log")
 
 
-def _listening(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
+def _state(path: Path) -> str:
+    """ "listening", "stale" (a socket nobody reads) or "unknown" (leave it alone)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):  # syslog-ng may listen on stream
+        probe = socket.socket(socket.AF_UNIX, kind)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return "stale"
+        except OSError as exc:
+            if exc.errno == errno.EPROTOTYPE:
+                continue  # the other kind of socket: try that
+            return "unknown"
+        finally:
+            probe.close()
+        return "listening"
+    return "unknown"
 
 
-def _read(sock: socket.socket, events: Any, accepted: Any) -> None:
+def _read(sock: socket.socket, events: Any, accepted: Any, parent: int) -> None:
     os.setpgid(0, 0)  # a process group of its own: its CPU is measured apart
-    while True:
-        data = sock.recv(65536)
+    sock.settimeout(1)
+    while os.getppid() == parent:  # an orphan (the bench was killed) stops reading
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
         if b"twostep: " not in data:
             continue
         with events.get_lock():
@@ -54,27 +66,35 @@ class DevLog:
         self.host = False
         """True when the host's own syslog daemon listens (then nothing is counted)."""
         self._process: Any = None
+        self._made: tuple[int, int] | None = None
         context = multiprocessing.get_context("fork")
         self._context = context
         self._events = context.Value("q", 0)
         self._accepted = context.Value("q", 0)
 
     def __enter__(self) -> DevLog:
-        if self.path.exists() or self.path.is_symlink():
-            if _listening(self.path):
+        if self.path.is_symlink() or self.path.exists():
+            # the host's: a daemon's socket, or a symlink to one (systemd's), is used as
+            # it is; only a plain socket that nobody reads is replaced
+            state = _state(self.path)
+            if state == "listening":
                 self.host = True
                 return self
-            if not self.path.is_socket():
-                raise OSError(f"{self.path} exists and is not a socket: not replacing it")
-            self.path.unlink()  # a socket nobody reads
+            if self.path.is_symlink() or not self.path.is_socket() or state != "stale":
+                raise OSError(f"{self.path} exists and is not a socket nobody reads: left alone")
+            self.path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(str(self.path))
-        os.chmod(self.path, 0o666)
-        self._process = self._context.Process(
-            target=_read, args=(sock, self._events, self._accepted), daemon=True
-        )
-        self._process.start()
-        sock.close()
+        try:
+            sock.bind(str(self.path))
+            os.chmod(self.path, 0o666)
+            made = os.lstat(self.path)
+            self._made = (made.st_dev, made.st_ino)
+            self._process = self._context.Process(
+                target=_read, args=(sock, self._events, self._accepted, os.getpid()), daemon=True
+            )
+            self._process.start()
+        finally:
+            sock.close()
         return self
 
     @property
@@ -98,4 +118,6 @@ class DevLog:
         self._process.terminate()
         self._process.join(5)
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            now = os.lstat(self.path)
+            if (now.st_dev, now.st_ino) == self._made:  # still ours, not a daemon's since
+                self.path.unlink()

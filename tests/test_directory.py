@@ -703,6 +703,7 @@ def test_entries_are_decoded_as_ldap3_decodes_them_but_attributes(
         ours, theirs = entry_without_decoding(response, *rest), ldap3s(response, *rest)
         assert ours["attributes"] == ours["raw_attributes"]
         assert set(ours["attributes"]) == set(theirs["attributes"])
+        assert all(ours["attributes"][k] is not v for k, v in ours["raw_attributes"].items() if v)
         for key in ("dn", "raw_dn"):
             assert ours[key] == theirs[key]
         assert dict(ours["raw_attributes"]) == dict(theirs["raw_attributes"])
@@ -715,3 +716,13 @@ def test_entries_are_decoded_as_ldap3_decodes_them_but_attributes(
     assert directory.read(user_dn("bob"), ["*", "+"]) is not None
     assert directory.names_of_class(PEOPLE, "inetOrgPerson")
     assert len(compared) >= 3
+
+
+def test_an_attribute_asked_for_in_another_case_keeps_its_values(directory: Directory) -> None:
+    """Names are matched without regard to case: asking for ``UID`` or ``ENTRYuuid``
+    (an attribute the server spells ``uid``, ``entryUUID``) gives their values, never an
+    empty twin that would hide them (what an added empty list did with plain keys)."""
+    entry = directory.read(user_dn("alice"), ["UID", "ENTRYuuid", "twostepSecret"])
+    assert entry is not None
+    assert entry.get("uid") == (b"alice",) and len(entry.get("entryuuid")) == 1
+    assert entry.get("twostepsecret") == ()

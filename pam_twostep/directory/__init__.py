@@ -206,6 +206,7 @@ class Directory:
         def operation(conn: Connection) -> list[str]:
             names: list[str] = []
             cookie: bytes | None = None
+            seen: set[bytes] = set()
             while True:
                 conn.search(
                     base,
@@ -225,6 +226,9 @@ class Directory:
                 cookie = controls.get(paged, {}).get("value", {}).get("cookie") or None
                 if not cookie:
                     return names
+                if cookie in seen:  # a server going round in circles: never a listing
+                    raise NotSuccess("the server repeated a paging cookie")
+                seen.add(cookie)
 
         return self._run("search", operation, retry=True)
 

@@ -91,7 +91,7 @@ def raw_entry(item: dict[str, object]) -> RawEntry:
     attributes: dict[str, tuple[bytes, ...]] = {}
     total = 0
     for name, listed in raw.items():
-        values = tuple(v for v in listed if isinstance(v, bytes))
+        values = tuple(v for v in (listed or ()) if isinstance(v, bytes))  # None: no values
         total += len(values)
         attributes[str(name).lower()] = values
     if total > _MAX_ENTRY_VALUES:

@@ -26,19 +26,24 @@ __all__ = ["entry_without_decoding", "install"]
 def entry_without_decoding(
     response: Any, schema: object, custom_formatter: object, check_names: object
 ) -> dict[str, Any]:
-    """ldap3's ``search_result_entry_response_to_dict_fast`` without ``attributes``."""
+    """ldap3's ``search_result_entry_response_to_dict_fast`` without the decoding of
+    ``attributes``. Names are kept as the server spelt them (``raw_entry`` lower-cases
+    them); the directory's connections do not ask ldap3 to add empty lists for missing
+    attributes (``return_empty_attributes=False``), which under another spelling would
+    make an empty twin of an attribute that has values."""
     raw_dn = response[0][3]
     raw = {
         to_unicode(attribute[3][0][3], from_server=True): decode_raw_vals_fast(attribute[3][1][3])
         for attribute in response[1][3]
     }
-    # ``attributes`` keeps the same names (ldap3's range and empty-attribute handling
-    # edits both dicts by name) over the raw values: nothing here reads it
+    # the same names over copies of the lists: ldap3's range handling edits both dicts
+    # by name and extends their lists one by one
+    attributes = {name: None if values is None else list(values) for name, values in raw.items()}
     return {
         "raw_dn": raw_dn,
         "dn": to_unicode(raw_dn, from_server=True),
         "raw_attributes": raw,
-        "attributes": dict(raw),
+        "attributes": attributes,
     }
 
 

@@ -136,6 +136,9 @@ class Providers:
             receive_timeout=math.ceil(self._config.timeout),
             auto_referrals=False,
             read_only=False,
+            # no empty lists added for attributes an answer lacks: RawEntry.get gives ()
+            # for them, and under another spelling they would hide the real values
+            return_empty_attributes=False,
         )
         try:
             conn.open()
