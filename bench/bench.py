@@ -270,6 +270,10 @@ class Bench:
             "twostep PAM passdb": (Passdb.pam("twostep-bench-mail"), "tfa1", self.passcode1),
         }
         version = installed_version()
+        if version.is_24:
+            # doveconf 2.4.1 takes the auth_bind_userdn block, but every login with it is
+            # refused; until that is understood (issue 15), 2.4 has the search+bind one
+            del variants[TEMPLATE_BIND]
         return {name: row for name, row in variants.items() if unsupported(row[0], version) is None}
 
     def mail_paths(self) -> None:
@@ -500,11 +504,13 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
     top = f"c{_top(results)}"
     mail = results["mail"]
     lua = mail["twostep Lua passdb"][top]["rate"]
-    return {
+    ratios = {
         "search+bind": lua / mail[SEARCH_BIND][top]["rate"],
-        "auth_bind_userdn": lua / mail[TEMPLATE_BIND][top]["rate"],
         "tuned search+bind": results["tuned"][top]["rate"] / mail[SEARCH_BIND][top]["rate"],
     }
+    if TEMPLATE_BIND in mail:  # not on Dovecot 2.4 yet
+        ratios["auth_bind_userdn"] = lua / mail[TEMPLATE_BIND][top]["rate"]
+    return ratios
 
 
 def goals(results: dict[str, Any]) -> list[tuple[str, str, float, bool]]:
@@ -578,8 +584,12 @@ def table(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"headline, as deployed (audit to syslog, info logging, one serving process per "
-        f"CPU): Lua passdb at {top} = {ratios['search+bind']:.2f} x native search+bind, "
-        f"{ratios['auth_bind_userdn']:.2f} x native auth_bind_userdn",
+        f"CPU): Lua passdb at {top} = {ratios['search+bind']:.2f} x native search+bind"
+        + (
+            f", {ratios['auth_bind_userdn']:.2f} x native auth_bind_userdn"
+            if "auth_bind_userdn" in ratios
+            else ""
+        ),
         f"secondary, tuned (audit off): {ratios['tuned search+bind']:.2f} x native "
         f"search+bind ({results['tuned'][top]['rate']:.0f} logins/s)",
         "",
