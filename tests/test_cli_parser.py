@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "policy assign": ("cmd_policy", ("user", "name?", "--default")),
     "keys": ("cmd_keys", ()),
     "keys status": ("cmd_keys", ()),
-    "keys reseal": ("cmd_keys", ()),
+    "keys reseal": ("cmd_keys", ("--progress/--no-progress", "--batch")),
     "check": ("cmd_check", ("--user",)),
     "import": (None, ()),
     "import google-authenticator": (

@@ -32,6 +32,7 @@ _CONTEXT = (("service", STR, False, 64, 1), ("remote", STR, False, 64, 1))
 _USER = (("user", STR, True, 512, 1),)
 PINNED: dict[str, tuple[tuple[str, str, bool, int, int], ...]] = {
     "NoFields": (),
+    "KeysReseal": (("after", STR, False, 4096, 1), ("limit", INT, False, 1024, 1)),
     "ForUser": _USER,
     "Auth": (
         *_USER,
@@ -118,7 +119,7 @@ OP_REQUESTS = {
     "password-change": "PasswordChange",
     "import-account": "ImportAccount",
     "keys-status": "NoFields",
-    "keys-reseal": "NoFields",
+    "keys-reseal": "KeysReseal",
     "policy-list": "NoFields",
     "policy-show": "PolicyName",
     "policy-create": "PolicyChange",

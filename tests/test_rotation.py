@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
+from hypothesis import given
+from hypothesis import strategies as st
 from support.flows import enroll, interactive_login
 from support.slapd import Slapd, user_dn
 from support.stack import world_readable_directory
@@ -27,7 +29,7 @@ from pam_twostep.core.decision import Outcome
 from pam_twostep.core.errors import CorruptEntry, KeyUnavailable
 from pam_twostep.core.keyring import Keyring
 from pam_twostep.core.records import Pending
-from pam_twostep.core.rotation import reseal, sealed_with
+from pam_twostep.core.rotation import batch, reseal, sealed_with
 from pam_twostep.core.totp import TotpParams, totp
 from pam_twostep.directory import Directory
 from pam_twostep.engine import Engine
@@ -82,6 +84,54 @@ def test_values_that_do_not_open_are_reported_not_rewritten() -> None:
         reseal(moved, BOTH, secrets.token_bytes)
     with pytest.raises(CorruptEntry):
         sealed_with(replace(sealed_state(), secret="garbage"), BOTH)
+
+
+# (dns, after, limit) -> (chosen, done, next)
+BATCHES = [
+    (["b", "a", "c"], None, None, (["a", "b", "c"], 3, None)),
+    (["b", "a", "c"], None, 2, (["a", "b"], 2, "b")),
+    (["b", "a", "c"], "b", 2, (["c"], 3, None)),
+    (["b", "a", "c"], "c", 2, ([], 3, None)),
+    (["uid=B,o=x", "uid=a,o=x"], None, 1, (["uid=a,o=x"], 1, "uid=a,o=x")),
+    (["uid=B,o=x", "uid=a,o=x"], "UID=A,O=X", 1, (["uid=B,o=x"], 2, None)),
+    ([], None, 5, ([], 0, None)),
+    (["a", "c"], "b", 5, (["c"], 2, None)),  # "b" went away between batches
+]
+
+
+@pytest.mark.parametrize(("dns", "after", "limit", "expected"), BATCHES)
+def test_batches(dns: list[str], after: str | None, limit: int | None, expected: Any) -> None:
+    assert batch(dns, after, limit) == expected
+
+
+@given(
+    st.lists(st.text(min_size=1, max_size=6), unique_by=str.casefold, max_size=40),
+    st.integers(1, 7),
+    st.data(),
+)
+def test_chained_batches_cover_every_account_that_stays(
+    dns: list[str], limit: int, data: st.DataObject
+) -> None:
+    """Accounts come and go between batches: each one present throughout is covered,
+    exactly once, and the run ends."""
+    present = list(dns)
+    covered: list[str] = []
+    after: str | None = None
+    for _ in range(len(dns) + 50):
+        chosen, done, after = batch(present, after, limit)
+        assert len(chosen) <= limit and done <= len(present)
+        covered += chosen
+        if after is None:
+            break
+        if present and data.draw(st.booleans()):
+            present.remove(data.draw(st.sampled_from(present)))
+        if data.draw(st.booleans()):
+            present.append(data.draw(st.text(min_size=1, max_size=6)))
+    else:
+        raise AssertionError("the batches did not end")
+    stayed = {d for d in dns if d in present}
+    assert stayed <= set(covered)
+    assert len([d for d in covered if d in stayed]) == len(stayed)
 
 
 # -- online, against slapd -------------------------------------------------------------
@@ -171,7 +221,7 @@ def test_rotation_through_the_command(
     first = engine_with(
         parse_config(daemon.config), load_secrets(parse_config(daemon.config)).keyring, clock
     )
-    for name in people[:4]:
+    for name in people[:7]:
         enroll(first, clock.now, name)
     first.directory.close()
 
@@ -182,20 +232,41 @@ def test_rotation_through_the_command(
     code, status = twostep(daemon, capsys, "keys", "status")
     while status["current"] != "k2":  # the reload is asynchronous
         code, status = twostep(daemon, capsys, "keys", "status")
-    assert code == 0 and status["values"] == {"k1": 4} and status["loaded"] == ["k1", "k2"]
+    assert code == 0 and status["values"] == {"k1": 7} and status["loaded"] == ["k1", "k2"]
 
+    # three batches of at most 3 accounts ...
+    code = cli.main(
+        [
+            "keys",
+            "reseal",
+            "--batch",
+            "3",
+            "--progress",
+            "--json",
+            "--config",
+            str(daemon.config_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0
+    report = json.loads(captured.out)
+    assert report == {"ok": True, "resealed": 7, "already_current": 0, "failed": []}
+    # ... each one's progress shown on standard error
+    assert captured.err == "\r[############                  ] 3/7" + (
+        "\r[#########################     ] 6/7\r[##############################] 7/7\n"
+    )
     code, report = twostep(daemon, capsys, "keys", "reseal")
     assert code == 0
-    assert report == {"ok": True, "resealed": 4, "already_current": 0, "failed": []}
+    assert report == {"ok": True, "resealed": 0, "already_current": 7, "failed": []}
     code, status = twostep(daemon, capsys, "keys", "status")
-    assert status["values"] == {"k2": 4}
+    assert status["values"] == {"k2": 7}
 
     os.unlink(keys_dir / "k1.key")
     daemon.reload()
     code, status = twostep(daemon, capsys, "keys", "status")
     while status["loaded"] != ["k2"]:
         code, status = twostep(daemon, capsys, "keys", "status")
-    assert status["values"] == {"k2": 4} and not status["unreadable"]
+    assert status["values"] == {"k2": 7} and not status["unreadable"]
     assert base64.b64decode((keys_dir / "k2.key").read_text())  # untouched
 
 

@@ -5,6 +5,11 @@ secrets are sealed with it from then on, old ones still open with theirs), then
 ``twostep keys reseal``, which rewrites each value sealed with another key, and at last
 remove the old key file once ``twostep keys status`` counts no value under it.
 
+A large directory is re-sealed in batches (``batch``), so the command can show how far
+it has got: each batch names the last account it covered, in an order that does not
+depend on the directory's, and the next batch starts after that name. An account added
+meanwhile was sealed under the current key already; one removed only shortens the list.
+
 Each re-seal is one compare-and-swap modify (delete the exact value read, add the new
 one): a login reading the entry meanwhile sees either value, and both open, so none
 fails; an enrollment or reset that changed the value meanwhile wins, and the re-seal
@@ -13,8 +18,9 @@ reads again.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .account import AccountState, Attr
@@ -23,7 +29,7 @@ from .codes import Random
 from .errors import CorruptEntry
 from .keyring import NONCE_BYTES, Keyring
 
-__all__ = ["KeyUsage", "ResealReport", "reseal", "sealed_with"]
+__all__ = ["KeyUsage", "ResealReport", "batch", "reseal", "sealed_with"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,29 @@ class ResealReport:
     already_current: int = 0
     failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """(account, why) for each account left as it was."""
+    accounts: int = 0
+    """Accounts holding two-step state when the run (or this batch) listed them."""
+    done: int = 0
+    """Of those, how many come before the end of this batch, in ``batch``'s order."""
+    next: str | None = None
+    """Where the next batch starts (the last account of this one), or None: all done."""
+
+
+def _order(dn: str) -> str:
+    return dn.casefold()
+
+
+def batch(
+    dns: Sequence[str], after: str | None, limit: int | None
+) -> tuple[list[str], int, str | None]:
+    """The accounts of one batch: at most ``limit`` of ``dns`` after ``after`` in a
+    case-insensitive order; how many come up to its end; and the cursor for the next
+    batch (None when this one reaches the end)."""
+    ordered = sorted(dns, key=_order)
+    start = 0 if after is None else bisect.bisect_right([_order(d) for d in ordered], _order(after))
+    end = len(ordered) if limit is None else min(len(ordered), start + limit)
+    chosen = ordered[start:end]
+    return chosen, end, (chosen[-1] if chosen and end < len(ordered) else None)
 
 
 def _sealed_values(state: AccountState) -> list[tuple[str, str]]:

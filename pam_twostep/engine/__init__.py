@@ -266,8 +266,10 @@ class Engine:
     def key_usage(self) -> rotation.KeyUsage:
         return self.keys.key_usage()
 
-    def reseal_keys(self, *, actor: str | None = None) -> rotation.ResealReport:
-        return self.keys.reseal_keys(actor=actor)
+    def reseal_keys(
+        self, *, actor: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> rotation.ResealReport:
+        return self.keys.reseal_keys(actor=actor, after=after, limit=limit)
 
     def import_account(
         self,

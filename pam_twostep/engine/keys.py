@@ -58,11 +58,18 @@ class KeyRotation:
             unreadable=tuple(unreadable),
         )
 
-    def reseal_keys(self, *, actor: str | None = None) -> rotation.ResealReport:
-        """Re-seal every value not sealed with the current key; online, account by account."""
+    def reseal_keys(
+        self, *, actor: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> rotation.ResealReport:
+        """Re-seal every value not sealed with the current key; online, account by account.
+
+        With ``limit``, one batch of the run (``rotation.batch``): the accounts after
+        ``after``, at most ``limit`` of them; the report says where the next begins."""
         resealed = current = 0
         failed: list[tuple[str, str]] = []
-        for dn in self._store.accounts():
+        listed = self._store.accounts()
+        chosen, done, following = rotation.batch(listed, after, limit)
+        for dn in chosen:
             outcome = self._reseal_account(dn, actor)
             if outcome == "resealed":
                 resealed += 1
@@ -70,7 +77,9 @@ class KeyRotation:
                 current += 1
             else:
                 failed.append((dn, outcome))
-        return rotation.ResealReport(resealed, current, tuple(failed))
+        return rotation.ResealReport(
+            resealed, current, tuple(failed), accounts=len(listed), done=done, next=following
+        )
 
     def _reseal_account(self, dn: str, actor: str | None) -> str:
         """Re-seal one account: "resealed", "current" (nothing to do, so no event), or why

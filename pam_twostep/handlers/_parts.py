@@ -197,7 +197,9 @@ class Keys(Protocol):
 
     def key_usage(self) -> KeyUsage: ...
 
-    def reseal_keys(self, *, actor: str | None = None) -> ResealReport: ...
+    def reseal_keys(
+        self, *, actor: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> ResealReport: ...
 
 
 class Imports(Protocol):

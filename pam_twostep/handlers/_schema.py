@@ -28,6 +28,7 @@ __all__ = [
     "ForPasscode",
     "ForUser",
     "ImportAccount",
+    "KeysReseal",
     "Malformed",
     "NoFields",
     "PasscodeAdd",
@@ -165,7 +166,15 @@ def parse_signed(kind: type[R], request: Mapping[str, object]) -> tuple[R, str]:
 
 @dataclass(frozen=True, kw_only=True)
 class NoFields(Request):
-    """``ping``, ``stats``, ``keys-status``, ``keys-reseal``, ``policy-list``."""
+    """``ping``, ``stats``, ``keys-status``, ``policy-list``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeysReseal(Request):
+    """The whole run, or one batch of it: ``limit`` accounts after the one named ``after``."""
+
+    after: str | None = field(default=None, metadata=_text(4096))
+    limit: int | None = field(default=None, metadata=_number())
 
 
 @dataclass(frozen=True, kw_only=True)

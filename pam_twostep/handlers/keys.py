@@ -10,7 +10,7 @@ from ..access import Right
 from ._ops import Op, keys_of, manage
 from ._parts import Keys
 from ._replies import Reply
-from ._schema import NoFields
+from ._schema import KeysReseal, NoFields
 
 __all__ = ["OPS"]
 
@@ -25,16 +25,19 @@ def _keys_status(keys: Keys, v: NoFields, actor: str) -> Reply:
     }
 
 
-def _keys_reseal(keys: Keys, v: NoFields, actor: str) -> Reply:
-    report = keys.reseal_keys(actor=actor)
+def _keys_reseal(keys: Keys, v: KeysReseal, actor: str) -> Reply:
+    report = keys.reseal_keys(actor=actor, after=v.after, limit=v.limit)
     return {
         "resealed": report.resealed,
         "already_current": report.already_current,
         "failed": [{"account": account, "why": why} for account, why in report.failed],
+        "accounts": report.accounts,
+        "done": report.done,
+        "next": report.next,
     }
 
 
 OPS: dict[str, Op] = {
     "keys-status": (Right.MANAGE, manage(NoFields, keys_of, _keys_status)),
-    "keys-reseal": (Right.MANAGE, manage(NoFields, keys_of, _keys_reseal)),
+    "keys-reseal": (Right.MANAGE, manage(KeysReseal, keys_of, _keys_reseal)),
 }
