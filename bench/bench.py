@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu import cpu_seconds, per_login_ms
+from deployed import deployed_config
 from devlog import DevLog
 from drivers import (
     Sample,
@@ -45,14 +46,15 @@ from drivers import (
     daemon_login,
     imap_login,
     median,
+    serving_stats,
 )
+from scale import ScaleError, Sizes, measure_scale
 
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import load_secrets, parse_config
 from pam_twostep.core.totp import decode_secret, time_step, totp
 from pam_twostep.directory import Directory
 from pam_twostep.engine import Engine
-from pam_twostep.keyfiles import write_key_file
 from pam_twostep.lab.dovecot import Dovecot, passdb_block
 from pam_twostep.lab.dovecot_config import (
     LDAP_SEARCH,
@@ -136,29 +138,7 @@ class Bench:
         base = self.base
         self.names = Names()
         self.slapd = Slapd.create(base / "ldap", names=self.names, users={"plain": PLAIN_PASSWORD})
-        etc = base / "etc"
-        (etc / "keys").mkdir(parents=True)
-        write_key_file(etc / "keys" / "k1.key", secrets.token_bytes(32))
-        secret = etc / "ldap.secret"
-        secret.touch(mode=0o600)
-        secret.write_text(self.names.service_password)
-        self.config_data: dict[str, Any] = {
-            "ldap": {
-                "uris": [self.slapd.uri],
-                "bind_dn": self.names.service_dn,
-                "bind_password_file": str(secret),
-            },
-            "users": {"base": self.names.people},
-            "policy": {
-                "base": self.names.policies,
-                "default": self.names.default_policy,
-                "defaults": {"backup_codes": 0},
-            },
-            "keys": {"current": "k1", "directory": str(etc / "keys")},
-            # as the example config/twostep.yaml: every event to syslog, facility auth
-            "audit": {"syslog": True, "facility": "auth"},
-            "logging": {"level": "info"},
-        }
+        self.config_data = deployed_config(self.slapd.uri, self.names, base / "etc")
         self.daemon = Twostepd(base / "twostepd", dict(self.config_data))
         self.daemon.start()
         # the tuned figure's twostepd: the same, audit off (a secondary line only)
@@ -437,12 +417,7 @@ class Bench:
         }
 
     def _stats(self) -> dict[int, dict[str, Any]]:
-        """Every serving process's counters (each request reaches one of them)."""
-        seen: dict[int, dict[str, Any]] = {}
-        for _ in range(40 * max(1, os.cpu_count() or 1)):
-            reply = self.daemon.ask({"op": "stats"})
-            seen[int(str(reply["pid"]))] = reply
-        return seen
+        return serving_stats(self.daemon.ask)
 
     def daemon_itself(self) -> None:
         socket_path = str(self.daemon.socket)
@@ -554,6 +529,23 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, float, bool]]:
     rows.append((f"twostepd < 80 MB after {memory[-1][0]} logins", "MB", last, last < 80))
     growth = (memory[-1][1] - memory[-2][1]) / 1024
     rows.append(("... and not growing (last interval)", "MB", growth, growth < 2))
+    scale = results.get("scale")
+    if scale:
+        large, small = scale["large"]["logins"], scale["small"]["logins"]
+        n = f"{scale['sizes']['large']:,} accounts"
+        ratio = large["c1"]["p50_ms"] / small["c1"]["p50_ms"]
+        rows.append(
+            (
+                f"{n}: Lua p50 <= 1.1 x {scale['sizes']['small']:,} (c1)",
+                "ratio",
+                ratio,
+                ratio <= 1.1,
+            )
+        )
+        ratio = small[f"c{top}"]["rate"] / large[f"c{top}"]["rate"]
+        rows.append((f"{n}: Lua throughput within 1.1 x (c{top})", "ratio", ratio, ratio <= 1.1))
+        megabytes = scale["large"]["memory"]["rss_kb after"] / 1024
+        rows.append((f"twostepd < 80 MB after {n} logged in once", "MB", megabytes, megabytes < 80))
     return rows
 
 
@@ -635,15 +627,56 @@ def table(results: dict[str, Any]) -> str:
         "| goal | measured | value | met |",
         "|---|---|---|---|",
     ]
+    if "scale" in results:
+        lines[-3:-3] = _scale_lines(results)
     for goal, unit, value, met in goals(results):
         lines.append(f"| {goal} | {unit} | {value:.2f} | {'yes' if met else 'NO'} |")
     return "\n".join(lines)
+
+
+def _scale_lines(results: dict[str, Any]) -> list[str]:
+    scale = results["scale"]
+    lines = [
+        "",
+        "| directory (accounts) | slapadd s | "
+        + " | ".join(
+            f"c{c} logins/s | c{c} p50 ms"
+            for c in results["concurrencies"][:: len(results["concurrencies"]) - 1]
+        )
+        + " |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label in ("small", "large"):
+        row = scale[label]
+        cells = [f"{scale['sizes'][label]:,}", f"{row['slapadd s']:.1f}"]
+        for c in results["concurrencies"][:: len(results["concurrencies"]) - 1]:
+            cells += [
+                f"{row['logins'][f'c{c}']['rate']:.0f}",
+                f"{row['logins'][f'c{c}']['p50_ms']:.2f}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    large = scale["large"]
+    memory, status = large["memory"], large["status"]
+    reseal, imported = large["reseal"], large["import"]
+    lines += [
+        f"every one of {memory['users']:,} accounts logged in once through twostepd "
+        f"({memory['logins/s']:.0f}/s): largest serving process "
+        f"{memory['rss_kb before'] / 1024:.1f} -> {memory['rss_kb after'] / 1024:.1f} MB; "
+        f"all {memory['processes']} {memory['rss_kb after, all processes'] / 1024:.1f} MB",
+        "status of an account with 25 passcodes and 20 devices (p50): twostepd "
+        f"{status['twostepd p50 ms']:.1f} ms, the command {status['command p50 ms']:.0f} ms",
+        f"keys reseal: {reseal['accounts']:,} accounts at {reseal['accounts/s']:.0f}/s "
+        f"({reseal['progress updates']} progress updates); import oath --apply: "
+        f"{imported['accounts']:,} accounts at {imported['accounts/s']:.0f}/s",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="twostep benchmarks")
     parser.add_argument("--smoke", action="store_true", help="a few iterations, to keep it working")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--no-scale", action="store_true", help="leave out the large directory")
     arguments = parser.parse_args(argv)
     if os.getuid() != 0:
         print("bench: run as root (Dovecot, PAM service files)", file=sys.stderr)
@@ -656,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             "logins_for_memory": 200,
             "pam_transactions": 4,
         }
+        sizes = Sizes(300, 1500, 50, rounds=1, duration=0.3, concurrencies=(1, 4))
     else:
         bench_args = {
             "rounds": 3,
@@ -664,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             "logins_for_memory": 10_000,
             "pam_transactions": 60,
         }
+        sizes = Sizes(1000, 100_000, 10_000, rounds=3, duration=3.0, concurrencies=(1, 16))
     base = Path(tempfile.mkdtemp(prefix="twostep-bench-"))
     os.chmod(base, 0o755)
     bench = Bench(base, **bench_args)  # type: ignore[arg-type]
@@ -683,7 +718,12 @@ def main(argv: list[str] | None = None) -> int:
         bench.pam_interactive()
         bench.daemon_itself()
         bench.revocation()
-    except (Unmeasured, subprocess.CalledProcessError, TimeoutError, OSError) as exc:
+        if not arguments.no_scale:
+            print(f"measuring {sizes.large:,} accounts against {sizes.small:,}...", flush=True)
+            bench.results["scale"] = measure_scale(
+                base / "scale", bench.clients, bench.share, sizes
+            )
+    except (Unmeasured, ScaleError, subprocess.CalledProcessError, TimeoutError, OSError) as exc:
         print(f"bench: could not measure: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import imaplib
 import multiprocessing
+import os
 import socket
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pam_twostep import wire
 
@@ -127,6 +129,26 @@ def auth_client(path: str, user: str, password: str, source: str) -> Callable[[]
     return setup
 
 
+def auth_client_rotating(
+    path: str, pairs: list[tuple[str, str]], source: str
+) -> Callable[[], Request]:
+    """Like ``auth_client``, each login another (user, secret) of ``pairs`` in turn,
+    every worker starting at its own place."""
+
+    def setup() -> Request:
+        client = AuthClient(path, source)
+        position = [multiprocessing.current_process().pid or 0]
+
+        def attempt() -> bool:
+            position[0] += 1
+            user, secret = pairs[position[0] % len(pairs)]
+            return client.login(user, secret)
+
+        return attempt
+
+    return setup
+
+
 def imap_login(port: int, user: str, password: str, source: str) -> Callable[[], Request]:
     def setup() -> Request:
         def attempt() -> bool:
@@ -150,6 +172,19 @@ def imap_login(port: int, user: str, password: str, source: str) -> Callable[[],
     return setup
 
 
+def _mail_auth(user: str, secret: str) -> bytes:
+    return wire.encode(
+        {
+            "op": "auth",
+            "flow": "mail",
+            "user": user,
+            "password": secret,
+            "service": "imap",
+            "remote": "127.0.0.9",
+        }
+    )
+
+
 def daemon_login(path: str, user: str, secret: str) -> Callable[[], Request]:
     """twostepd directly, one persistent connection per worker (as the Lua passdb does)."""
 
@@ -157,16 +192,7 @@ def daemon_login(path: str, user: str, secret: str) -> Callable[[], Request]:
         sock = socket.socket(socket.AF_UNIX)
         sock.connect(path)
         reader = sock.makefile("rb")
-        message = wire.encode(
-            {
-                "op": "auth",
-                "flow": "mail",
-                "user": user,
-                "password": secret,
-                "service": "imap",
-                "remote": "127.0.0.9",
-            }
-        )
+        message = _mail_auth(user, secret)
 
         def attempt() -> bool:
             sock.sendall(message)
@@ -175,6 +201,46 @@ def daemon_login(path: str, user: str, secret: str) -> Callable[[], Request]:
         return attempt
 
     return setup
+
+
+def _logins_of(path: str, pairs: list[tuple[str, str]], queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(path)
+    reader = sock.makefile("rb")
+    accepted = 0
+    for user, secret in pairs:
+        sock.sendall(_mail_auth(user, secret))
+        accepted += wire.decode(reader.readline()).get("result") == "accept"
+    queue.put(accepted)
+
+
+def each_once(path: str, pairs: list[tuple[str, str]], concurrency: int) -> tuple[int, float]:
+    """Every (user, secret) of ``pairs`` logs in once through twostepd, spread over
+    ``concurrency`` processes: (accepted, seconds)."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [
+        context.Process(target=_logins_of, args=(path, pairs[n::concurrency], queue))
+        for n in range(concurrency)
+    ]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    accepted = sum(queue.get(timeout=3600) for _ in workers)
+    for worker in workers:
+        worker.join(30)
+    return accepted, time.monotonic() - started
+
+
+def serving_stats(
+    ask: Callable[[dict[str, object]], dict[str, object]],
+) -> dict[int, dict[str, Any]]:
+    """Every serving process's ``stats`` (each request reaches one of them, so ask often)."""
+    seen: dict[int, dict[str, Any]] = {}
+    for _ in range(40 * max(1, os.cpu_count() or 1)):
+        reply = ask({"op": "stats"})
+        seen[int(str(reply["pid"]))] = reply
+    return seen
 
 
 def median(values: list[float]) -> float:

@@ -41,3 +41,13 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert figures["revocation"]["refused after s"] < 1
     assert "headline, as deployed" in result.stdout
     assert set(figures["mail"]["twostep Lua passdb"]["cpu ms per login"]) >= {"twostepd", "slapd"}
+    # the scale part: a large directory against a small one, built by slapadd
+    scale = figures["scale"]
+    assert scale["sizes"] == {"small": 300, "large": 1500}
+    assert all(scale[s]["logins"]["c1"]["rate"] > 0 for s in ("small", "large"))
+    large = scale["large"]
+    assert large["memory"]["users"] == 1501 and large["memory"]["rss_kb after"] > 0
+    assert large["reseal"]["accounts"] == 301 and large["reseal"]["progress updates"] >= 1
+    assert large["import"]["accounts"] == 50 and large["import"]["counts"]
+    assert large["status"]["command p50 ms"] > 0
+    assert "accounts: Lua p50 <= 1.1 x" in result.stdout

@@ -646,9 +646,13 @@ def test_a_users_refused_bind_does_not_move_the_daemon_to_another_provider(
 def test_the_documented_limits_line_lifts_a_servers_default_limit(
     capped_slapd: Slapd, secrets_dir: Path
 ) -> None:
-    """ldap_schema/README.md's olcLimits line, against a database limited to 5 entries."""
-    readme = (Path(__file__).resolve().parents[1] / "ldap_schema/README.md").read_text()
-    (line,) = [x for x in readme.splitlines() if x.startswith("olcLimits: dn.exact=")]
+    """ldap_schema/limits.ldif's olcLimits line (the one README.md shows), against a
+    database limited to 5 entries."""
+    schema = Path(__file__).resolve().parents[1] / "ldap_schema"
+    (line,) = [
+        x for x in (schema / "limits.ldif").read_text().splitlines() if x.startswith("olcLimits:")
+    ]
+    assert line in (schema / "README.md").read_text().splitlines()
     line = line.replace("cn=twostep,ou=services,dc=example,dc=org", NAMES.service_dn)
     ldif = capped_slapd.directory / "documented.ldif"
     ldif.write_text(

@@ -22,7 +22,10 @@ from ._answers import describe
 
 __all__ = ["Prepared", "SearchRequests", "message", "prepare", "search_request", "send_prepared"]
 
-_MAX_CACHED_REQUESTS = 20_000
+_MAX_CACHED_REQUESTS = 2048
+"""Prepared searches kept (one per user who logged in lately, about 1 KiB each); cleared
+when full. At 20,000 this held 20 MiB per serving process once 100,000 distinct users
+had logged in (issue 15), for hits only on users back within the same few thousand."""
 
 
 @dataclass(frozen=True)

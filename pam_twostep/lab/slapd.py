@@ -139,6 +139,8 @@ class Slapd(Server):
         if acl:
             server.ldapmodify(_rebased(resource("ldap_schema/acl.ldif"), server.names, directory))
         server.ldapmodify(resource("ldap_schema/indexes.ldif"))
+        # as ldap_schema/README.md tells a site: listings of every account need it
+        server.ldapmodify(_rebased(resource("ldap_schema/limits.ldif"), server.names, directory))
         if seed:
             server.ldapadd(server._tree_ldif(users or {}))
         return server
@@ -266,9 +268,9 @@ def user_ldif(names: Directory, name: str, password: str) -> str:
     )
 
 
-def _rebased(acl: Path, names: Directory, directory: Path) -> Path:
-    """The example ACL, rewritten for this directory's suffix (unchanged for the default)."""
-    text = acl.read_text().replace(SUFFIX, names.suffix)
-    target = directory / "acl.ldif"
+def _rebased(example: Path, names: Directory, directory: Path) -> Path:
+    """A shipped example, rewritten for this directory's suffix (unchanged for the default)."""
+    text = example.read_text().replace(SUFFIX, names.suffix)
+    target = directory / example.name
     target.write_text(text)
     return target
