@@ -180,6 +180,30 @@ def _status(site: _Site) -> dict[str, Any]:
     }
 
 
+def _modify_rate(site: _Site, count: int) -> float:
+    """The directory's own write rate, the floor under re-sealing and importing: one
+    ldapmodify as the administrator, one attribute replaced on each of ``count`` entries."""
+    names = site.people.plain[:count]
+    ldif = "".join(
+        f"dn: {site.slapd.names.user_dn(name)}\nchangetype: modify\nreplace: description\n"
+        f"description: bench {n}\n\n"
+        for n, name in enumerate(names)
+    )
+    secret = site.slapd.directory / "admin.secret"
+    if not secret.exists():
+        secret.touch(mode=0o600)
+        secret.write_text(site.slapd.names.admin_password)
+    slapd = site.slapd
+    started = time.monotonic()
+    subprocess.run(
+        ["ldapmodify", "-x", "-H", slapd.uri, "-D", slapd.names.admin_dn, "-y", str(secret)],
+        input=ldif.encode(),
+        check=True,
+        capture_output=True,
+    )
+    return len(names) / (time.monotonic() - started)
+
+
 def _reseal(site: _Site) -> dict[str, Any]:
     """Rotate to a new key, as docs/operations tell an administrator, and re-seal."""
     keys = Path(site.daemon.config["keys"]["directory"])
@@ -236,6 +260,7 @@ def measure_scale(base: Path, clients: Path, share: Path, sizes: Sizes) -> dict[
                 results[label]["memory"] = _memory(site, max(sizes.concurrencies))
                 print("  measured memory over every account", flush=True)
                 results[label]["status"] = _status(site)
+                results[label]["ldapmodify/s"] = _modify_rate(site, sizes.imported)
                 results[label]["reseal"] = _reseal(site)
                 results[label]["import"] = _import(site, sizes.imported)
                 print("  measured status, reseal and import", flush=True)
