@@ -668,9 +668,10 @@ def _scale_lines(results: dict[str, Any]) -> list[str]:
         f"keys reseal: {reseal['accounts']:,} accounts at {reseal['accounts/s']:.0f}/s "
         f"({reseal['progress updates']} progress updates); import oath --apply: "
         f"{imported['accounts']:,} accounts at {imported['accounts/s']:.0f}/s; the directory's "
-        f"own ldapmodify (one connection, the floor for both): {large['ldapmodify/s']:.0f} "
-        f"entries/s, so reseal {reseal['accounts/s'] / large['ldapmodify/s']:.2f} x and "
-        f"import {imported['accounts/s'] / large['ldapmodify/s']:.2f} x of it",
+        "own ldapmodify (one connection as rootdn, a ceiling for both): "
+        f"{large['ldapmodify/s']:.0f} entries/s, so reseal "
+        f"{reseal['accounts/s'] / large['ldapmodify/s']:.2f} x and import "
+        f"{imported['accounts/s'] / large['ldapmodify/s']:.2f} x of it",
     ]
     return lines
 

@@ -12,6 +12,7 @@ import base64
 import imaplib
 import multiprocessing
 import os
+import queue as queue_module
 import socket
 import statistics
 import time
@@ -205,6 +206,7 @@ def daemon_login(path: str, user: str, secret: str) -> Callable[[], Request]:
 
 def _logins_of(path: str, pairs: list[tuple[str, str]], queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(30)
     sock.connect(path)
     reader = sock.makefile("rb")
     accepted = 0
@@ -220,15 +222,22 @@ def each_once(path: str, pairs: list[tuple[str, str]], concurrency: int) -> tupl
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     workers = [
-        context.Process(target=_logins_of, args=(path, pairs[n::concurrency], queue))
+        context.Process(target=_logins_of, args=(path, pairs[n::concurrency], queue), daemon=True)
         for n in range(concurrency)
     ]
     started = time.monotonic()
-    for worker in workers:
-        worker.start()
-    accepted = sum(queue.get(timeout=3600) for _ in workers)
-    for worker in workers:
-        worker.join(30)
+    try:
+        for worker in workers:
+            worker.start()
+        # a worker that failed puts nothing: waiting ends when the rest could have finished
+        accepted = sum(queue.get(timeout=60 + len(pairs) / 50) for _ in workers)
+    except queue_module.Empty:
+        raise TimeoutError("a login worker gave no result") from None
+    finally:
+        for worker in workers:
+            worker.join(5)
+            if worker.is_alive():
+                worker.terminate()
     return accepted, time.monotonic() - started
 
 

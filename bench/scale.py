@@ -31,6 +31,7 @@ from deployed import deployed_config
 from drivers import Sample, auth_client_rotating, closed_loop, each_once, median, serving_stats
 from population import BUSY, Population, load
 
+from pam_twostep import wire
 from pam_twostep.config import load_secrets, parse_config
 from pam_twostep.keyfiles import write_key_file
 from pam_twostep.lab.dovecot import Dovecot, passdb_block
@@ -67,18 +68,32 @@ class _Site:
     people: Population
 
     def stop(self) -> None:
-        for part in (self.dovecot, self.daemon, self.slapd):
+        _stop_all([self.dovecot, self.daemon, self.slapd])
+
+
+def _stop_all(parts: list[Slapd | Twostepd | Dovecot]) -> None:
+    """Each part stopped even when stopping another failed (then that error is raised)."""
+    errors = []
+    for part in parts:
+        try:
             part.stop()
+        except Exception as exc:  # noqa: BLE001 - the next part must still be stopped
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def _site(base: Path, count: int, clients: Path, share: Path) -> _Site:
     names = Names()
-    slapd = Slapd.create(base / "ldap", names=names)
+    started: list[Slapd | Twostepd | Dovecot] = [Slapd.create(base / "ldap", names=names)]
+    slapd = started[0]
+    assert isinstance(slapd, Slapd)
     try:
         config = deployed_config(slapd.uri, names, base / "etc")
         keys = load_secrets(parse_config(config)).keyring
         people = load(slapd, keys, count)
         daemon = Twostepd(base / "twostepd", config)
+        started.insert(0, daemon)
         daemon.start()
         dovecot = Dovecot(
             base / "dovecot",
@@ -86,9 +101,10 @@ def _site(base: Path, count: int, clients: Path, share: Path) -> _Site:
             {"TWOSTEP_SOCKET": str(daemon.socket)},
             auth_verbose=False,
         )
+        started.insert(0, dovecot)
         dovecot.start()
     except BaseException:
-        slapd.stop()
+        _stop_all(started)
         raise
     return _Site(slapd, daemon, dovecot, people)
 
@@ -174,15 +190,16 @@ def _status(site: _Site) -> dict[str, Any]:
             raise ScaleError(f"twostep status: {result.stderr[-300:]}")
         command.append(seconds)
     return {
-        "reply bytes": len(str(reply)),
+        "reply bytes": len(wire.encode(reply, wire.MAX_REPLY)),
         "twostepd p50 ms": 1000 * statistics.median(direct),
         "command p50 ms": 1000 * statistics.median(command),
     }
 
 
 def _modify_rate(site: _Site, count: int) -> float:
-    """The directory's own write rate, the floor under re-sealing and importing: one
-    ldapmodify as the administrator, one attribute replaced on each of ``count`` entries."""
+    """The directory's own write rate, a ceiling for re-sealing and importing (each is
+    at least one modify per account): one ldapmodify as the rootdn (no ACL to check),
+    one attribute replaced on each of ``count`` entries."""
     names = site.people.plain[:count]
     ldif = "".join(
         f"dn: {site.slapd.names.user_dn(name)}\nchangetype: modify\nreplace: description\n"

@@ -33,9 +33,10 @@ from support.slapd import (
 from pam_twostep.config import Config, load_secrets, parse_config
 from pam_twostep.core.account import Attr
 from pam_twostep.core.changes import Change, Modify
-from pam_twostep.core.errors import Conflict, DirectoryUnavailable
+from pam_twostep.core.errors import Conflict, DirectoryIncomplete, DirectoryUnavailable
 from pam_twostep.directory import Directory, escape_filter
 from pam_twostep.directory._prepared import message, prepare, search_request
+from pam_twostep.lab.slapd import SUFFIX
 from pam_twostep.lab.tls import make_certificates
 
 ATTRS = ["uid", "entryUUID", "objectClass", "userPassword", Attr.LAST_STEP]
@@ -641,6 +642,33 @@ def test_a_users_refused_bind_does_not_move_the_daemon_to_another_provider(
     finally:
         directory.close()
         server.close()
+
+
+def test_the_shipped_limits_file_goes_before_a_sites_own_rules(
+    capped_slapd: Slapd, secrets_dir: Path
+) -> None:
+    """ldap_schema/limits.ldif applied as a site would, with ldapmodify as it ships, to a
+    database whose existing rule caps everyone (the service identity too) at 10."""
+    shipped = Path(__file__).resolve().parents[1] / "ldap_schema" / "limits.ldif"
+    ldif = capped_slapd.directory / "site-limits.ldif"
+    ldif.write_text(
+        "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcLimits\n"
+        "olcLimits: * size.soft=10 size.hard=10 size.prtotal=10\n"
+    )
+    capped_slapd.ldapmodify(ldif)
+    directory = directory_for(capped_slapd, secrets_dir)
+    try:
+        with pytest.raises(DirectoryIncomplete):
+            directory.names_under(PEOPLE, "(objectClass=twostepAccount)")
+    finally:
+        directory.close()
+    ldif.write_text(shipped.read_text().replace(SUFFIX, NAMES.suffix))
+    capped_slapd.ldapmodify(ldif)
+    directory = directory_for(capped_slapd, secrets_dir)
+    try:
+        assert len(directory.names_under(PEOPLE, "(objectClass=twostepAccount)")) >= 30
+    finally:
+        directory.close()
 
 
 def test_the_documented_limits_line_lifts_a_servers_default_limit(

@@ -93,9 +93,15 @@ BATCHES = [
     (["b", "a", "c"], "b", 2, (["c"], 3, None)),
     (["b", "a", "c"], "c", 2, ([], 3, None)),
     (["uid=B,o=x", "uid=a,o=x"], None, 1, (["uid=a,o=x"], 1, "uid=a,o=x")),
-    (["uid=B,o=x", "uid=a,o=x"], "UID=A,O=X", 1, (["uid=B,o=x"], 2, None)),
+    (["uid=B,o=x", "uid=a,o=x"], "uid=a,o=x", 1, (["uid=B,o=x"], 2, None)),
+    # the cursor in another case than the listing: at worst one account again
+    (["uid=B,o=x", "uid=a,o=x"], "UID=A,O=X", 1, (["uid=a,o=x"], 1, "uid=a,o=x")),
     ([], None, 5, ([], 0, None)),
     (["a", "c"], "b", 5, (["c"], 2, None)),  # "b" went away between batches
+    # fold alike, yet two accounts: a batch ending on one skips neither
+    (["uid=straße", "uid=strasse", "uid=z"], None, 1, (["uid=strasse"], 1, "uid=strasse")),
+    (["uid=straße", "uid=strasse", "uid=z"], "uid=strasse", 1, (["uid=straße"], 2, "uid=straße")),
+    (["uid=Bob", "uid=bob"], "uid=Bob", 1, (["uid=bob"], 2, None)),
 ]
 
 
@@ -105,7 +111,7 @@ def test_batches(dns: list[str], after: str | None, limit: int | None, expected:
 
 
 @given(
-    st.lists(st.text(min_size=1, max_size=6), unique_by=str.casefold, max_size=40),
+    st.lists(st.text(min_size=1, max_size=6), unique=True, max_size=40),
     st.integers(1, 7),
     st.data(),
 )
@@ -250,14 +256,26 @@ def test_rotation_through_the_command(
     captured = capsys.readouterr()
     assert code == 0
     report = json.loads(captured.out)
-    assert report == {"ok": True, "resealed": 7, "already_current": 0, "failed": []}
+    assert report == {
+        "ok": True,
+        "resealed": 7,
+        "already_current": 0,
+        "failed": [],
+        "remaining": {},
+    }
     # ... each one's progress shown on standard error
     assert captured.err == "\r[############                  ] 3/7" + (
         "\r[#########################     ] 6/7\r[##############################] 7/7\n"
     )
     code, report = twostep(daemon, capsys, "keys", "reseal")
     assert code == 0
-    assert report == {"ok": True, "resealed": 0, "already_current": 7, "failed": []}
+    assert report == {
+        "ok": True,
+        "resealed": 0,
+        "already_current": 7,
+        "failed": [],
+        "remaining": {},
+    }
     code, status = twostep(daemon, capsys, "keys", "status")
     assert status["values"] == {"k2": 7}
 
@@ -310,3 +328,115 @@ def test_key_status_and_reseal_refuse_a_listing_the_server_cut_short(
             directory.close()
     finally:
         server.destroy()
+
+
+# -- the command, against a daemon that answers oddly -----------------------------------
+
+
+class ScriptedDaemon:
+    """A socket that answers each request with the next reply its script has for the
+    request's op, and records the requests."""
+
+    def __init__(self, path: Path, script: dict[str, list[dict[str, object]]]) -> None:
+        import socket
+
+        self.path = path
+        self.script = script
+        self.requests: list[dict[str, object]] = []
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        from pam_twostep import wire
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                request = wire.decode(conn.makefile("rb").readline())
+                self.requests.append(request)
+                replies = self.script[str(request["op"])]
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                conn.sendall(wire.encode(reply, wire.MAX_REPLY))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _batch(next_dn: object, resealed: object = 1, **more: object) -> dict[str, object]:
+    return {
+        "result": "ok",
+        "resealed": resealed,
+        "already_current": 0,
+        "failed": [],
+        "accounts": 3,
+        "done": 1,
+        "next": next_dn,
+        **more,
+    }
+
+
+STATUS = {"result": "ok", "current": "k2", "loaded": ["k1", "k2"], "unreadable": []}
+
+
+def run_reseal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], script: dict[str, list[dict[str, object]]]
+) -> tuple[int, dict[str, Any], str, ScriptedDaemon]:
+    daemon = ScriptedDaemon(tmp_path / "s", script)
+    try:
+        code = cli.main(["keys", "reseal", "--json", "--socket", str(daemon.path)])
+    finally:
+        daemon.close()
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err, daemon
+
+
+def test_reseal_fails_while_values_remain_under_another_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every batch went well, yet 2 values are still sealed with k1 (a host that had not
+    reloaded, an account renamed behind the cursor): the old key must not go."""
+    script = {
+        "keys-reseal": [_batch("uid=a"), _batch("uid=b"), _batch(None)],
+        "keys-status": [{**STATUS, "values": {"k1": 2, "k2": 5}}],
+    }
+    code, report, _, daemon = run_reseal(tmp_path, capsys, script)
+    assert code == 1 and report["remaining"] == {"k1": 2} and report["resealed"] == 3
+    assert [r.get("after") for r in daemon.requests if r["op"] == "keys-reseal"] == [
+        None,
+        "uid=a",
+        "uid=b",
+    ]
+    script["keys-status"] = [{**STATUS, "values": {"k2": 7}}]
+    script["keys-reseal"] = [_batch(None)]
+    (tmp_path / "again").mkdir()
+    code, report, _, _ = run_reseal(tmp_path / "again", capsys, script)
+    assert code == 0 and report["remaining"] == {}
+
+
+@pytest.mark.parametrize(
+    ("replies", "says"),
+    [
+        ([_batch("uid=b"), _batch("uid=b")], "do not advance"),
+        ([_batch("uid=b"), _batch("uid=a")], "do not advance"),
+        ([_batch(["uid=b"])], "do not advance"),
+        ([_batch(None, resealed="7")], "nonsense (resealed)"),
+        ([_batch(None, resealed=True)], "nonsense (resealed)"),
+        ([_batch(None, failed="oops")], "nonsense (failed)"),
+        ([_batch(None, accounts=-1)], "nonsense (accounts)"),
+        ([_batch("uid=b", resealed=4), {"result": "tempfail"}], "4 accounts were re-sealed"),
+    ],
+    ids=["same", "backwards", "not-text", "text-count", "bool-count", "failed", "neg", "tempfail"],
+)
+def test_reseal_refuses_a_daemon_that_answers_oddly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], replies: list[Any], says: str
+) -> None:
+    script = {"keys-reseal": [*replies, replies[-1]], "keys-status": [{**STATUS, "values": {}}]}
+    code, report, err, _ = run_reseal(tmp_path, capsys, script)
+    assert code == 75 and not report["ok"] and says in report["message"]
+    assert "Traceback" not in err

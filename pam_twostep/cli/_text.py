@@ -164,7 +164,12 @@ def _reseal_text(report: dict[str, Any]) -> str:
         f"re-sealed {report['resealed']} accounts under the current key; "
         f"{report['already_current']} were current already"
     ]
-    lines += [f"  not re-sealed: {f['account']}: {f['why']}" for f in report["failed"]]
+    lines += [f"  not re-sealed: {f.get('account')}: {f.get('why')}" for f in report["failed"]]
+    for key_id, count in sorted(report.get("remaining", {}).items()):
+        lines.append(
+            f"  still sealed with {key_id}: {count} values; keep its key file, make sure "
+            "every twostepd has reloaded, and run it again"
+        )
     return "\n".join(lines)
 
 

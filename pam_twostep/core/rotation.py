@@ -7,8 +7,10 @@ remove the old key file once ``twostep keys status`` counts no value under it.
 
 A large directory is re-sealed in batches (``batch``), so the command can show how far
 it has got: each batch names the last account it covered, in an order that does not
-depend on the directory's, and the next batch starts after that name. An account added
-meanwhile was sealed under the current key already; one removed only shortens the list.
+depend on the directory's, and the next batch starts after that name. One removed
+meanwhile only shortens the list. One added or renamed behind the cursor, or a value
+sealed meanwhile by a host still on the old key, is caught by the count the command
+takes at the end (``keys status``), which fails the run if any value needs another key.
 
 Each re-seal is one compare-and-swap modify (delete the exact value read, add the new
 one): a login reading the entry meanwhile sees either value, and both open, so none
@@ -29,7 +31,7 @@ from .codes import Random
 from .errors import CorruptEntry
 from .keyring import NONCE_BYTES, Keyring
 
-__all__ = ["KeyUsage", "ResealReport", "batch", "reseal", "sealed_with"]
+__all__ = ["KeyUsage", "ResealReport", "batch", "order_key", "reseal", "sealed_with"]
 
 
 @dataclass(frozen=True)
@@ -59,18 +61,26 @@ class ResealReport:
     """Where the next batch starts (the last account of this one), or None: all done."""
 
 
-def _order(dn: str) -> str:
-    return dn.casefold()
+def order_key(dn: str) -> tuple[str, str]:
+    """Case-insensitive first, then exact: two DNs that fold alike (``straße`` and
+    ``strasse``) are still two places in the order, so a batch ending on one does not
+    skip the other."""
+    return dn.casefold(), dn
 
 
 def batch(
     dns: Sequence[str], after: str | None, limit: int | None
 ) -> tuple[list[str], int, str | None]:
-    """The accounts of one batch: at most ``limit`` of ``dns`` after ``after`` in a
-    case-insensitive order; how many come up to its end; and the cursor for the next
-    batch (None when this one reaches the end)."""
-    ordered = sorted(dns, key=_order)
-    start = 0 if after is None else bisect.bisect_right([_order(d) for d in ordered], _order(after))
+    """The accounts of one batch: at most ``limit`` of ``dns`` after ``after`` in
+    ``order_key``'s order; how many come up to its end; and the cursor for the next
+    batch (None when this one reaches the end).
+
+    A DN spelled differently between two listings (another provider after a fail-over)
+    can still fall on the wrong side of the cursor: the command checks, once the last
+    batch is done, that no value is left under another key (``cli.keys``)."""
+    ordered = sorted(dns, key=order_key)
+    keys = [order_key(d) for d in ordered]
+    start = 0 if after is None else bisect.bisect_right(keys, order_key(after))
     end = len(ordered) if limit is None else min(len(ordered), start + limit)
     chosen = ordered[start:end]
     return chosen, end, (chosen[-1] if chosen and end < len(ordered) else None)
