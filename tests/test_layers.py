@@ -20,6 +20,7 @@ CORE_MAY_IMPORT = frozenset(
         # computation only: no file, socket, process, clock or randomness
         "__future__",
         "base64",
+        "bisect",
         "collections",
         "dataclasses",
         "datetime",
