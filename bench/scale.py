@@ -68,8 +68,11 @@ class _Site:
     dovecot: Dovecot
     people: Population
 
+    def parts(self) -> list[Slapd | Twostepd | Dovecot]:
+        return [self.dovecot, self.daemon, self.slapd]
+
     def stop(self) -> None:
-        _stop_all([self.dovecot, self.daemon, self.slapd])
+        _stop_all(self.parts())
 
 
 def _stop_all(parts: list[Slapd | Twostepd | Dovecot]) -> None:
@@ -294,6 +297,5 @@ def measure_scale(base: Path, clients: Path, share: Path, sizes: Sizes) -> dict[
         large["import"] = _import(site, sizes.imported)
         print("  measured status, reseal and import", flush=True)
     finally:
-        for site in sites.values():
-            site.stop()
+        _stop_all([part for site in sites.values() for part in site.parts()])
     return results

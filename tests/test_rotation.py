@@ -234,6 +234,9 @@ def test_rotation_through_the_command(
     write_key_file(keys_dir / "k2.key", secrets.token_bytes(32))
     daemon.config["keys"]["current"] = "k2"
     daemon.write_config()
+    # not reloaded yet: the daemon would "re-seal" under k1, and deleting k1 would follow
+    code, report = twostep(daemon, capsys, "keys", "reseal")
+    assert code == 1 and report["reason"] == "not-reloaded" and "k1" in report["message"]
     daemon.reload()
     code, status = twostep(daemon, capsys, "keys", "status")
     while status["current"] != "k2":  # the reload is asynchronous
@@ -258,10 +261,12 @@ def test_rotation_through_the_command(
     report = json.loads(captured.out)
     assert report == {
         "ok": True,
+        "current": "k2",
         "resealed": 7,
         "already_current": 0,
         "failed": [],
         "remaining": {},
+        "unreadable": [],
     }
     # ... each one's progress shown on standard error
     assert captured.err == "\r[############                  ] 3/7" + (
@@ -271,10 +276,12 @@ def test_rotation_through_the_command(
     assert code == 0
     assert report == {
         "ok": True,
+        "current": "k2",
         "resealed": 0,
         "already_current": 7,
         "failed": [],
         "remaining": {},
+        "unreadable": [],
     }
     code, status = twostep(daemon, capsys, "keys", "status")
     assert status["values"] == {"k2": 7}
@@ -377,6 +384,7 @@ def _batch(next_dn: object, resealed: object = 1, **more: object) -> dict[str, o
         "accounts": 3,
         "done": 1,
         "next": next_dn,
+        "current": "k2",
         **more,
     }
 
@@ -407,6 +415,7 @@ def test_reseal_fails_while_values_remain_under_another_key(
     }
     code, report, _, daemon = run_reseal(tmp_path, capsys, script)
     assert code == 1 and report["remaining"] == {"k1": 2} and report["resealed"] == 3
+    assert report["current"] == "k2" and report["unreadable"] == []
     assert [r.get("after") for r in daemon.requests if r["op"] == "keys-reseal"] == [
         None,
         "uid=a",
@@ -417,6 +426,12 @@ def test_reseal_fails_while_values_remain_under_another_key(
     (tmp_path / "again").mkdir()
     code, report, _, _ = run_reseal(tmp_path / "again", capsys, script)
     assert code == 0 and report["remaining"] == {}
+    # an account that cannot be read may hold a value under any key
+    script["keys-status"] = [{**STATUS, "values": {"k2": 7}, "unreadable": ["uid=x"]}]
+    script["keys-reseal"] = [_batch(None)]
+    (tmp_path / "third").mkdir()
+    code, report, _, _ = run_reseal(tmp_path / "third", capsys, script)
+    assert code == 1 and report["unreadable"] == ["uid=x"] and report["remaining"] == {}
 
 
 @pytest.mark.parametrize(
@@ -430,8 +445,23 @@ def test_reseal_fails_while_values_remain_under_another_key(
         ([_batch(None, failed="oops")], "nonsense (failed)"),
         ([_batch(None, accounts=-1)], "nonsense (accounts)"),
         ([_batch("uid=b", resealed=4), {"result": "tempfail"}], "4 accounts were re-sealed"),
+        ([_batch("uid=b"), _batch(None, current="k1")], "current key changed"),
+        ([_batch(None, current=None)], "current key changed"),
+        ([_batch(f"uid={n:03d}") for n in range(30)], "do not end"),
     ],
-    ids=["same", "backwards", "not-text", "text-count", "bool-count", "failed", "neg", "tempfail"],
+    ids=[
+        "same",
+        "backwards",
+        "not-text",
+        "text-count",
+        "bool-count",
+        "failed",
+        "neg",
+        "tempfail",
+        "key-changed",
+        "no-key",
+        "endless",
+    ],
 )
 def test_reseal_refuses_a_daemon_that_answers_oddly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], replies: list[Any], says: str
@@ -440,3 +470,33 @@ def test_reseal_refuses_a_daemon_that_answers_oddly(
     code, report, err, _ = run_reseal(tmp_path, capsys, script)
     assert code == 75 and not report["ok"] and says in report["message"]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {**STATUS, "values": {"k1": "3"}},
+        {**STATUS, "values": {"k1": -2}},
+        {**STATUS, "values": ["k1"]},
+        {**STATUS, "current": "k1", "values": {}},  # not the batches' key
+        {"result": "ok", "values": {}, "unreadable": []},
+        {**STATUS, "values": {}, "unreadable": "uid=x"},
+    ],
+    ids=["text-count", "negative", "list", "other-key", "no-current", "unreadable-text"],
+)
+def test_reseal_refuses_a_key_status_that_answers_oddly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], status: dict[str, object]
+) -> None:
+    script = {"keys-reseal": [_batch(None)], "keys-status": [status]}
+    code, report, err, _ = run_reseal(tmp_path, capsys, script)
+    assert code == 75 and not report["ok"] and "Traceback" not in err
+    daemon = ScriptedDaemon(tmp_path / "status", {"keys-status": [status]})
+    try:
+        code = cli.main(["keys", "status", "--json", "--socket", str(daemon.path)])
+    finally:
+        daemon.close()
+    captured = capsys.readouterr()
+    if status.get("current") == "k1":  # a well-formed status of its own
+        assert code == 0
+    else:
+        assert code == 75 and "Traceback" not in captured.err

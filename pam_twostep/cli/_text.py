@@ -152,23 +152,34 @@ def _keys_status_text(usage: dict[str, Any]) -> str:
     for key_id in sorted(set(usage["loaded"]) | set(usage["values"])):
         count = usage["values"].get(key_id, 0)
         note = "" if key_id in usage["loaded"] else " (NOT LOADED: those logins fail)"
-        if count == 0 and key_id != usage["current"]:
+        if count == 0 and key_id != usage["current"] and not usage["unreadable"]:
             note = " (no value needs it: its file may be removed)"
         lines.append(f"  {key_id}: {count} sealed values{note}")
     lines += [f"  unreadable: {dn}" for dn in usage["unreadable"]]
+    if usage["unreadable"]:
+        lines.append("  (unreadable accounts may hold values under any key: keep every key file)")
     return "\n".join(lines)
 
 
 def _reseal_text(report: dict[str, Any]) -> str:
+    current = report["current"]
     lines = [
-        f"re-sealed {report['resealed']} accounts under the current key; "
-        f"{report['already_current']} were current already"
+        f"re-sealed {report['resealed']} accounts under {current}; "
+        f"{report['already_current']} were under it already"
     ]
     lines += [f"  not re-sealed: {f.get('account')}: {f.get('why')}" for f in report["failed"]]
-    for key_id, count in sorted(report.get("remaining", {}).items()):
+    for key_id, count in sorted(report["remaining"].items()):
         lines.append(
             f"  still sealed with {key_id}: {count} values; keep its key file, make sure "
             "every twostepd has reloaded, and run it again"
+        )
+    lines += [
+        f"  unreadable: {dn} (reset it, or keep every key file)" for dn in report["unreadable"]
+    ]
+    if not (report["failed"] or report["remaining"] or report["unreadable"]):
+        lines.append(
+            f"every value is now sealed with {current}; once twostep keys status on every "
+            f"host says so too, the other key files may go"
         )
     return "\n".join(lines)
 

@@ -3,9 +3,12 @@ under the current key, so an old key's file can be removed once nothing needs it
 
 Re-sealing asks for one batch of accounts at a time, so that a large directory shows its
 progress and no single request runs for long; the batches together are the whole run.
-At the end it counts what is still sealed with another key (an account renamed behind
-the cursor, a twostepd on another host not reloaded yet) and fails if anything is: the
-old key file may go only when a run ends with success.
+At the end it counts, through this host's twostepd, what is still sealed with another
+key or cannot be read (an account renamed behind the cursor, a value written meanwhile
+by a twostepd not yet reloaded) and fails if anything is. It also fails when the
+daemon's current key is not the configuration's (a reload not done, or refused). It
+cannot see a host that never loaded the new key: ``twostep keys status`` on every host
+says that, before re-sealing and again before the old key file goes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ import argparse
 from typing import Any
 
 from ..core.rotation import order_key
-from ._base import EXIT_OK, EXIT_REFUSED, EXIT_TEMPFAIL, CommandError, Commands, Output, _ask
+from ._base import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_TEMPFAIL,
+    CommandError,
+    Commands,
+    Output,
+    _ask,
+    _config,
+)
 from ._text import _keys_status_text, _reseal_text
 
 __all__ = ["register", "cmd_keys"]
@@ -38,33 +50,72 @@ def _positive(text: str) -> int:
     return value
 
 
+def _nonsense(what: str) -> CommandError:
+    return CommandError(EXIT_TEMPFAIL, f"twostepd answered nonsense ({what})", "daemon")
+
+
 def _count(report: dict[str, Any], key: str) -> int:
     value = report.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise CommandError(EXIT_TEMPFAIL, f"twostepd answered nonsense ({key})", "daemon")
+        raise _nonsense(key)
     return value
 
 
-def _reseal(args: argparse.Namespace, out: Output) -> dict[str, Any]:
-    """Every batch in turn, then the count of what is still sealed with another key:
-    the report of the whole run. A batch that fails ends the run with what the earlier
-    ones did said in the message."""
-    total: dict[str, Any] = {"resealed": 0, "already_current": 0, "failed": []}
+def _usage(reply: dict[str, Any]) -> dict[str, Any]:
+    """A ``keys-status`` reply, checked: the text and the re-seal's verdict read it."""
+    current, loaded = reply.get("current"), reply.get("loaded")
+    values, unreadable = reply.get("values"), reply.get("unreadable")
+    if not isinstance(current, str) or not isinstance(loaded, list):
+        raise _nonsense("current key")
+    if not all(isinstance(k, str) for k in loaded) or not isinstance(values, dict):
+        raise _nonsense("keys")
+    for key_id in values:
+        _count(values, key_id)
+    if not isinstance(unreadable, list) or not all(isinstance(d, str) for d in unreadable):
+        raise _nonsense("unreadable")
+    return {"current": current, "loaded": loaded, "values": values, "unreadable": unreadable}
+
+
+def _configured_key(args: argparse.Namespace) -> str | None:
+    """``keys.current`` of the configuration this command reads; None when it was given
+    only a socket."""
+    if args.socket and args.config is None:
+        return None
+    return _config(args).keys.current
+
+
+def _batches(args: argparse.Namespace, out: Output, total: dict[str, Any]) -> str:
+    """Every batch in turn, adding to ``total``; the key they re-sealed under."""
     after: str | None = None
+    current: str | None = None
     shown = False
+    bound = 10
     try:
-        for _ in range(10_000_000):  # far beyond any directory; a daemon gone wrong ends
+        while True:
+            bound -= 1
+            if bound < 0:
+                raise CommandError(EXIT_TEMPFAIL, "twostepd's batches do not end", "daemon")
             request: dict[str, object] = {"op": "keys-reseal", "limit": args.batch}
             if after is not None:
                 request["after"] = after
             report = _ask(args, request, _BATCH_TIMEOUT)
             failed = report.get("failed")
             if not isinstance(failed, list) or not all(isinstance(f, dict) for f in failed):
-                raise CommandError(EXIT_TEMPFAIL, "twostepd answered nonsense (failed)", "daemon")
+                raise _nonsense("failed")
+            key = report.get("current")
+            if not isinstance(key, str) or current not in (None, key):
+                raise CommandError(
+                    EXIT_TEMPFAIL,
+                    "twostepd's current key changed during the run (a reload?)",
+                    "daemon",
+                )
+            current = key
             total["resealed"] += _count(report, "resealed")
             total["already_current"] += _count(report, "already_current")
             total["failed"] += failed
             accounts, done = _count(report, "accounts"), _count(report, "done")
+            if after is None:  # a run needs at most this many batches, and some slack
+                bound = 2 * (accounts // args.batch + 1) + 10
             show = args.progress if args.progress is not None else out.err.isatty()
             if show and (args.progress or accounts >= _PROGRESS_FROM):
                 filled = min(done, accounts) * 30 // max(accounts, 1)
@@ -73,43 +124,65 @@ def _reseal(args: argparse.Namespace, out: Output) -> dict[str, Any]:
                 shown = True
             following = report.get("next")
             if following is None:
-                break
+                return current
             if not isinstance(following, str) or (
                 after is not None and order_key(following) <= order_key(after)
             ):
                 raise CommandError(EXIT_TEMPFAIL, "twostepd's batches do not advance", "daemon")
             after = following
-        else:
-            raise CommandError(EXIT_TEMPFAIL, "twostepd's batches do not end", "daemon")
-        usage = _ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT)
-    except CommandError as exc:
+    finally:
         if shown:
             out.err.write("\n")
+
+
+def _reseal(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+    """The batches, then the count of what is still sealed with another key or could not
+    be read: the report of the whole run. An error midway says what the batches before
+    it did."""
+    configured = _configured_key(args)
+    total: dict[str, Any] = {"resealed": 0, "already_current": 0, "failed": []}
+    try:
+        current = _batches(args, out, total)
+        usage = _usage(_ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT))
+        if usage["current"] != current:
+            raise CommandError(
+                EXIT_TEMPFAIL,
+                "twostepd's current key changed during the run (a reload?)",
+                "daemon",
+            )
+    except CommandError as exc:
+        if not total["resealed"] and not total["failed"]:
+            raise
         raise CommandError(
             exc.code,
-            f"{exc} (before that, {total['resealed']} accounts were re-sealed; run it again)",
+            f"{exc} ({total['resealed']} accounts were re-sealed and "
+            f"{len(total['failed'])} could not be before that; run it again)",
             exc.reason,
         ) from None
-    if shown:
-        out.err.write("\n")
-    values = usage.get("values")
-    current = usage.get("current")
-    if not isinstance(values, dict):
-        raise CommandError(EXIT_TEMPFAIL, "twostepd answered nonsense (values)", "daemon")
-    total["remaining"] = {k: v for k, v in values.items() if k != current and v}
+    if configured is not None and configured != current:
+        raise CommandError(
+            EXIT_REFUSED,
+            f"twostepd's current key is {current}, but the configuration says "
+            f"{configured}: reload every twostepd (and check each with twostep keys "
+            "status) before re-sealing",
+            "not-reloaded",
+        )
+    total["current"] = current
+    total["remaining"] = {k: v for k, v in usage["values"].items() if k != current and v}
+    total["unreadable"] = usage["unreadable"]
     return total
 
 
 def cmd_keys(args: argparse.Namespace, out: Output) -> int:
     if args.action == "status":
-        usage = _ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT)
-        data = {k: usage[k] for k in ("current", "loaded", "values", "unreadable")}
-        out.result(data, lambda: _keys_status_text(usage))
+        usage = _usage(_ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT))
+        out.result(usage, lambda: _keys_status_text(usage))
         return EXIT_OK
     report = _reseal(args, out)
-    data = {k: report[k] for k in ("resealed", "already_current", "failed", "remaining")}
-    out.result(data, lambda: _reseal_text(report))
-    return EXIT_REFUSED if report["failed"] or report["remaining"] else EXIT_OK
+    keys = ("current", "resealed", "already_current", "failed", "remaining", "unreadable")
+    out.result({k: report[k] for k in keys}, lambda: _reseal_text(report))
+    incomplete = report["failed"] or report["remaining"] or report["unreadable"]
+    return EXIT_REFUSED if incomplete else EXIT_OK
 
 
 def register(commands: Commands) -> None:

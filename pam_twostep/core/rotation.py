@@ -59,6 +59,8 @@ class ResealReport:
     """Of those, how many come before the end of this batch, in ``batch``'s order."""
     next: str | None = None
     """Where the next batch starts (the last account of this one), or None: all done."""
+    current: str = ""
+    """The key this batch re-sealed under."""
 
 
 def order_key(dn: str) -> tuple[str, str]:

@@ -78,7 +78,13 @@ class KeyRotation:
             else:
                 failed.append((dn, outcome))
         return rotation.ResealReport(
-            resealed, current, tuple(failed), accounts=len(listed), done=done, next=following
+            resealed,
+            current,
+            tuple(failed),
+            accounts=len(listed),
+            done=done,
+            next=following,
+            current=self._keys.current,
         )
 
     def _reseal_account(self, dn: str, actor: str | None) -> str:

@@ -34,6 +34,7 @@ def _keys_reseal(keys: Keys, v: KeysReseal, actor: str) -> Reply:
         "accounts": report.accounts,
         "done": report.done,
         "next": report.next,
+        "current": report.current,
     }
 
 
