@@ -250,10 +250,6 @@ class Bench:
             "twostep PAM passdb": (Passdb.pam("twostep-bench-mail"), "tfa1", self.passcode1),
         }
         version = installed_version()
-        if version.is_24:
-            # doveconf 2.4.1 takes the auth_bind_userdn block, but every login with it is
-            # refused; until that is understood (issue 15), 2.4 has the search+bind one
-            del variants[TEMPLATE_BIND]
         return {name: row for name, row in variants.items() if unsupported(row[0], version) is None}
 
     def mail_paths(self) -> None:
@@ -483,7 +479,7 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
         "search+bind": lua / mail[SEARCH_BIND][top]["rate"],
         "tuned search+bind": results["tuned"][top]["rate"] / mail[SEARCH_BIND][top]["rate"],
     }
-    if TEMPLATE_BIND in mail:  # not on Dovecot 2.4 yet
+    if TEMPLATE_BIND in mail:
         ratios["auth_bind_userdn"] = lua / mail[TEMPLATE_BIND][top]["rate"]
     return ratios
 

@@ -97,6 +97,10 @@ def test_each_dialect_spells_the_same_wishes(tmp_path: Path, version: DovecotVer
         if name.startswith("ldap") and not version.is_24:
             (conf,) = extra.values()
             assert ("auth_bind_userdn" in conf) == (name == "ldap-template")
+        elif name.startswith("ldap"):
+            # 2.4.1 refuses every login of an LDAP passdb without a filter, even a template
+            assert "  filter = (&(objectClass=inetOrgPerson)" in text
+            assert ("bind_userdn = uid=" in text) == (name == "ldap-template")
 
 
 def test_ldap_modes_are_named() -> None:

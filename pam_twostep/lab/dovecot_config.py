@@ -305,10 +305,11 @@ import_environment {{
         return _included(head, passdb.target), {}
     elif passdb.driver == "ldap" and passdb.ldap is not None:
         ldap = passdb.ldap
+        # 2.4.1 refuses every login of a passdb without a filter ("No passdb_ldap_filter
+        # given"), even one that binds to a DN built from the name and never searches
+        how = "  filter = (&(objectClass=inetOrgPerson)(uid=%{user | username}))\n"
         if ldap.mode == LDAP_TEMPLATE:
-            how = f"  bind_userdn = uid=%{{user | username}},{ldap.base}\n"
-        else:
-            how = "  filter = (&(objectClass=inetOrgPerson)(uid=%{user | username}))\n"
+            how += f"  bind_userdn = uid=%{{user | username}},{ldap.base}\n"
         block = (
             f"ldap_uris = {ldap.uri}\n"
             f"ldap_auth_dn = {ldap.service_dn}\n"
