@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,10 +22,25 @@ from typing import ClassVar
 __all__ = ["Process", "Server", "free_port", "port_open", "stop_group", "wait_for"]
 
 
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port nothing is bound to now, and that this process never handed out before.
+
+    The kernel may give the same free port to two binds in a row: the lab picks the web
+    port, then Postfix's, before either server binds, and once both got one port (CI13,
+    Debian 13: the portal's readiness check spoke HTTP to Postfix)."""
+    with _HANDED_OUT_LOCK:
+        for _ in range(1000):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise OSError("no free port that was not handed out already")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
