@@ -30,6 +30,7 @@ __all__ = [
     "_keys_status_text",
     "_reseal_text",
     "_import_text",
+    "_progress_bar",
 ]
 
 
@@ -159,6 +160,12 @@ def _keys_status_text(usage: dict[str, Any]) -> str:
     if usage["unreadable"]:
         lines.append("  (unreadable accounts may hold values under any key: keep every key file)")
     return "\n".join(lines)
+
+
+def _progress_bar(done: int, total: int) -> str:
+    """One redraw of a 30-column progress bar on a terminal line: ``\r[###   ] 3/7``."""
+    filled = min(done, total) * 30 // max(total, 1)
+    return f"\r[{'#' * filled}{' ' * (30 - filled)}] {done}/{total}"
 
 
 def _reseal_text(report: dict[str, Any]) -> str:

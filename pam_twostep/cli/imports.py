@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._base import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CommandError, Commands, Output, _ask, _config
-from ._text import _import_text
+from ._text import _import_text, _progress_bar
 
 __all__ = ["register", "cmd_import"]
 
@@ -86,8 +86,7 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
 
     def progress(done: int) -> None:
         if show_progress:
-            filled = done * 30 // max(len(items), 1)
-            out.err.write(f"\r[{'#' * filled}{' ' * (30 - filled)}] {done}/{len(items)}")
+            out.err.write(_progress_bar(done, len(items)))
             if done == len(items):
                 out.err.write("\n")
             out.err.flush()

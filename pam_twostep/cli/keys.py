@@ -27,7 +27,7 @@ from ._base import (
     _ask,
     _config,
 )
-from ._text import _keys_status_text, _reseal_text
+from ._text import _keys_status_text, _progress_bar, _reseal_text
 
 __all__ = ["register", "cmd_keys"]
 
@@ -52,6 +52,12 @@ def _positive(text: str) -> int:
 
 def _nonsense(what: str) -> CommandError:
     return CommandError(EXIT_TEMPFAIL, f"twostepd answered nonsense ({what})", "daemon")
+
+
+def _key_changed() -> CommandError:
+    return CommandError(
+        EXIT_TEMPFAIL, "twostepd's current key changed during the run (a reload?)", "daemon"
+    )
 
 
 def _count(report: dict[str, Any], key: str) -> int:
@@ -104,11 +110,7 @@ def _batches(args: argparse.Namespace, out: Output, total: dict[str, Any]) -> st
                 raise _nonsense("failed")
             key = report.get("current")
             if not isinstance(key, str) or current not in (None, key):
-                raise CommandError(
-                    EXIT_TEMPFAIL,
-                    "twostepd's current key changed during the run (a reload?)",
-                    "daemon",
-                )
+                raise _key_changed()
             current = key
             total["resealed"] += _count(report, "resealed")
             total["already_current"] += _count(report, "already_current")
@@ -118,8 +120,7 @@ def _batches(args: argparse.Namespace, out: Output, total: dict[str, Any]) -> st
                 bound = 2 * (accounts // args.batch + 1) + 10
             show = args.progress if args.progress is not None else out.err.isatty()
             if show and (args.progress or accounts >= _PROGRESS_FROM):
-                filled = min(done, accounts) * 30 // max(accounts, 1)
-                out.err.write(f"\r[{'#' * filled}{' ' * (30 - filled)}] {done}/{accounts}")
+                out.err.write(_progress_bar(done, accounts))
                 out.err.flush()
                 shown = True
             following = report.get("next")
@@ -145,11 +146,7 @@ def _reseal(args: argparse.Namespace, out: Output) -> dict[str, Any]:
         current = _batches(args, out, total)
         usage = _usage(_ask(args, {"op": "keys-status"}, _RESEAL_TIMEOUT))
         if usage["current"] != current:
-            raise CommandError(
-                EXIT_TEMPFAIL,
-                "twostepd's current key changed during the run (a reload?)",
-                "daemon",
-            )
+            raise _key_changed()
     except CommandError as exc:
         if not total["resealed"] and not total["failed"]:
             raise
