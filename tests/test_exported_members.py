@@ -56,6 +56,7 @@ EXPORTED = {
         "KeyRotation",
         "PolicyAdmin",
         "PolicyEntry",
+        "WebmailSessions",
         "check_username",
     ],
     "pam_twostep.handlers": [

@@ -47,7 +47,12 @@ PINNED: dict[str, tuple[tuple[str, str, bool, int, int], ...]] = {
         ("trust_device", BOOL, False, 1024, 1),
         ("device_label", STR, False, 128, 1),
         ("continuation", STR, False, 64, 1),
+        ("mail_session", BOOL, False, 1024, 1),
+        ("mail_bind", STR, False, 200, 1),
+        ("mail_idle", INT, False, 1024, 1),
     ),
+    "WebmailSession": (*_USER, ("credential", STR, True, 128, 1), ("remote", STR, False, 64, 1)),
+    "ForSession": (*_USER, ("session_id", STR, True, 64, 1)),
     "EnrollBegin": (
         *_USER,
         ("password", STR, True, 1024, 1),
@@ -125,6 +130,9 @@ OP_REQUESTS = {
     "policy-create": "PolicyChange",
     "policy-set": "PolicyChange",
     "policy-assign": "PolicyAssign",
+    "webmail-check": "WebmailSession",
+    "webmail-end": "WebmailSession",
+    "webmail-session-revoke": "ForSession",
 }
 KINDS = sorted({*SCHEMAS.values(), *(h.request for h in SELF_SERVICE.values())}, key=str)
 

@@ -92,9 +92,9 @@ def test_restamp_keeps_one_device() -> None:
 
 
 def test_disable_keeps_lock_and_policy_reset_does_not() -> None:
-    disabled = {c.attribute for c in disable_modify().changes}
+    disabled = {c.attribute for c in disable_modify(enabled_state()).changes}
     assert Attr.FAILURE not in disabled and Attr.POLICY not in disabled
-    reset = {c.attribute for c in reset_modify().changes}
+    reset = {c.attribute for c in reset_modify(enabled_state()).changes}
     assert {Attr.FAILURE, Attr.LOCKED_AT, Attr.SECRET, Attr.DEVICE} <= reset
     assert Attr.POLICY not in reset
 

@@ -17,7 +17,7 @@ from typing import TypeVar, cast
 from .errors import CorruptEntry
 from .hashing import plausible_backup_hash
 from .policy import overrides_from_ldap
-from .records import Device, Failure, Passcode, Pending, Usage
+from .records import Device, Failure, Passcode, Pending, Usage, WebSession
 from .totp import Algorithm, TotpParams
 
 __all__ = [
@@ -48,6 +48,7 @@ class Attr:
     BACKUP_CODE = "twostepBackupCode"
     PASSCODE = "twostepPasscode"
     DEVICE = "twostepDevice"
+    WEB_SESSION = "twostepWebSession"
     USAGE = "twostepUsage"
     FAILURE = "twostepFailure"
     LOCKED_AT = "twostepLockedAt"
@@ -67,6 +68,7 @@ class Attr:
         BACKUP_CODE,
         PASSCODE,
         DEVICE,
+        WEB_SESSION,
         USAGE,
         FAILURE,
         LOCKED_AT,
@@ -91,6 +93,7 @@ _MAX_VALUES = {
     Attr.BACKUP_CODE: 100,
     Attr.PASSCODE: 200,
     Attr.DEVICE: 200,
+    Attr.WEB_SESSION: 100,
     Attr.USAGE: 500,
     Attr.FAILURE: 1000,
 }
@@ -116,6 +119,7 @@ class AccountState:
     backup_codes: tuple[str, ...] = ()
     passcodes: tuple[Passcode, ...] = ()
     devices: tuple[Device, ...] = ()
+    web_sessions: tuple[WebSession, ...] = ()
     usage: tuple[Usage, ...] = ()
     failures: tuple[Failure, ...] = ()
     locked_at: int | None = None
@@ -298,6 +302,7 @@ def parse_account(entry: RawEntry, username: str, username_attribute: str) -> Ac
         backup_codes=backup_codes,
         passcodes=_records(entry, Attr.PASSCODE, Passcode.load, Passcode.dump),
         devices=_records(entry, Attr.DEVICE, Device.load, Device.dump),
+        web_sessions=_records(entry, Attr.WEB_SESSION, WebSession.load, WebSession.dump),
         usage=_records(entry, Attr.USAGE, Usage.load, Usage.dump),
         failures=_records(entry, Attr.FAILURE, Failure.load, Failure.dump),
         locked_at=locked_at,

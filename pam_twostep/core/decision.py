@@ -37,8 +37,11 @@ from .hashing import digest_matches, fast_digest, verify_backup_codes
 from .keyring import Keyring
 from .lockout import address_wait, clear_changes, lock_state, missing_lock, record_failure
 from .policy import Policy
-from .records import Device, Usage, check_label
+from .records import Device, check_label, normalize_address
 from .totp import StepMatch, match_step
+from .usage import USAGE_INTERVAL, usage_note
+from .websessions import SERVICES as WEB_SESSION_SERVICES
+from .websessions import find_session, is_session_token, session_is_live
 
 __all__ = [
     "MAX_DEVICES",
@@ -60,8 +63,6 @@ __all__ = [
     "wants_password",
 ]
 
-USAGE_INTERVAL = 300
-"""Seconds between two writes of a passcode's or device's 'last used' note."""
 MAX_DEVICES = 20
 """Trusted devices kept per account; the oldest beyond this are dropped."""
 
@@ -85,6 +86,7 @@ class Method(Enum):
     TOTP = "totp"
     BACKUP_CODE = "backup-code"
     TRUSTED_DEVICE = "trusted-device"
+    WEB_SESSION = "webmail-session"
 
 
 class Reason(Enum):
@@ -104,6 +106,10 @@ class Reason(Enum):
     PASSCODES_DISABLED = "passcodes-disabled"
     PASSCODE_EXPIRED = "passcode-expired"
     PASSCODE_SCOPE = "passcode-scope"
+    SESSION_ENDED = "session-ended"
+    """A webmail session credential that is not (or no longer) live; not counted."""
+    SESSION_SCOPE = "session-scope"
+    """A live webmail session credential used for another service or from elsewhere."""
     ENROLLMENT_REQUIRED = "enrollment-required"
     CODE_REQUIRED = "code-required"
     DIRECTORY_UNAVAILABLE = "directory-unavailable"
@@ -227,6 +233,9 @@ def wants_password(
     if barred(state, policy, Context("", remote, now)) is not None:
         return False
     if attempt.flow is Flow.MAIL:
+        # a webmail session credential is never a password to try on the directory
+        if is_session_token(attempt.secret):
+            return False
         return not state.enabled and policy.mail_password
     return True
 
@@ -263,29 +272,18 @@ def _deny(
     )
 
 
-def _usage_note(state: AccountState, record_id: str, ctx: Context) -> Modify:
-    old = state.usage_of(record_id)
-    if (
-        old is not None
-        and ctx.now - old.time < USAGE_INTERVAL
-        and (old.address == ctx.remote or ctx.now - old.time < 60)
-    ):
-        return Modify(())
-    new = Usage(record_id, ctx.now, ctx.remote)
-    changes = [Change.delete(Attr.USAGE, old.dump())] if old is not None else []
-    changes.append(Change.add(Attr.USAGE, new.dump()))
-    return Modify(tuple(changes))
-
-
 def _dead_records(state: AccountState, ctx: Context) -> Modify:
     """Passcodes and devices killed by a password change or expiry, to be swept away."""
     dead_passcodes = [p for p in state.passcodes if not state.passcode_is_live(p, ctx.now)]
     dead_devices = [d for d in state.devices if not state.device_is_live(d, ctx.now)]
+    dead_sessions = [s for s in state.web_sessions if not session_is_live(state, s, ctx.now)]
     changes = []
     if dead_passcodes:
         changes.append(Change.delete(Attr.PASSCODE, *(p.dump() for p in dead_passcodes)))
     if dead_devices:
         changes.append(Change.delete(Attr.DEVICE, *(d.dump() for d in dead_devices)))
+    if dead_sessions:
+        changes.append(Change.delete(Attr.WEB_SESSION, *(s.dump() for s in dead_sessions)))
     return Modify(tuple(changes))
 
 
@@ -304,7 +302,7 @@ def _accept(
     """``used`` is the passcode or device whose 'last used' note may need a refresh."""
     followups = [clear_changes(state, ctx.remote), _dead_records(state, ctx), extra]
     if used is not None:
-        followups.append(_usage_note(state, used, ctx))
+        followups.append(usage_note(state, used, ctx.now, ctx.remote))
     return Decision(
         Outcome.ACCEPT,
         state.username,
@@ -325,6 +323,8 @@ def _decide_mail(
     password: PasswordCheck,
     random: Random,
 ) -> Decision:
+    if is_session_token(attempt.secret):
+        return _decide_web_session(state, attempt, ctx)
     if not state.enabled:
         if not policy.mail_password:
             return _deny(
@@ -373,6 +373,20 @@ def _decide_mail(
             label=found.label,
         )
     return _accept(state, ctx, Method.PASSCODE, used=found.id, label=found.label)
+
+
+def _decide_web_session(state: AccountState, attempt: Attempt, ctx: Context) -> Decision:
+    """A mail login with a webmail session credential (``core.websessions``): refused
+    uncounted when it matches nothing live, accepted only for the mail services and
+    from the addresses the webmail was bound to."""
+    session = find_session(state, attempt.secret, ctx.now)
+    if session is None:
+        return Decision(Outcome.DENY, state.username, reason=Reason.SESSION_ENDED)
+    if ctx.service not in WEB_SESSION_SERVICES or normalize_address(ctx.remote) not in session.bind:
+        return Decision(Outcome.DENY, state.username, reason=Reason.SESSION_SCOPE)
+    # the note names the browser, not the webmail host every such login comes from
+    note = usage_note(state, session.id, ctx.now, session.browser)
+    return _accept(state, ctx, Method.WEB_SESSION, extra=note)
 
 
 def _trusted_device(

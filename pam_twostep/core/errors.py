@@ -97,6 +97,7 @@ class RefusalReason(Enum):
     DEVICES_DISABLED = "devices-disabled"
     NO_SUCH_PASSCODE = "no-such-passcode"
     NO_SUCH_DEVICE = "no-such-device"
+    NO_SUCH_SESSION = "no-such-session"
     NO_SUCH_POLICY = "no-such-policy"
     INVALID_INPUT = "invalid-input"
     CONFLICT = "conflict"

@@ -136,7 +136,10 @@ def missing_lock(state: AccountState, policy: Policy, now: int) -> Modify:
     """Writes a lock that the failures reached but nobody wrote, so it stays put."""
     locked_at = _locked_at(state, policy, now)
     if state.locked_at is None and locked_at is not None:
-        return Modify((Change.replace(Attr.LOCKED_AT, format_time(locked_at)),))
+        lock = Change.replace(Attr.LOCKED_AT, format_time(locked_at))
+        if state.web_sessions:
+            return Modify((lock, Change.replace(Attr.WEB_SESSION)))
+        return Modify((lock,))
     return Modify(())
 
 
@@ -175,6 +178,8 @@ def record_failure(
     locks = len(recent) + 1 >= policy.lockout_max_failures
     if locks:
         changes.append(Change.replace(Attr.LOCKED_AT, format_time(now)))
+        if state.web_sessions:  # a lock-out ends webmail sessions
+            changes.append(Change.replace(Attr.WEB_SESSION))
     return Modify(tuple(changes)), prune, locks
 
 

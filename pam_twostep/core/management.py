@@ -19,12 +19,14 @@ from .hashing import fast_digest
 from .lockout import lock_state, unlock_modify
 from .policy import Policy
 from .records import Device, Passcode, check_label, check_service_name
+from .websessions import end_all, live_sessions
 
 __all__ = [
     "AccountStatus",
     "DeviceInfo",
     "NewPasscode",
     "PasscodeInfo",
+    "WebSessionInfo",
     "add_passcode",
     "disable_modify",
     "regenerate_backup_codes",
@@ -122,10 +124,16 @@ def revoke_passcode(state: AccountState, label: str) -> tuple[Modify, Modify]:
 
 
 def revoke_all_passcodes(state: AccountState) -> tuple[Modify, Modify]:
+    """Every passcode, and every webmail session with them: "revoke all" leaves no
+    credential a mail server takes."""
     return (
-        Modify((Change.replace(Attr.PASSCODE),)),
-        _usage_cleanup(state, {p.id for p in state.passcodes}),
+        Modify((Change.replace(Attr.PASSCODE), *end_all(state).changes)),
+        _usage_cleanup(state, {p.id for p in state.passcodes} | _session_ids(state)),
     )
+
+
+def _session_ids(state: AccountState) -> set[str]:
+    return {s.id for s in state.web_sessions}
 
 
 def _drop_devices(state: AccountState, devices: list[Device]) -> tuple[Modify, Modify]:
@@ -153,7 +161,13 @@ def revoke_other_devices(state: AccountState, keep_id: str) -> tuple[Modify, Mod
 
 
 def revoke_all_devices(state: AccountState) -> tuple[Modify, Modify]:
-    return _drop_devices(state, list(state.devices))
+    """Every trusted device, and every open webmail session (signed in on a device)."""
+    commit, cleanup = _drop_devices(state, list(state.devices))
+    sessions = end_all(state)
+    if not sessions:
+        return commit, cleanup
+    ids = {d.id for d in state.devices} | _session_ids(state)
+    return Modify((*commit.changes, *sessions.changes)), _usage_cleanup(state, ids)
 
 
 def renewed_device(state: AccountState, device_id: str, stamp: str) -> Device | None:
@@ -193,19 +207,26 @@ _FACTORS = (
 )
 
 
-def disable_modify() -> Modify:
-    """Two-step off: every factor, passcode and device goes; lock state and policy stay."""
+def disable_modify(state: AccountState) -> Modify:
+    """Two-step off: every factor, passcode, device and webmail session goes; lock state
+    and policy stay. The webmail sessions only when there are some: a directory whose
+    schema predates them has no such attribute to name."""
     return Modify(
-        (Change.replace(Attr.ENABLED, "FALSE"), *(Change.replace(name) for name in _FACTORS))
+        (
+            Change.replace(Attr.ENABLED, "FALSE"),
+            *(Change.replace(name) for name in _FACTORS),
+            *end_all(state).changes,
+        )
     )
 
 
-def reset_modify() -> Modify:
+def reset_modify(state: AccountState) -> Modify:
     """As if two-step had never been used, but for the policy assignment and overrides."""
     return Modify(
         (
             Change.replace(Attr.ENABLED),
             *(Change.replace(name) for name in _FACTORS),
+            *end_all(state).changes,
             *unlock_modify().changes,
         )
     )
@@ -233,6 +254,15 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True)
+class WebSessionInfo:
+    id: str
+    browser: str
+    created: int
+    last_used: int | None
+    last_address: str | None
+
+
+@dataclass(frozen=True)
 class AccountStatus:
     username: str
     enabled: bool
@@ -245,6 +275,7 @@ class AccountStatus:
     locked_until: int | None
     recent_failures: int
     pending_expires: int | None
+    web_sessions: tuple[WebSessionInfo, ...] = ()
 
 
 def status(state: AccountState, policy: Policy, policy_dn: str | None, now: int) -> AccountStatus:
@@ -274,5 +305,9 @@ def status(state: AccountState, policy: Policy, policy_dn: str | None, now: int)
         recent_failures=lock.recent,
         pending_expires=(
             state.pending.expires if state.pending and state.pending.expires > now else None
+        ),
+        web_sessions=tuple(
+            WebSessionInfo(s.id, s.browser, s.created, *used(s.id))
+            for s in sorted(live_sessions(state, now), key=lambda s: s.created)
         ),
     )

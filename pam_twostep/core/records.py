@@ -1,6 +1,6 @@
 """The structured values stored in multi-valued two-step attributes, and their strict parsers.
 
-Each passcode, trusted device, usage note, failure and pending enrollment is one
+Each passcode, trusted device, webmail session, usage note, failure and pending enrollment is one
 attribute value: compact JSON with sorted keys and ASCII only, so the value read back is
 byte-for-byte the value written. That matters: consuming or replacing a value is an LDAP
 modify that deletes *exactly* that value, which is how concurrent writers are told apart.
@@ -11,6 +11,7 @@ and raise ``ValueError`` otherwise; the account layer turns that into ``CorruptE
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from .totp import Algorithm, TotpParams
 
 __all__ = [
+    "MAX_BIND",
     "MAX_LABEL_LENGTH",
     "MAX_VALUE_LENGTH",
     "Device",
@@ -26,12 +28,16 @@ __all__ = [
     "Passcode",
     "Pending",
     "Usage",
+    "WebSession",
     "check_label",
     "check_service_name",
+    "normalize_address",
 ]
 
 MAX_VALUE_LENGTH = 2048
 MAX_LABEL_LENGTH = 64
+MAX_BIND = 4
+"""Addresses one webmail session credential may be used from."""
 _MAX_SERVICES = 16
 _MAX_TIME = 1 << 40
 _SERVICE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -304,4 +310,75 @@ class Pending:
             created=_time(data, "created"),
             expires=_time(data, "expires"),
             replaces=replaces,
+        )
+
+
+def normalize_address(text: str) -> str | None:
+    """An IP address as stored and compared (IPv4-mapped IPv6 as IPv4), or None."""
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """One open webmail session's credential (``core.websessions`` says what it is for)."""
+
+    id: str
+    digest: str
+    created: int
+    expires: int
+    """The latest it may live, however much it is used."""
+    idle: int
+    """Seconds without use after which it is dead."""
+    bind: tuple[str, ...]
+    """The addresses the mail servers see the webmail connect from."""
+    browser: str
+    """The browser's address at sign-in (shown in Account Security)."""
+    stamp: str
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"id", "h", "created", "expires", "idle", "bind", "from", "pw"}
+    )
+
+    def dump(self) -> str:
+        return _dump(
+            {
+                "id": self.id,
+                "h": self.digest,
+                "created": self.created,
+                "expires": self.expires,
+                "idle": self.idle,
+                "bind": list(self.bind),
+                "from": self.browser,
+                "pw": self.stamp,
+            }
+        )
+
+    @classmethod
+    def load(cls, value: str) -> WebSession:
+        data = _load(value, cls._KEYS)
+        bind = data["bind"]
+        if (
+            not isinstance(bind, list)
+            or not 1 <= len(bind) <= MAX_BIND
+            or not all(isinstance(a, str) and normalize_address(a) == a for a in bind)
+        ):
+            raise ValueError("bind: malformed")
+        browser = data["from"]
+        if not isinstance(browser, str) or (browser and normalize_address(browser) != browser):
+            raise ValueError("from: malformed")
+        return cls(
+            id=_text(data, "id", _ID),
+            digest=_text(data, "h", _DIGEST),
+            created=_time(data, "created"),
+            expires=_time(data, "expires"),
+            idle=_time(data, "idle"),
+            bind=tuple(bind),
+            browser=browser,
+            stamp=_text(data, "pw", _STAMP),
         )

@@ -16,6 +16,7 @@ handler the ``logins``):
 ``engine.policies``     ``PolicyAdmin``: list, show, create, set, assign
 ``engine.keys``         ``KeyRotation``: key_usage, reseal_keys
 ``engine.imports``      ``Importer``: import_account
+``engine.webmail``      ``WebmailSessions``: start, check, end, revoke
 ======================  ===========================================================
 
 The methods on ``Engine`` itself are thin delegates, kept so that callers written
@@ -45,6 +46,7 @@ from .imports import Importer
 from .keys import KeyRotation
 from .logins import Authenticator
 from .policies import PolicyAdmin, PolicyEntry
+from .webmail import WebmailSessions
 
 __all__ = [
     "AccountManager",
@@ -54,6 +56,7 @@ __all__ = [
     "KeyRotation",
     "PolicyAdmin",
     "PolicyEntry",
+    "WebmailSessions",
     "check_username",
 ]
 
@@ -86,6 +89,7 @@ class Engine:
         self.imports = Importer(
             config, directory, store, auditor, self.policies, keyring, random=random
         )
+        self.webmail = WebmailSessions(store, auditor, clock=clock, random=random)
 
     @property
     def login_count(self) -> int:

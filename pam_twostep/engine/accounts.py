@@ -349,7 +349,7 @@ class AccountManager:
             "reset",
             username,
             actor,
-            lambda loaded, now: (None, management.reset_modify(), Modify(())),
+            lambda loaded, now: (None, management.reset_modify(loaded.state), Modify(())),
         )
 
     def disable(
@@ -377,7 +377,7 @@ class AccountManager:
                         "policy requires two-step verification for this account",
                     )
                 self._verify_second_factor(username, password or "", code or "", service, remote)
-            return None, management.disable_modify(), Modify(())
+            return None, management.disable_modify(loaded.state), Modify(())
 
         self._auditor.change_account(
             "disable", username, actor, change, service=service, remote=remote

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from ..access import Peer, Right
 from ..continuation import Continuations
 from ..core.errors import DirectoryIncomplete, TemporaryFailure
-from . import accounts, imports, keys, logins, policies, sessions
+from . import accounts, imports, keys, logins, policies, sessions, webmail
 from ._ops import Handler, Op
 from ._parts import Caller, Parts
 from ._replies import Reply, error, policy_reply, status_reply
@@ -74,11 +74,16 @@ OPS: dict[str, Op] = {
     **imports.OPS,
     **keys.OPS,
     **policies.OPS,
+    **webmail.OPS,
 }
 """Every operation: the right it takes, and its handler (the admin form where there are
 two)."""
 
-SELF_SERVICE: dict[str, Handler] = {**sessions.SELF_SERVICE, **accounts.SELF_SERVICE}
+SELF_SERVICE: dict[str, Handler] = {
+    **sessions.SELF_SERVICE,
+    **accounts.SELF_SERVICE,
+    **webmail.SELF_SERVICE,
+}
 """What the ``self-service`` right reaches: each a user's change to their own account,
 with the proof of their sign-in. Nothing here is an admin operation; ``disable`` checks
 the password. A peer with ``manage`` as well gets these when it sends ``session``."""

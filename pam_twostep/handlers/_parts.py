@@ -32,6 +32,7 @@ __all__ = [
     "Policies",
     "PolicyRecord",
     "SessionGenerations",
+    "Webmail",
 ]
 
 
@@ -217,6 +218,20 @@ class Imports(Protocol):
     ) -> tuple[str, str | None, str]: ...
 
 
+class Webmail(Protocol):
+    """Webmail session credentials (``engine.webmail``)."""
+
+    def start(
+        self, username: str, *, bind: Sequence[str], idle: int, browser: str
+    ) -> str | None: ...
+
+    def check(self, username: str, token: str, browser: str) -> bool: ...
+
+    def end(self, username: str, token: str, *, browser: str = "") -> bool: ...
+
+    def revoke(self, username: str, session_id: str, *, actor: str | None = None) -> None: ...
+
+
 class Parts(Protocol):
     """The engine as ``handle`` takes it: its parts, handed out one per operation."""
 
@@ -237,6 +252,9 @@ class Parts(Protocol):
 
     @property
     def imports(self) -> Imports: ...
+
+    @property
+    def webmail(self) -> Webmail: ...
 
     def stats(self) -> Mapping[str, object]:
         """``directory`` (operation counts), ``ldap_server``, ``logins``."""

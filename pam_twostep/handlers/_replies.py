@@ -85,6 +85,16 @@ def status_reply(status: AccountStatus) -> dict[str, object]:
             }
             for d in status.devices
         ],
+        "webmail_sessions": [
+            {
+                "id": w.id,
+                "browser": w.browser,
+                "started": w.created,
+                "last_used": w.last_used,
+                "last_address": w.last_address,
+            }
+            for w in status.web_sessions
+        ],
         "locked": status.locked,
         "locked_until": status.locked_until,
         "recent_failures": status.recent_failures,

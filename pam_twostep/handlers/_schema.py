@@ -26,6 +26,7 @@ __all__ = [
     "EnrollConfirm",
     "ForDevice",
     "ForPasscode",
+    "ForSession",
     "ForUser",
     "ImportAccount",
     "KeysReseal",
@@ -39,6 +40,7 @@ __all__ = [
     "Request",
     "SelfDisable",
     "UserRequest",
+    "WebmailSession",
     "parse",
     "parse_signed",
     "schema_of",
@@ -202,6 +204,25 @@ class Auth(UserRequest):
     trust_device: bool = field(default=False, metadata=_flag())
     device_label: str = field(default="", metadata=_text(128))
     continuation: str | None = field(repr=False, default=None, metadata=_text(64))
+    mail_session: bool = field(default=False, metadata=_flag())
+    """A webmail asks for a mail credential for this sign-in (``engine.webmail``)."""
+    mail_bind: str = field(default="", metadata=_text(200))
+    """The addresses, comma-separated, the mail servers see the webmail connect from."""
+    mail_idle: int = field(default=1800, metadata=_number())
+    """The webmail's session lifetime in seconds: the credential's idle limit."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebmailSession(UserRequest):
+    """A webmail's own session: its credential, and the browser's address now."""
+
+    credential: str = field(repr=False, metadata=_text(128))
+    remote: str = field(default="", metadata=_text(64))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForSession(UserRequest):
+    session_id: str = field(metadata=_text(64))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,10 +17,11 @@ from ..access import Right
 from ..continuation import Continuations
 from ..core.decision import Attempt, Flow, Outcome
 from ._ops import Op, logins_of, plain
-from ._parts import Caller, Logins, LoginSettings, Parts, SessionGenerations
+from ._parts import Caller, Logins, LoginSettings, Parts, SessionGenerations, Webmail
 from ._replies import Reply, decision_reply
 from ._schema import Auth, ForUser, Malformed, NoFields
 from .sessions import SESSIONS, password_proven
+from .webmail import mail_bind, with_mail_credential
 
 __all__ = ["OPS"]
 
@@ -48,10 +49,11 @@ class _LoginParts:
     settings: LoginSettings
     logins: Logins
     generations: SessionGenerations
+    webmail: Webmail
 
 
 def _login_parts(engine: Parts) -> _LoginParts:
-    return _LoginParts(engine.config, engine.logins, engine.accounts)
+    return _LoginParts(engine.config, engine.logins, engine.accounts, engine.webmail)
 
 
 def _auth(parts: _LoginParts, values: Auth, caller: Caller) -> Reply:
@@ -63,6 +65,7 @@ def _auth(parts: _LoginParts, values: Auth, caller: Caller) -> Reply:
         flow = Flow(flow_name)
     else:
         raise Malformed("flow: mail or interactive")
+    bind = mail_bind(values)
     attempt = Attempt(
         flow=flow,
         secret=values.password,
@@ -79,7 +82,9 @@ def _auth(parts: _LoginParts, values: Auth, caller: Caller) -> Reply:
         remote=values.remote,
         proof=proof,
     )
-    reply = decision_reply(decision)
+    reply = with_mail_credential(
+        parts.webmail, values, flow, decision, bind, decision_reply(decision)
+    )
     if decision.outcome is Outcome.CHALLENGE and proof.issued is not None:
         reply["continuation"] = proof.issued
     if Right.SELF_SERVICE in caller.rights and password_proven(decision, flow):
