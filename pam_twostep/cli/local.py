@@ -76,8 +76,11 @@ def cmd_lab(args: argparse.Namespace, out: Output) -> int:
                 "pop3": args.pop3_port,
                 "smtp": args.smtp_port,
                 "web": args.web_port,
+                "webmail": args.webmail_port,
             }
-            info = lab.up(passdb=args.passdb, ports=ports, tls_proxy=args.tls_proxy)
+            info = lab.up(
+                passdb=args.passdb, ports=ports, tls_proxy=args.tls_proxy, webmail=args.webmail
+            )
             out.result(info, lambda: lab.describe(info))
         elif args.action == "status":
             state = lab.status()
@@ -111,6 +114,11 @@ def register(commands: Commands) -> None:
                 action="store_true",
                 help="the portal behind the lab's own nginx on HTTPS, as deployed",
             )
-            for port in ("ldap", "imap", "pop3", "smtp", "web"):
+            sub.add_argument(
+                "--webmail",
+                action="store_true",
+                help="Debian's Roundcube with the twostep plugin, on HTTPS",
+            )
+            for port in ("ldap", "imap", "pop3", "smtp", "web", "webmail"):
                 sub.add_argument(f"--{port}-port", type=int, default=0, metavar="PORT")
     lab.set_defaults(func=cmd_lab)

@@ -3,7 +3,8 @@
 ``up`` starts a slapd with the schema, ACLs, a default policy and demo users; twostepd;
 Dovecot (IMAP, POP3) on the Lua passdb (or checkpassword); Postfix submission with SMTP
 AUTH through Dovecot SASL; the self-service portal, on plain HTTP or (``tls_proxy``)
-behind the lab's own nginx on HTTPS, as a deployment runs it (loopback only). It
+behind the lab's own nginx on HTTPS, as a deployment runs it (loopback only); with
+``webmail``, Debian's Roundcube with the twostep plugin, on HTTPS too. It
 writes a twostep configuration for that stack and records what it started in
 ``state.json``; ``down`` stops exactly those processes, by pid.
 """
@@ -27,6 +28,7 @@ from .nginx import Nginx, worker_group
 from .portal import Portal
 from .postfix import Postfix
 from .processes import free_port, port_open, stop_group
+from .roundcube import Roundcube
 from .slapd import Directory, Slapd
 from .twostepd import Twostepd
 
@@ -34,7 +36,16 @@ __all__ = ["DEMO_USERS", "Lab", "LabError"]
 
 DEMO_USERS = ("alice", "bob", "carol")
 _STATE = "state.json"
-_ORDER = ("nginx", "portal", "postfix", "dovecot", "twostepd", "slapd")  # stopping order
+_ORDER = (
+    "webmail-nginx",
+    "php-fpm",
+    "nginx",
+    "portal",
+    "postfix",
+    "dovecot",
+    "twostepd",
+    "slapd",
+)  # stopping order
 _PAM_D = Path("/etc/pam.d")
 
 
@@ -102,7 +113,11 @@ class Lab:
     # -- commands ---------------------------------------------------------------------
 
     def up(
-        self, passdb: str = "lua", ports: dict[str, int] | None = None, tls_proxy: bool = False
+        self,
+        passdb: str = "lua",
+        ports: dict[str, int] | None = None,
+        tls_proxy: bool = False,
+        webmail: bool = False,
     ) -> dict[str, Any]:
         """Starts the lab; with ``tls_proxy`` the portal sits behind nginx on HTTPS (its
         address is then ``portal_url``, and the web port is nginx's)."""
@@ -127,7 +142,7 @@ class Lab:
         self._prepare_directory()
         started: dict[str, int] = {}
         try:
-            return self._start(passdb, wanted, started, tls_proxy)
+            return self._start(passdb, wanted, started, tls_proxy, webmail)
         except Exception as exc:
             for name in _ORDER:
                 if name in started:
@@ -151,7 +166,12 @@ class Lab:
             raise LabError(64, f"--passdb {passdb}: {reason}")
 
     def _start(
-        self, passdb: str, ports: dict[str, int], started: dict[str, int], tls_proxy: bool
+        self,
+        passdb: str,
+        ports: dict[str, int],
+        started: dict[str, int],
+        tls_proxy: bool,
+        webmail: bool = False,
     ) -> dict[str, Any]:
         d = self.directory
         names = Directory()
@@ -190,8 +210,12 @@ class Lab:
                 "totp": {"issuer": "twostep lab"},
                 "audit": {"syslog": False, "file": str(d / "audit.log")},
                 # The lab's portal runs as root: listed as self-service, so its sessions
-                # are twostepd's to end and it never acts as an administrator.
-                "daemon": {"self_service": {"users": ["root"]}},
+                # are twostepd's to end and it never acts as an administrator. The
+                # webmail's PHP runs as www-data, which checks logins.
+                "daemon": {
+                    "self_service": {"users": ["root"]},
+                    "verify": {"users": ["root", "dovecot", "postfix", "www-data"]},
+                },
                 "portal": {
                     "listen": f"unix:{portal_socket}" if tls_proxy else f"127.0.0.1:{web_port}",
                     "secret_key_file": str(etc / "portal.key"),
@@ -239,6 +263,26 @@ class Lab:
                 "portal_ca": str(nginx.certificates.ca),
                 "portal_spki": nginx.spki_pin,
                 "nginx_access_log": str(nginx.access_log),
+            }
+
+        if webmail:
+            roundcube = Roundcube(
+                d / "webmail",
+                ports.get("webmail") or free_port(),
+                twostepd_socket=daemon.socket,
+                imap_port=dovecot.imap_port,
+                smtp_port=postfix.port,
+                portal_url=str(proxy_info["portal_url"]),
+            )
+            try:
+                roundcube.start()
+            finally:
+                started.update(roundcube.pids)
+            proxy_info |= {
+                "webmail_url": roundcube.url,
+                "webmail_ca": str(roundcube.certificates.ca),
+                "webmail_spki": roundcube.spki_pin,
+                "webmail_logs": str(roundcube.directory),
             }
 
         pam_service = self._install_pam_service(clients / PAM_LOADER, daemon.socket)
@@ -322,13 +366,20 @@ class Lab:
             if "portal_backend" in info
             else ""
         )
+        webmail = (
+            f"\n  webmail     {info['webmail_url']}  (Roundcube, TLS)\n"
+            f"              CA {info['webmail_ca']}\n"
+            f"              Chromium: --ignore-certificate-errors-spki-list={info['webmail_spki']}"
+            if "webmail_url" in info
+            else ""
+        )
         return f"""twostep lab is up in {info["dir"]} (passdb: {info["passdb"]})
 
   LDAP        {info["ldap_uri"]}  base {info["base_dn"]}
               admin {info["admin_dn"]}  password {info["admin_password"]}
   IMAP        127.0.0.1:{info["imap_port"]}     POP3  127.0.0.1:{info["pop3_port"]}
   SMTP AUTH   127.0.0.1:{info["smtp_port"]}
-  portal      {info["portal_url"]}{proxy}
+  portal      {info["portal_url"]}{proxy}{webmail}
   twostepd    {info["daemon_socket"]}
   PAM service {info.get("pam_service") or "(written to /etc/pam.d only when run as root)"}
   audit log   {info["audit_log"]}
