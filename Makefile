@@ -12,7 +12,8 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d dovecot-auth-lua \
 	lua-socket lua5.4 postfix zbar-tools libpam-python pamtester python3-pam libpam0g-dev gcc \
 	libc6-dev openssh-server openssh-client chromium libpam-google-authenticator oathtool \
-	libpam-oath dovecot-ldap debootstrap nginx
+	libpam-oath dovecot-ldap debootstrap nginx roundcube-core roundcube-sqlite3 php-fpm \
+	php-sqlite3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RESULTS := /var/cache/twostep/results-native.xml
@@ -24,7 +25,7 @@ LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
 SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
 
-.PHONY: test test-here test-other-release lint typecheck unit deps venv demo demo-stop bench fuzz screenshots clean install install-clients
+.PHONY: test test-here test-other-release lint typecheck unit deps venv demo demo-stop bench fuzz screenshots clean install install-clients install-roundcube
 
 # Both releases are always run; the make fails if either did, and the last line counts both.
 test:
@@ -93,6 +94,24 @@ screenshots: deps venv
 	install -d docs/screenshots
 	cp screenshots/*.png docs/screenshots/
 
+# The Roundcube plugin, into Debian's Roundcube (roundcube-core): the code under
+# /usr/share/roundcube/plugins/twostep, linked from /var/lib/roundcube/plugins as Debian
+# links its own, its settings in /etc/roundcube/plugins/twostep/config.inc.php (kept if
+# there), readable by www-data only. Add 'twostep' to $$config['plugins'] afterwards.
+RC_SHARE = $(DESTDIR)/usr/share/roundcube/plugins/twostep
+RC_ETC = $(DESTDIR)/etc/roundcube/plugins/twostep
+install-roundcube:
+	[ -n "$(DESTDIR)" ] || [ -d /usr/share/roundcube ] || { echo "Roundcube is not installed (apt install roundcube-core roundcube-sqlite3)" >&2; exit 1; }
+	rm -rf $(RC_SHARE)
+	install -d -m 755 $(RC_SHARE) $(RC_ETC)
+	cp -r webmail/roundcube/twostep/. $(RC_SHARE)/
+	rm -f $(RC_SHARE)/config.inc.php
+	[ -e $(RC_ETC)/config.inc.php ] || install -m 640 webmail/roundcube/twostep/config.inc.php.dist $(RC_ETC)/config.inc.php
+	chgrp www-data $(RC_ETC)/config.inc.php 2>/dev/null || true
+	ln -sfn /etc/roundcube/plugins/twostep/config.inc.php $(RC_SHARE)/config.inc.php
+	install -d -m 755 $(DESTDIR)/var/lib/roundcube/plugins
+	ln -sfn /usr/share/roundcube/plugins/twostep $(DESTDIR)/var/lib/roundcube/plugins/twostep
+
 # The thin clients: what Dovecot (as the dovecot user) and PAM run on every login. Only
 # the protocol module is needed, compiled here so that no login ever has to write bytecode.
 install-clients:
@@ -110,7 +129,7 @@ install: install-clients
 	install -d -m 755 $(DESTDIR)$(PREFIX)/bin
 	ln -sfn $(PREFIX)/lib/twostep/venv/bin/twostep $(DESTDIR)$(PREFIX)/bin/twostep
 	install -m 644 README.md CHANGELOG.md $(DESTDIR)$(PREFIX)/share/doc/twostep/
-	cp -r ldap_schema config checkpassword $(SHAREDIR)/
+	cp -r ldap_schema config checkpassword webmail $(SHAREDIR)/
 	ln -sfn ../../twostep/ldap_schema $(DESTDIR)$(PREFIX)/share/doc/twostep/ldap_schema
 	install -d -m 755 $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/tmpfiles.d
 	for unit in twostepd twostep-portal; do \
