@@ -259,6 +259,27 @@ def test_the_webmail_story(lab: dict[str, Any], browser: Any) -> None:
     second_credential = first.credential()
     assert second_credential != credential
 
+    # Account Security lists the open webmail session apart from the passcodes, and
+    # ending it there signs the browser out of Roundcube at its next page.
+    person = Person(browser, lab, "bob", "portal")
+    assert person.sign_in() == "code"
+    code, step = next_code(key, step)
+    leaks.remember(code)
+    person.enter_code(code)
+    assert "Webmail sessions" in person.text() and "127.0.0.1" in person.text()
+    person.shot("webmail-sessions")
+    listed = ask(lab, {"op": "status", "user": "bob"})["status"]["webmail_sessions"]
+    assert len(listed) == 1 and listed[0]["browser"] == "127.0.0.1"
+    with person.page.expect_navigation():
+        person.page.click("form[action='/webmail/end'] button[type=submit]")
+    assert "That webmail session is ended" in person.text()
+    person.context.close()
+    page.goto(first.url + "/?_task=mail")
+    assert first.where() == "login"
+    assert not imap_ok(lab, "bob", second_credential, address="127.0.0.1")
+    assert first.sign_in(password) == "inbox"
+    second_credential = first.credential()
+
     # A password change ends the open session at its next page.
     new_password = password + "-changed"
     leaks.remember(new_password)

@@ -116,6 +116,8 @@ def _status_text(status: dict[str, Any]) -> str:
         lines.append(f"enrollment pending until {_when(status['pending_enrollment_expires'])}")
     lines.append(_passcodes_text(status["passcodes"]))
     lines.append(_devices_text(status["devices"]))
+    if status.get("webmail_sessions"):
+        lines.append(f"webmail sessions: {len(status['webmail_sessions'])} (twostep webmail list)")
     if status["locked"]:
         until = _when(status["locked_until"]) if status["locked_until"] else "an admin unlocks"
         lines.append(f"LOCKED until {until} (twostep unlock {status['user']})")

@@ -28,7 +28,7 @@ from ..continuation import LIFETIME as CONTINUATION_LIFETIME
 from ..core.codes import group, split_device_token
 from ..core.errors import ConfigError
 from ..secretfile import read_secret_file
-from . import security
+from . import security, webmail
 from .twostepd import Ask, Refusal, SessionEnded, Twostepd, Unavailable
 
 __all__ = ["create_app", "load_secret_key"]
@@ -604,4 +604,5 @@ def create_app(
         flash("Two-step verification is off. Your application passcodes no longer work.")
         return redirect(url_for("account"))
 
+    webmail.register(app, for_user, signed_in)
     return app
