@@ -31,6 +31,8 @@ def test_make_demo() -> None:
             "IMAP LOGIN alice ****** -> OK",
             "-> refused",
             "SMTP AUTH PLAIN alice ****** -> 235",
+            "asked for a code: True, inbox: True",
+            "webmail sessions: 1",
             "make demo-stop",
         ):
             assert line in out, line
@@ -43,3 +45,4 @@ def test_make_demo() -> None:
             check=False,
         )
     assert stop.returncode == 0 and "stopped" in stop.stdout
+    assert "php-fpm" in stop.stdout and "webmail-nginx" in stop.stdout

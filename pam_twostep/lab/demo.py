@@ -3,7 +3,8 @@
 Alice turns two-step verification on (QR code shown), signs in with her password and a
 code, uses a backup code, adds an application passcode for Thunderbird, reads her mail
 over IMAP with it, is refused with her plain password, sends over SMTP AUTH with it,
-revokes it and is refused. Every step runs the real command or protocol and shows it;
+revokes it and is refused; then she signs in to the webmail from a new browser and is
+asked for a code. Every step runs the real command or protocol and shows it;
 the demo plays Alice's phone by computing the codes her authenticator app would show.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from .. import wire
 from ..core.totp import TotpParams, decode_secret, time_step, totp
+from .demo_webmail import webmail_sign_in
 from .dovecot import SourceIMAP
 from .postfix import Postfix
 from .stack import Lab, LabError
@@ -219,6 +221,19 @@ def play(lab: Lab, info: dict[str, Any]) -> None:
     if not refused.startswith("refused"):
         raise SystemExit("demo: a revoked passcode still worked")
 
+    if "webmail_url" in info:
+        say(
+            "10. She opens the webmail (Roundcube) in a new browser: her password, then a "
+            "code, as in Zimbra's web client. Roundcube reads her mail with a credential "
+            "twostepd gave it for this session, never her password."
+        )
+        step = time_step(time.time(), params.period)
+        asked, inbox = webmail_sign_in(info, "alice", alice, lambda: next_code(key, params, step))
+        print(f"{_DIM}  {info['webmail_url']}: asked for a code: {asked}, inbox: {inbox}{_OFF}")
+        if not (asked and inbox):
+            raise SystemExit("demo: the webmail sign-in did not go as described")
+        twostep(config, "webmail", "list", "alice")
+
 
 def assert_result(reply: dict[str, Any], expected: str) -> None:
     if reply.get("result") != expected:
@@ -233,8 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     lab = Lab(arguments.dir)
     try:
         lab.down()
-        say("Starting a private stack on loopback: slapd, twostepd, Dovecot, Postfix.")
-        info = lab.up(passdb=arguments.passdb)
+        say(
+            "Starting a private stack on loopback: slapd, twostepd, Dovecot, Postfix, the "
+            "portal and Roundcube."
+        )
+        info = lab.up(passdb=arguments.passdb, webmail=True)
     except LabError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return exc.code
