@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.states import NOW, enabled_state, mail, plain_state, run
+from support.states import NOW, enabled_state, interactive, mail, plain_state, run
 
 from pam_twostep.core.account import AccountState, Attr
 from pam_twostep.core.changes import Op
@@ -24,7 +24,8 @@ from pam_twostep.core.management import (
     status,
 )
 from pam_twostep.core.policy import Policy
-from pam_twostep.core.records import Usage, WebSession
+from pam_twostep.core.records import Failure, Pending, Usage, WebSession
+from pam_twostep.core.totp import decode_secret
 from pam_twostep.core.usage import USAGE_INTERVAL
 from pam_twostep.core.websessions import (
     MAX_LIFETIME,
@@ -43,7 +44,7 @@ WEBMAIL = "127.0.0.1"
 def opened(
     state: AccountState, *, idle: int = 600, now: int = NOW, bind: tuple[str, ...] = (WEBMAIL,)
 ) -> tuple[AccountState, str, WebSession]:
-    token, record, modify = issue_session(
+    token, record, modify, _ = issue_session(
         state, now=now, idle=idle, bind=bind, browser="198.51.100.7", random=secrets.token_bytes
     )
     assert [c.op for c in modify.changes][-1] is Op.ADD
@@ -142,12 +143,17 @@ def test_the_oldest_beyond_the_limit_and_the_dead_go_in_the_same_write() -> None
         state = opened(state, now=NOW + n)[0]
     dead = replace(state.web_sessions[0], id="zzzzzzzz", stamp="e" * 32)
     state = replace(state, web_sessions=(*state.web_sessions, dead))
-    _, _, modify = issue_session(
-        state, now=NOW + 50, idle=600, bind=(WEBMAIL,), browser="", random=secrets.token_bytes
+    noted = replace(state, usage=(Usage(dead.id, NOW, WEBMAIL), Usage("keptkept", NOW, WEBMAIL)))
+    _, _, modify, cleanup = issue_session(
+        noted, now=NOW + 50, idle=600, bind=(WEBMAIL,), browser="", random=secrets.token_bytes
     )
     deleted = modify.changes[0]
     assert deleted.op is Op.DELETE and len(deleted.values) == 2
     assert dead.dump() in deleted.values and state.web_sessions[0].dump() in deleted.values
+    # the ended sessions' notes go afterwards (bookkeeping), the others' stay
+    assert [(c.op, c.values) for c in cleanup.changes] == [
+        (Op.DELETE, (Usage(dead.id, NOW, WEBMAIL).dump(),))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -261,3 +267,65 @@ def test_damaged_stored_values_are_refused(damage: dict[str, object]) -> None:
     data.update(damage)
     with pytest.raises(ValueError):
         WebSession.load(json.dumps(data))
+
+
+def test_notes_of_records_that_are_gone_are_swept_at_the_next_login() -> None:
+    """A session that just expired leaves its note; 500 of them would make the entry
+    unreadable for every service."""
+    state, token, record = opened(enabled_state())
+    orphan = Usage("gonegone", NOW - 10, WEBMAIL)
+    state = replace(state, usage=(orphan, Usage(record.id, NOW, "198.51.100.7")))
+    decision = run(state, mail(token), remote=WEBMAIL, now=NOW + 1)
+    deletes = [
+        c
+        for f in decision.followups
+        for c in f.changes
+        if c.attribute == Attr.USAGE and c.op is Op.DELETE
+    ]
+    assert [c.values for c in deletes] == [(orphan.dump(),)]
+
+
+def test_a_login_with_it_clears_no_failures() -> None:
+    """Roundcube replays it from the webmail host: it says nothing of where its user
+    is, so the failures of someone guessing codes from that address must stay."""
+    state, token, _ = opened(enabled_state())
+    failure = Failure(
+        time=NOW - 5, nonce="abcdef12", kind="code", service="webmail", address=WEBMAIL
+    )
+    state = replace(state, failures=(failure,))
+    decision = run(state, mail(token), remote=WEBMAIL)
+    assert decision.outcome is Outcome.ACCEPT
+    assert all(c.attribute != Attr.FAILURE for f in decision.followups for c in f.changes)
+
+
+def test_a_new_enrollment_ends_sessions_opened_with_less() -> None:
+    from support.states import KEYS
+
+    from pam_twostep.core.enrollment import begin, confirm
+    from pam_twostep.core.totp import TotpParams, time_step, totp
+
+    state, _, _ = opened(plain_state())  # two-step off, mail_password off: a credential
+    start, write = begin(
+        state,
+        Policy(),
+        params=TotpParams(),
+        issuer="t",
+        lifetime=600,
+        keys=KEYS,
+        now=NOW,
+        random=secrets.token_bytes,
+    )
+    pending = Pending.load(next(c.values[0] for c in write.changes if c.attribute == Attr.PENDING))
+    state = replace(state, pending=pending)
+    code = totp(decode_secret(start.secret), time_step(NOW, 30) * 30)
+    _, modify = confirm(state, Policy(), code, keys=KEYS, now=NOW, random=secrets.token_bytes)
+    assert any(c.attribute == Attr.WEB_SESSION and c.op is Op.REPLACE for c in modify.changes)
+
+
+def test_an_empty_password_is_refused_uncounted() -> None:
+    """What a code page sends once its continuation ran out: not a guess."""
+    decision = run(
+        enabled_state(), interactive("", "123456"), password=PasswordCheck.WRONG, service="webmail"
+    )
+    assert (decision.outcome, decision.reason) == (Outcome.DENY, Reason.WRONG_PASSWORD)
+    assert not decision.commit and not decision.counted

@@ -278,6 +278,14 @@ def _dead_records(state: AccountState, ctx: Context) -> Modify:
     dead_devices = [d for d in state.devices if not state.device_is_live(d, ctx.now)]
     dead_sessions = [s for s in state.web_sessions if not session_is_live(state, s, ctx.now)]
     changes = []
+    kept = (
+        {p.id for p in state.passcodes if p not in dead_passcodes}
+        | {d.id for d in state.devices if d not in dead_devices}
+        | {s.id for s in state.web_sessions if s not in dead_sessions}
+    )
+    orphans = [n for n in state.usage if n.id not in kept]  # notes of records gone
+    if orphans:
+        changes.append(Change.delete(Attr.USAGE, *(n.dump() for n in orphans)))
     if dead_passcodes:
         changes.append(Change.delete(Attr.PASSCODE, *(p.dump() for p in dead_passcodes)))
     if dead_devices:
@@ -298,9 +306,16 @@ def _accept(
     device: str | None = None,
     device_token: str | None = None,
     extra: Modify = Modify(()),
+    clears: bool = True,
 ) -> Decision:
-    """``used`` is the passcode or device whose 'last used' note may need a refresh."""
-    followups = [clear_changes(state, ctx.remote), _dead_records(state, ctx), extra]
+    """``used`` is the passcode or device whose 'last used' note may need a refresh;
+    ``clears`` False keeps the failures from this address (a bearer credential replayed
+    by a server says nothing of where its user is)."""
+    followups = [
+        clear_changes(state, ctx.remote) if clears else Modify(()),
+        _dead_records(state, ctx),
+        extra,
+    ]
     if used is not None:
         followups.append(usage_note(state, used, ctx.now, ctx.remote))
     return Decision(
@@ -386,7 +401,7 @@ def _decide_web_session(state: AccountState, attempt: Attempt, ctx: Context) -> 
         return Decision(Outcome.DENY, state.username, reason=Reason.SESSION_SCOPE)
     # the note names the browser, not the webmail host every such login comes from
     note = usage_note(state, session.id, ctx.now, session.browser)
-    return _accept(state, ctx, Method.WEB_SESSION, extra=note)
+    return _accept(state, ctx, Method.WEB_SESSION, extra=note, clears=False)
 
 
 def _trusted_device(
@@ -436,6 +451,8 @@ def _decide_interactive(
     random: Random,
 ) -> Decision:
     if password is PasswordCheck.WRONG:
+        if not attempt.secret:  # a continuation that ran out, never a guess: not counted
+            return Decision(Outcome.DENY, state.username, reason=Reason.WRONG_PASSWORD)
         return _deny(state, policy, ctx, Reason.WRONG_PASSWORD, "password", attempt.secret, random)
     if password is not PasswordCheck.RIGHT:
         raise ValueError("the password was not checked")

@@ -26,6 +26,7 @@ from .keyring import NONCE_BYTES, Keyring
 from .policy import Policy
 from .records import Pending
 from .totp import SECRET_BYTES, StepMatch, TotpParams, encode_secret, match_step, provisioning_uri
+from .websessions import end_all
 
 __all__ = ["EnrollmentStart", "begin", "confirm", "issue_backup_codes"]
 
@@ -160,6 +161,9 @@ def confirm(
             Change.replace(Attr.LAST_STEP, str(step)),
             Change.replace(Attr.BACKUP_CODE, *hashes),
             Change.replace(Attr.ENABLED, "TRUE"),
+            # a webmail session opened with less (the password alone, or the key this
+            # one replaces) ends: what it proved is no longer enough
+            *end_all(state).changes,
         ),
         guarded=True,
     )

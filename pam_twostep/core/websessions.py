@@ -9,12 +9,16 @@ issues the webmail a credential of its own for that one browser session:
   like a passcode, shown once to the webmail and never logged;
 * good for the mail services alone (``SERVICES``), and only from the addresses the
   webmail connects from as the mail servers see it (``bind``), so a copy read off the
-  webmail's session store is no use from anywhere else;
+  webmail's session store is no use from another host (from the webmail's own host it
+  is: whoever can read Roundcube's des_key there can also use it; hence a PHP pool of
+  Roundcube's own, README "Webmail: Roundcube");
 * alive while it is used: a use refreshes its 'last used' note (at most every
   ``USAGE_INTERVAL``), and a session idle for longer than ``idle`` is dead, as is one
   older than ``MAX_LIFETIME`` however much it is used;
 * dead with the password it was made under (the stamp), and removed by sign-out,
-  disable, reset, a lock-out and "revoke all".
+  disable, reset, a lock-out, "revoke all" and a new enrollment (two-step turned on,
+  or a new authenticator);
+* never a proof of where its user is: a login with it clears no failures.
 
 A well-formed credential that matches nothing live is refused without counting as a
 failure: 256 bits are not guessed, and a webmail still holding an ended session must
@@ -104,8 +108,9 @@ def issue_session(
     bind: Iterable[str],
     browser: str,
     random: Random,
-) -> tuple[str, WebSession, Modify]:
-    """A new credential: (the token to hand over once, its record, the write).
+) -> tuple[str, WebSession, Modify, Modify]:
+    """A new credential: (the token to hand over once, its record, the write, and the
+    bookkeeping after it: the 'last used' notes of the sessions it ended).
 
     ``idle`` is the webmail's own session lifetime; ``USAGE_INTERVAL`` is added, as
     a session in use has its note written only that often. ``bind`` must hold 1 to
@@ -142,7 +147,9 @@ def issue_session(
     changes = [Change.add(Attr.WEB_SESSION, record.dump())]
     if dropped:
         changes.insert(0, Change.delete(Attr.WEB_SESSION, *(s.dump() for s in dropped)))
-    return token, record, Modify(tuple(changes))
+    notes = [n.dump() for n in state.usage if n.id in {s.id for s in dropped}]
+    cleanup = Modify((Change.delete(Attr.USAGE, *notes),) if notes else ())
+    return token, record, Modify(tuple(changes)), cleanup
 
 
 def end_session(state: AccountState, session: WebSession) -> Modify:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from ..core.changes import Modify
 from ..core.codes import Random
 from ..core.errors import NotFound, RefusalReason
+from ..core.lockout import lock_state
 from ..core.websessions import end_session, find_session, issue_session, touch_session
 from ._audited import Auditor
 from ._inputs import check_username, context
@@ -61,10 +62,10 @@ class WebmailSessions:
         remote = context("webmail", browser, 0).remote
 
         def change(loaded: Loaded, now: int) -> tuple[str, Modify, Modify]:
-            token, _, modify = issue_session(
+            token, _, modify, cleanup = issue_session(
                 loaded.state, now=now, idle=idle, bind=bind, browser=remote, random=self._random
             )
-            return token, modify, Modify(())
+            return token, modify, cleanup
 
         return self._auditor.change_account(
             "webmail-session-start", username, None, change, service="webmail", remote=remote
@@ -78,7 +79,7 @@ class WebmailSessions:
             return False
         now = int(self._clock())
         session = find_session(loaded.state, token, now)
-        if session is None:
+        if session is None or lock_state(loaded.state, loaded.policy, now).locked:
             return False
         remote = context("webmail", browser, now).remote
         self._store.bookkeeping(

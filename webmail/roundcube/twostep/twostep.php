@@ -174,6 +174,8 @@ class twostep extends rcube_plugin
         if (isset($reply['mail_credential']) && is_string($reply['mail_credential'])) {
             $args['pass'] = $reply['mail_credential'];
             $this->credential_in_use = true;
+            // here, not only in login_after: another plugin's login_after may never return
+            $_SESSION['twostep_credential'] = true;
             return $args;
         }
         if ($password === null) {
