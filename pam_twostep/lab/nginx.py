@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from .processes import Process, Server, wait_for
 from .tls import Certificates, make_certificates
 
-__all__ = ["NGINX", "WORKER_USER", "Nginx", "spki_pin", "worker_group"]
+__all__ = ["NGINX", "PREAMBLE", "WORKER_USER", "Nginx", "spki_pin", "worker_group"]
 
 NGINX = "/usr/sbin/nginx"
 
@@ -50,11 +50,9 @@ def worker_group() -> str:
     return grp.getgrgid(os.getgid()).gr_name
 
 
-_CONFIG = """\
-# Written by twostep lab: the lab's own nginx. Nothing here reads /etc/nginx or
-# writes outside {directory}.
+PREAMBLE = """\
 {user}pid {directory}/nginx.pid;
-error_log {directory}/error.log notice;
+error_log {directory}/{error_log} notice;
 worker_processes 1;
 events {{
     worker_connections 128;
@@ -70,6 +68,18 @@ http {{
     scgi_temp_path {directory}/tmp/scgi;
     default_type application/octet-stream;
     server_tokens off;
+"""
+"""What every lab nginx's configuration begins with (the portal's proxy, the webmail's):
+its own pid file, logs and temporary files in its directory, nothing from /etc/nginx
+but what a server block includes."""
+
+_CONFIG = (
+    """\
+# Written by twostep lab: the lab's own nginx. Nothing here reads /etc/nginx or
+# writes outside {directory}.
+"""
+    + PREAMBLE
+    + """
 
     server {{
         listen 127.0.0.1:{port} ssl;
@@ -92,6 +102,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def spki_pin(certificate: Path) -> str:
@@ -141,6 +152,7 @@ class Nginx(Server):
                 certificate=self.certificates.certificate,
                 key=self.certificates.key,
                 backend=self.backend,
+                error_log="error.log",
                 user=f"user {WORKER_USER} {WORKER_USER};\n" if os.getuid() == 0 else "",
             )
         )

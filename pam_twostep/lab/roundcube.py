@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from .files import resource
-from .nginx import WORKER_USER, spki_pin
+from .nginx import PREAMBLE, WORKER_USER, spki_pin
 from .processes import Process, Server, wait_for
 from .tls import Certificates, make_certificates
 
@@ -71,26 +71,13 @@ php_admin_value[session.save_path] = {d}/site/temp
 php_admin_value[upload_tmp_dir] = {d}/site/temp
 """
 
-_NGINX = """\
+_NGINX = (
+    """\
 # Written by twostep lab: the lab's own nginx in front of Roundcube's php-fpm.
-{user}pid {d}/nginx.pid;
-error_log {d}/nginx-error.log notice;
-worker_processes 1;
-events {{
-    worker_connections 128;
-}}
-http {{
-    # The method, path and status only: never a query string, a header or a body.
-    log_format lab '$remote_addr [$time_local] "$request_method $uri" $status';
-    access_log {d}/access.log lab;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
+"""
+    + PREAMBLE.replace("{directory}", "{d}")
+    + """\
     include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    server_tokens off;
 
     server {{
         listen 127.0.0.1:{port} ssl;
@@ -121,6 +108,7 @@ http {{
     }}
 }}
 """
+)
 
 
 class _Part(Server):
@@ -317,6 +305,7 @@ class Roundcube:
                 port=self.port,
                 certificate=self.certificates.certificate,
                 key=self.certificates.key,
+                error_log="nginx-error.log",
                 user=f"user {WORKER_USER} {WORKER_USER};\n" if os.getuid() == 0 else "",
             )
         )
