@@ -19,7 +19,6 @@ configuration error), and a local user such as ``nobody`` cannot connect at all.
 
 from __future__ import annotations
 
-import base64
 import errno
 import grp
 import http.client
@@ -32,7 +31,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -220,53 +218,6 @@ def test_the_unix_socket_is_made_for_its_group(tmp_path: Path) -> None:
         assert server.adj.trusted_proxy == "localhost"
     finally:
         server.close()
-
-
-def test_the_portal_under_a_path_of_another_site(tmp_path: Path) -> None:
-    """``portal.url_prefix``: the webmail at ``/``, the portal at ``/account`` of one
-    site (issue 16). Its pages, forms and redirects carry the prefix; outside it is not
-    the portal's."""
-    key = tmp_path / "portal.key"
-    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    key.chmod(0o600)
-    port = free_port()
-    config = parse_config(
-        {
-            "ldap": {
-                "uris": ["ldap://127.0.0.1/"],
-                "bind_dn": "cn=twostep,dc=example,dc=org",
-                "bind_password_file": "/etc/twostep/ldap.secret",
-            },
-            "users": {"base": "ou=people,dc=example,dc=org"},
-            "keys": {"current": "k1"},
-            "portal": {
-                "listen": f"127.0.0.1:{port}",
-                "secure_cookies": False,
-                "secret_key_file": str(key),
-                "url_prefix": "/account",
-            },
-        }
-    )
-    server = make_server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-
-        def get(path: str) -> tuple[int, str, str]:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.getheader("Location") or "", response.read().decode()
-
-        status, _, page = get("/account/signin")
-        assert status == 200 and 'action="/account/signin"' in page
-        assert 'href="/account/static/' in page
-        status, location, _ = get("/account/")
-        assert status == 302 and location.endswith("/account/signin")
-        assert get("/signin")[0] == 404
-    finally:
-        server.close()
-        thread.join(5)
 
 
 # -- through nginx -----------------------------------------------------------------------

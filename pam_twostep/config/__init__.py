@@ -47,7 +47,6 @@ from ._values import (
     _StrictLoader,
     _string,
     _uris,
-    _url_prefix,
     _userdb_fields,
     portal_trust_refused,
 )
@@ -229,7 +228,6 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         trusted_proxies=portal.take("trusted_proxies", _integer(0, 5), 0),
         socket_mode=portal.take("socket_mode", _mode, portal_defaults.socket_mode),
         socket_group=portal.take("socket_group", _group_name, portal_defaults.socket_group),
-        url_prefix=portal.take("url_prefix", _url_prefix, portal_defaults.url_prefix),
     )
     portal.done()
     if portal_config.trusted_proxies and not isinstance(portal_config.listen, Path):

@@ -47,7 +47,6 @@ __all__ = [
     "_StrictLoader",
     "_string",
     "_uris",
-    "_url_prefix",
     "_userdb_fields",
     "portal_trust_refused",
 ]
@@ -310,23 +309,6 @@ def _access_list(value: object, where: str) -> AccessList:
         lists.append(frozenset(items))
     section.done()
     return AccessList(lists[0], lists[1])
-
-
-_URL_PREFIX = re.compile(r"(/[a-z0-9][a-z0-9._-]{0,31}){1,4}")
-
-
-def _url_prefix(value: object, where: str) -> str:
-    """A path the portal is served under on another site (``/account``): a few lower-case
-    segments, no trailing slash; "" for the root."""
-    if value == "":
-        return ""
-    text = _string(value, where)
-    if not _URL_PREFIX.fullmatch(text):
-        raise ConfigError(
-            f"{where}: {text[:40]!r} is not a path like /account (lower-case letters, "
-            "digits, '.', '_', '-'; no trailing slash)"
-        )
-    return text
 
 
 def _group_name(value: object, where: str) -> str:

@@ -171,9 +171,6 @@ class PortalConfig:
     trusted_proxies: int = 0
     """Reverse proxies in front whose X-Forwarded-For/-Proto/-Host to believe: only with a
     UNIX socket ``listen``, so only peers that may open the socket file are believed."""
-    url_prefix: str = ""
-    """The path the portal is served under when it shares a site with another
-    application (the webmail at ``/``, the portal at ``/account``); "" for the root."""
 
 
 @dataclass(frozen=True)

@@ -64,20 +64,6 @@ def proxy_options(portal: PortalConfig) -> dict[str, Any]:
     }
 
 
-def _only_under(prefix: str, application: Any) -> Any:
-    """Requests outside ``prefix`` are not the portal's (waitress would hand them on with
-    SCRIPT_NAME set all the same): 404, as the site's other application would say."""
-
-    def serve_prefixed(environ: dict[str, Any], start_response: Any) -> Any:
-        path = str(environ.get("REQUEST_URI", "")).split("?", 1)[0]
-        if path != prefix and not path.startswith(prefix + "/"):
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"Not found\n"]
-        return application(environ, start_response)
-
-    return serve_prefixed
-
-
 def make_server(config: Config, app: Flask | None = None) -> Any:
     """The waitress server ``serve`` runs (tests run one in a thread and close it).
 
@@ -86,10 +72,7 @@ def make_server(config: Config, app: Flask | None = None) -> Any:
     is never open to more than it is meant to be, not even for a moment."""
     portal = config.portal
     options = proxy_options(portal)
-    application: Any = app or create_app(config)
-    if portal.url_prefix:  # waitress sets SCRIPT_NAME: every link and redirect carries it
-        options["url_prefix"] = portal.url_prefix
-        application = _only_under(portal.url_prefix, application)
+    application = app or create_app(config)
     if not isinstance(portal.listen, Path):
         host, port = portal.listen
         return waitress.create_server(
