@@ -329,3 +329,21 @@ def test_an_empty_password_is_refused_uncounted() -> None:
     )
     assert (decision.outcome, decision.reason) == (Outcome.DENY, Reason.WRONG_PASSWORD)
     assert not decision.commit and not decision.counted
+
+
+def test_of_two_notes_for_one_record_the_newest_counts_and_the_other_goes() -> None:
+    """Two first uses at once each add a note; the older must not make it look idle."""
+    state, token, record = opened(enabled_state(), idle=600)
+    older = Usage(record.id, NOW + 10, "198.51.100.7")
+    newer = Usage(record.id, NOW + 800, "198.51.100.7")
+    state = replace(state, usage=(older, newer))
+    assert state.usage_of(record.id) == newer
+    assert session_is_live(state, record, NOW + 1500)
+    decision = run(state, mail(token), remote=WEBMAIL, now=NOW + 1000)
+    deletes = [
+        c.values
+        for f in decision.followups
+        for c in f.changes
+        if c.attribute == Attr.USAGE and c.op is Op.DELETE
+    ]
+    assert (older.dump(),) in deletes and all(newer.dump() not in v for v in deletes)

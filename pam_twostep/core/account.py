@@ -127,7 +127,9 @@ class AccountState:
     overrides: Mapping[str, bool | int] = field(default_factory=dict)
 
     def usage_of(self, record_id: str) -> Usage | None:
-        return next((u for u in self.usage if u.id == record_id), None)
+        """The newest note of a record (two first uses at once may each have added one)."""
+        notes = [u for u in self.usage if u.id == record_id]
+        return max(notes, key=lambda u: u.time) if notes else None
 
     def passcode_is_live(self, passcode: Passcode, now: int) -> bool:
         """Made under the current password, and not expired."""

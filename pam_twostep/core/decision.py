@@ -283,7 +283,8 @@ def _dead_records(state: AccountState, ctx: Context) -> Modify:
         | {d.id for d in state.devices if d not in dead_devices}
         | {s.id for s in state.web_sessions if s not in dead_sessions}
     )
-    orphans = [n for n in state.usage if n.id not in kept]  # notes of records gone
+    # notes of records gone, and all but the newest of a record's (two first uses at once)
+    orphans = [n for n in state.usage if n.id not in kept or n is not state.usage_of(n.id)]
     if orphans:
         changes.append(Change.delete(Attr.USAGE, *(n.dump() for n in orphans)))
     if dead_passcodes:

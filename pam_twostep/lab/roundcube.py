@@ -7,17 +7,22 @@ in ``directory``, the plugin copied in from the checkout (or the installed share
 php-fpm in the foreground with one pool, and nginx on HTTPS at 127.0.0.1 in front of
 it. Nothing in /etc/roundcube, /etc/php or /etc/nginx is read but Roundcube's
 ``defaults.inc.php`` and PHP's own ini files, and nothing outside ``directory`` is
-written. As root the pool runs as ``www-data`` with twostepd's socket group (what the
-README tells a site: put www-data in that group, list it in ``daemon.verify``).
+written but, once, the system user below. As root the pool runs as ``roundcube`` with
+twostepd's socket group (what the
+README tells a site: a php-fpm pool of Roundcube's own user, ``roundcube``, in that
+group and in ``daemon.verify``; not www-data, which every PHP site and nginx's workers
+share). The lab makes that system user when it is missing, as the README's steps do.
 """
 
 from __future__ import annotations
 
 import grp
 import os
+import pwd
 import secrets
 import shutil
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,7 +32,7 @@ from .nginx import PREAMBLE, WORKER_USER, spki_pin
 from .processes import Process, Server, wait_for
 from .tls import Certificates, make_certificates
 
-__all__ = ["NGINX", "Roundcube", "php_fpm"]
+__all__ = ["NGINX", "POOL_USER", "Roundcube", "ensure_pool_user", "php_fpm"]
 
 NGINX = "/usr/sbin/nginx"
 _SHARE = Path("/usr/share/roundcube")
@@ -36,6 +41,45 @@ _ENTRY = """<?php
 define('INSTALL_PATH', realpath(__DIR__ . '/..') . '/');
 include INSTALL_PATH . 'index.php';
 """
+
+
+POOL_USER = "roundcube"
+"""Who Roundcube's PHP runs as (as root): a user of its own, as the README says."""
+
+
+def ensure_pool_user() -> None:
+    """The README's ``adduser --system --group roundcube``, when there is no such user
+    (twostepd resolves the names in ``daemon.verify`` when it starts: call this first)."""
+    try:
+        pwd.getpwnam(POOL_USER)
+        return
+    except KeyError:
+        pass
+    try:
+        grp.getgrnam(POOL_USER)
+        group = ["--gid", POOL_USER]
+    except KeyError:
+        group = ["--user-group"]
+    made = subprocess.run(
+        [
+            "useradd",
+            "--system",
+            *group,
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            POOL_USER,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        pwd.getpwnam(POOL_USER)  # made, here or by a lab starting at the same time
+    except KeyError:
+        raise RuntimeError(f"could not make the user {POOL_USER}: {made.stderr.strip()}") from None
 
 
 def php_fpm() -> Path:
@@ -220,7 +264,7 @@ class Roundcube:
                 if not path.is_symlink():
                     os.chown(path, 0, group)
             for name in ("logs", "temp", "db"):
-                shutil.chown(site / name, WORKER_USER, group)
+                shutil.chown(site / name, POOL_USER, group)
                 os.chmod(site / name, 0o770)
 
     def _config(self) -> str:
@@ -275,7 +319,7 @@ class Roundcube:
         identity = listen_owner = ""
         if os.getuid() == 0:
             group = self.twostepd_socket_group()
-            identity = f"user = {WORKER_USER}\ngroup = {group}\n"
+            identity = f"user = {POOL_USER}\ngroup = {group}\n"
             listen_owner = f"listen.owner = {WORKER_USER}\nlisten.group = {WORKER_USER}\n"
         return _FPM.format(d=self.directory, identity=identity, listen_owner=listen_owner)
 
@@ -289,6 +333,8 @@ class Roundcube:
     def start(self) -> None:
         if not Path(NGINX).exists():
             raise RuntimeError(f"{NGINX} is not installed (Debian package nginx)")
+        if os.getuid() == 0:
+            ensure_pool_user()  # the lab made it before twostepd; a caller of ours may not
         self._build()
         d = self.directory
         (d / "php-fpm.conf").write_text(self._fpm_config())

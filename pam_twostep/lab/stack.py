@@ -28,7 +28,7 @@ from .nginx import Nginx, worker_group
 from .portal import Portal
 from .postfix import Postfix
 from .processes import free_port, port_open, stop_group
-from .roundcube import Roundcube
+from .roundcube import POOL_USER, Roundcube, ensure_pool_user
 from .slapd import Directory, Slapd
 from .twostepd import Twostepd
 
@@ -193,6 +193,8 @@ class Lab:
         portal_socket = d / "portal" / "portal.sock"
         portal_listen: int | Path = portal_socket if tls_proxy else web_port
 
+        if webmail and os.getuid() == 0:
+            ensure_pool_user()  # before twostepd, which resolves daemon.verify at start
         clients = d / "clients"
         share = d / "share"
         install_clients(clients, share)
@@ -211,10 +213,10 @@ class Lab:
                 "audit": {"syslog": False, "file": str(d / "audit.log")},
                 # The lab's portal runs as root: listed as self-service, so its sessions
                 # are twostepd's to end and it never acts as an administrator. The
-                # webmail's PHP runs as www-data, which checks logins.
+                # webmail's PHP runs as a user of its own, which checks logins.
                 "daemon": {
                     "self_service": {"users": ["root"]},
-                    "verify": {"users": ["root", "dovecot", "postfix", "www-data"]},
+                    "verify": {"users": ["root", "dovecot", "postfix", POOL_USER]},
                 },
                 "portal": {
                     "listen": f"unix:{portal_socket}" if tls_proxy else f"127.0.0.1:{web_port}",

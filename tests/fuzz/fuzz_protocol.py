@@ -40,6 +40,7 @@ RESULTS = {
     "unknown",
     "refused",
     "error",
+    "ended",
 }
 _AUTH = (
     "user",
@@ -54,6 +55,9 @@ _AUTH = (
     "trust_device",
     "device_label",
     "continuation",
+    "mail_session",
+    "mail_bind",
+    "mail_idle",
 )
 _CONTEXT = ("service", "remote")
 SCHEMAS: dict[str, tuple[str, ...]] = {
@@ -74,6 +78,9 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "device-revoke": ("user", "device"),
     "device-revoke-others": ("user", "device"),
     "device-revoke-all": ("user",),
+    "webmail-check": ("user", "credential", "remote"),
+    "webmail-end": ("user", "credential", "remote"),
+    "webmail-session-revoke": ("user", "session_id"),
     "unlock": ("user",),
     "session-end": ("user", "session"),
     "password-change": ("user", "old", "new", "keep_device", *_CONTEXT),
@@ -129,6 +136,9 @@ WORDS = [
     "192.0.2.1",
     "::1",
     "1800000000.abc",
+    "webmail",
+    "127.0.0.1,::1",
+    "ws-abcdefgh." + "A" * 43,
     "",
 ]
 OP_NAMES = [*sorted(OPS), "", "Auth", "bogus"]

@@ -28,6 +28,7 @@ class twostep extends rcube_plugin
     private $rc;
     private $client;
     private $credential_in_use = false;
+    private $issued = null;
 
     public function init()
     {
@@ -44,6 +45,7 @@ class twostep extends rcube_plugin
         $this->add_hook('authenticate', [$this, 'authenticate']);
         $this->add_hook('login_after', [$this, 'login_after']);
         $this->add_hook('session_destroy', [$this, 'session_destroy']);
+        $this->add_hook('login_failed', [$this, 'login_failed']);
         $this->add_hook('settings_actions', [$this, 'settings_actions']);
         $this->register_handler('plugin.twostep_code_form', [$this, 'code_form']);
     }
@@ -174,6 +176,7 @@ class twostep extends rcube_plugin
         if (isset($reply['mail_credential']) && is_string($reply['mail_credential'])) {
             $args['pass'] = $reply['mail_credential'];
             $this->credential_in_use = true;
+            $this->issued = [$args['user'], $reply['mail_credential']];
             // here, not only in login_after: another plugin's login_after may never return
             $_SESSION['twostep_credential'] = true;
             return $args;
@@ -374,6 +377,28 @@ class twostep extends rcube_plugin
             ]);
         } catch (twostep_unavailable $e) {
             rcube::write_log('errors', 'twostep: the sign-out did not reach twostepd');
+        }
+        return $args;
+    }
+
+    /** Roundcube could not log in with the credential it was just given (IMAP refused
+     * it, say the mail server sees another address): it ends, rather than idling on. */
+    public function login_failed($args)
+    {
+        if ($this->issued !== null) {
+            try {
+                $this->client->ask([
+                    'op' => 'webmail-end',
+                    'user' => (string) $this->issued[0],
+                    'credential' => (string) $this->issued[1],
+                    'remote' => (string) rcube_utils::remote_addr(),
+                ]);
+            } catch (twostep_unavailable $e) {
+                rcube::write_log('errors', 'twostep: an unused credential was not ended');
+            }
+            $this->issued = null;
+            rcube::write_log('errors', 'twostep: IMAP refused the session credential; '
+                . 'is twostep_mail_addresses the address the mail server sees?');
         }
         return $args;
     }
