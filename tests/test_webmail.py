@@ -14,11 +14,14 @@ input on the code form gets a clear message; no secret reaches any log.
 from __future__ import annotations
 
 import base64
+import contextlib
 import imaplib
 import os
 import re
+import socket
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -348,6 +351,83 @@ def test_wrong_codes_count_and_lock_and_hostile_input_is_answered(
     assert "locked" in carol.message()
     assert '"reason":"wrong-code","remote":"127.0.0.1","service":"webmail"' in audit(lab)
     carol.close()
+
+
+class FakeTwostepd:
+    """A socket that answers every request with ``reply`` (or closes): what the plugin
+    must take as "not available", never as leave to use the password."""
+
+    def __init__(self, directory: Path, reply: bytes | None) -> None:
+        self.path = directory / f"fake-{time.time_ns()}.sock"
+        self.reply = reply
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(self.path))
+        os.chmod(self.path, 0o666)
+        self.server.listen(8)
+        self.server.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            try:
+                connection, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                with contextlib.suppress(OSError):
+                    connection.recv(65536)
+                    if self.reply is not None:
+                        connection.sendall(self.reply)
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(5)
+        self.server.close()
+        self.path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        None,  # closes without a word
+        b"not json\n",
+        b'{"result":"error","error":"forbidden"}\n',
+        b'{"result":"accept"\n',
+        b'["accept"]\n',
+        b'{"result":"mystery","user":"alice"}\n',
+        b"",  # nothing listening: the socket is gone (below)
+    ],
+)
+def test_a_twostepd_that_answers_oddly_signs_nobody_in(
+    lab: dict[str, Any], browser: Any, reply: bytes | None
+) -> None:
+    """Fail closed: whatever the socket says, short of a real decision, the sign-in is
+    refused as "not available", even for a user whose password alone would do."""
+    settings = Path(lab["webmail_logs"]) / "site" / "plugins" / "twostep" / "config.inc.php"
+    before = settings.read_text()
+    fake = FakeTwostepd(Path(lab["dir"]), reply)
+    if reply == b"":
+        fake.close()
+    try:
+        settings.write_text(
+            re.sub(
+                r"(\$config\['twostep_socket'\] = ')[^']*",
+                lambda m: m.group(1) + str(fake.path),
+                before,
+            )
+        )
+        time.sleep(2.5)  # PHP's opcache looks at a file's time at most every 2 s
+        alice = Webmail(browser, lab, "alice")
+        assert alice.sign_in(password_of(lab, "alice")) == "login"
+        assert "Sign-in is not available at the moment" in alice.message()
+        alice.close()
+    finally:
+        settings.write_text(before)
+        fake.close()
+        time.sleep(2.5)
 
 
 def test_no_secret_in_any_log(lab: dict[str, Any]) -> None:
