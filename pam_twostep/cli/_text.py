@@ -24,6 +24,7 @@ __all__ = [
     "_policy_text",
     "_passcodes_text",
     "_devices_text",
+    "_webmail_text",
     "_status_text",
     "_codes_text",
     "_begin_text",
@@ -104,6 +105,18 @@ def _devices_text(devices: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _webmail_text(sessions: list[dict[str, Any]]) -> str:
+    """Open webmail sessions (issue 16), as ``twostep status`` and ``webmail list`` show them."""
+    lines = [f"webmail sessions: {len(sessions)}"]
+    for web in sessions:
+        used = _when(web["last_used"]) if web["last_used"] else "not since"
+        lines.append(
+            f"  {web['id']}  from {web['browser'] or '?'}  signed in "
+            f"{_when(web['started'])}  last used {used}"
+        )
+    return "\n".join(lines)
+
+
 def _status_text(status: dict[str, Any]) -> str:
     lines = [
         f"{status['user']}: two-step verification is {'ON' if status['enabled'] else 'OFF'}",
@@ -117,7 +130,7 @@ def _status_text(status: dict[str, Any]) -> str:
     lines.append(_passcodes_text(status["passcodes"]))
     lines.append(_devices_text(status["devices"]))
     if status.get("webmail_sessions"):
-        lines.append(f"webmail sessions: {len(status['webmail_sessions'])} (twostep webmail list)")
+        lines.append(_webmail_text(status["webmail_sessions"]))
     if status["locked"]:
         until = _when(status["locked_until"]) if status["locked_until"] else "an admin unlocks"
         lines.append(f"LOCKED until {until} (twostep unlock {status['user']})")

@@ -7,20 +7,9 @@ from __future__ import annotations
 import argparse
 
 from ._base import EXIT_OK, Commands, Output, _ask
-from ._text import _when
+from ._text import _webmail_text
 
 __all__ = ["register"]
-
-
-def _sessions_text(sessions: list[dict[str, object]]) -> str:
-    lines = [f"webmail sessions: {len(sessions)}"]
-    for web in sessions:
-        used = _when(web["last_used"]) if web["last_used"] else "not since"  # type: ignore[arg-type]
-        lines.append(
-            f"  {web['id']}  from {web['browser'] or '?'}  signed in "
-            f"{_when(web['started'])}  last used {used}"  # type: ignore[arg-type]
-        )
-    return "\n".join(lines)
 
 
 def cmd_webmail(args: argparse.Namespace, out: Output) -> int:
@@ -28,7 +17,7 @@ def cmd_webmail(args: argparse.Namespace, out: Output) -> int:
         status = _ask(args, {"op": "status", "user": args.user})["status"]
         sessions = status["webmail_sessions"]
         out.result(
-            {"user": args.user, "webmail_sessions": sessions}, lambda: _sessions_text(sessions)
+            {"user": args.user, "webmail_sessions": sessions}, lambda: _webmail_text(sessions)
         )
         return EXIT_OK
     _ask(args, {"op": "webmail-session-revoke", "user": args.user, "session_id": args.id})
