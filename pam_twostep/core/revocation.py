@@ -1,0 +1,153 @@
+"""Which mail credentials a change took away, and which open mail sessions must end.
+
+A revoked passcode is refused at the next login, but an IMAP client that is already in
+(IDLE holds a session for hours) and Dovecot's auth cache both outlive the directory
+change. So after every change twostepd compares the account's live mail credentials
+before and after (``revocation``) and asks the mail servers to end what used the ones
+that went (``kick_plan``).
+
+What a mail server knows of a local session is its user and its client's address (the
+passdb's ``user_*`` fields are tracked for proxied sessions only, on 2.3 and 2.4 alike),
+so sessions are told apart by address: those from the addresses a revoked credential
+was last used from end, together with any other of the user's sessions from there (a
+mail client reconnects at once with its own, still valid, passcode). Where every
+credential went (a password change, a disable, a reset, a lock-out), or where a revoked
+one has no known address, every session of the user ends: never too few.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .account import AccountState
+from .lockout import lock_state
+from .policy import Policy
+from .websessions import live_sessions
+
+__all__ = [
+    "NOTHING_ENDED",
+    "Credential",
+    "Ended",
+    "Kick",
+    "Revocation",
+    "RevocationCause",
+    "kick_plan",
+    "live_credentials",
+    "password_changed",
+    "revocation",
+]
+
+
+class RevocationCause(Enum):
+    CHANGE = "change"
+    """A change made through twostep (revoke, disable, reset, password change, ...)."""
+    LOCKED = "locked"
+    PASSWORD_CHANGED = "password-changed"
+    """Noticed on the entry: its password changed by some other route."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One secret a mail client may hold: ``tag`` names it uniquely on the account."""
+
+    tag: str
+    label: str
+    addresses: tuple[str, ...]
+    """Where it was last seen used (empty: not known)."""
+
+
+@dataclass(frozen=True)
+class Revocation:
+    user: str
+    revoked: tuple[Credential, ...]
+    everything: bool
+    """No mail credential the account had before is still good."""
+    cause: RevocationCause = RevocationCause.CHANGE
+
+    def __bool__(self) -> bool:
+        return bool(self.revoked) or self.everything
+
+
+@dataclass(frozen=True)
+class Kick:
+    """End ``user``'s mail sessions: from ``addresses`` only, or (None) from everywhere;
+    and drop the user from the mail servers' auth caches."""
+
+    user: str
+    addresses: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What asking the mail servers came to: sessions ended, and each host that could
+    not be asked (its name and why, never a secret)."""
+
+    attempted: bool
+    ended: int = 0
+    failures: tuple[str, ...] = ()
+
+
+NOTHING_ENDED = Ended(False)
+"""Nothing was asked: nothing went, or no mail server is configured."""
+
+
+def live_credentials(state: AccountState, policy: Policy, now: int) -> dict[str, Credential]:
+    """The mail credentials that would be accepted now, by tag. None while locked."""
+    if lock_state(state, policy, now).locked:
+        return {}
+    found: list[Credential] = []
+    if state.enabled:
+        if policy.passcodes:
+            for passcode in state.live_passcodes(now):
+                note = state.usage_of(passcode.id)
+                found.append(
+                    Credential(
+                        f"passcode:{passcode.id}",
+                        passcode.label,
+                        (note.address,) if note is not None and note.address else (),
+                    )
+                )
+    elif policy.mail_password:
+        found.append(Credential(f"password:{state.stamp}", "the password", ()))
+    for session in live_sessions(state, now):
+        found.append(Credential(f"webmail:{session.id}", "a webmail session", session.bind))
+    return {c.tag: c for c in found}
+
+
+def revocation(
+    before: AccountState,
+    before_policy: Policy,
+    after: AccountState,
+    after_policy: Policy,
+    now: int,
+    cause: RevocationCause = RevocationCause.CHANGE,
+) -> Revocation:
+    """What went between two readings of one account (empty when nothing did)."""
+    old = live_credentials(before, before_policy, now)
+    new = live_credentials(after, after_policy, now)
+    gone = tuple(c for tag, c in sorted(old.items()) if tag not in new)
+    return Revocation(
+        after.username, gone, everything=bool(old) and not (old.keys() & new.keys()), cause=cause
+    )
+
+
+def password_changed(state: AccountState, now: int) -> Revocation | None:
+    """Records made under another password still on the entry: the password changed
+    by a route other than twostep's, and everything made under the old one is dead."""
+    stale = [p for p in state.passcodes if p.stamp != state.stamp] + [
+        s for s in state.web_sessions if s.stamp != state.stamp
+    ]
+    if not stale:
+        return None
+    return Revocation(state.username, (), everything=True, cause=RevocationCause.PASSWORD_CHANGED)
+
+
+def kick_plan(change: Revocation) -> Kick | None:
+    """The sessions to end for ``change``; None when nothing went."""
+    if not change:
+        return None
+    if change.everything or any(not c.addresses for c in change.revoked):
+        return Kick(change.user, None)
+    addresses = sorted({a for c in change.revoked for a in c.addresses})
+    return Kick(change.user, tuple(addresses))
