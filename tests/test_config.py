@@ -126,6 +126,23 @@ def test_full_config() -> None:
         ("daemon.max_connections_per_uid", 2.5, "must be a whole number"),
         ("daemon.verify", {"users": ["dovecot", "#105"]}, "'#105' is not a user or group name"),
         ("daemon.verify", {"uids": [105]}, "daemon.verify.uids: unknown key"),
+        ("mail_sessions.hosts", {"name": "a"}, "mail_sessions.hosts: must be a list"),
+        ("mail_sessions.hosts", ["http://127.0.0.1/"], "must be a mapping"),
+        ("mail_sessions.hosts", [{"url": "http://127.0.0.1/"}], "name: required"),
+        ("mail_sessions.hosts", [{"name": "a b", "url": "http://[::1]/"}], "name: letters"),
+        ("mail_sessions.hosts", [{"name": "a", "url": "http://10.1.1.1/"}], "in clear text"),
+        ("mail_sessions.hosts", [{"name": "a", "url": "ftp://127.0.0.1/"}], "not an http"),
+        ("mail_sessions.hosts", [{"name": "a", "url": "http://u:p@127.0.0.1/"}], "not an http"),
+        ("mail_sessions.hosts", [{"name": "a", "url": "http://127.0.0.1:99999/"}], "not an http"),
+        ("mail_sessions.hosts", [{"name": "a", "url": "https://m/", "port": 1}], "port: unknown"),
+        ("mail_sessions.hosts", [{"name": "a", "url": "https://m/", "auth_master": "x"}], "absol"),
+        (
+            "mail_sessions.hosts",
+            [{"name": "a", "url": "https://m/"}, {"name": "a", "url": "https://n/"}],
+            "same name",
+        ),
+        ("mail_sessions.timeout", 0, "mail_sessions.timeout: must be between"),
+        ("mail_sessions.api_key", "secret", "mail_sessions.api_key: unknown key"),
     ],
 )
 def test_errors_name_the_key(path: str, value: object, message: str) -> None:

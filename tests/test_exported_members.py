@@ -34,6 +34,8 @@ EXPORTED = {
         "DaemonConfig",
         "KeysConfig",
         "LdapConfig",
+        "MailHost",
+        "MailSessionsConfig",
         "PolicyConfig",
         "PortalConfig",
         "Secrets",

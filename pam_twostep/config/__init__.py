@@ -36,6 +36,7 @@ from ._values import (
     _is_loopback,
     _key_id,
     _listen,
+    _mail_hosts,
     _mode,
     _number,
     _path,
@@ -59,6 +60,8 @@ from .model import (
     DaemonConfig,
     KeysConfig,
     LdapConfig,
+    MailHost,
+    MailSessionsConfig,
     PolicyConfig,
     PortalConfig,
     Secrets,
@@ -75,6 +78,8 @@ __all__ = [
     "DaemonConfig",
     "KeysConfig",
     "LdapConfig",
+    "MailHost",
+    "MailSessionsConfig",
     "PolicyConfig",
     "PortalConfig",
     "Secrets",
@@ -233,6 +238,8 @@ def parse_config(data: object, source: Path | None = None) -> Config:
     if portal_config.trusted_proxies and not isinstance(portal_config.listen, Path):
         raise ConfigError(portal_trust_refused(portal_config.listen))
 
+    mail_sessions_config = _mail_sessions(top.section("mail_sessions"))
+
     logging_section = top.section("logging")
     log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)
     logging_section.done()
@@ -249,9 +256,21 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         audit=audit_config,
         daemon=daemon_config,
         portal=portal_config,
+        mail_sessions=mail_sessions_config,
         log_level=log_level,
         source=source,
     )
+
+
+def _mail_sessions(section: _Section) -> MailSessionsConfig:
+    defaults = MailSessionsConfig()
+    config = MailSessionsConfig(
+        hosts=section.take("hosts", _mail_hosts, defaults.hosts),
+        api_key_file=section.take("api_key_file", _path, defaults.api_key_file),
+        timeout=section.take("timeout", _number(0.1, 30), defaults.timeout),
+    )
+    section.done()
+    return config
 
 
 def config_path(explicit: str | None = None) -> Path:
@@ -293,7 +312,12 @@ def load_secrets(config: Config) -> Secrets:
     try:
         password = read_secret_file(config.ldap.bind_password_file, "ldap.bind_password_file")
         keyring = load_keyring(config.keys.directory, config.keys.current)
+        doveadm_key = (
+            read_secret_file(config.mail_sessions.api_key_file, "mail_sessions.api_key_file")
+            if config.mail_sessions.hosts
+            else None
+        )
     except ConfigError as exc:
         where = f"{config.source}: " if config.source else ""
         raise ConfigError(f"{where}{exc}") from None
-    return Secrets(bind_password=password, keyring=keyring)
+    return Secrets(bind_password=password, keyring=keyring, doveadm_key=doveadm_key)

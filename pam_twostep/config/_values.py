@@ -21,7 +21,7 @@ from ..core.duration import parse_duration
 from ..core.errors import ConfigError
 from ..core.policy import overrides_from_mapping
 from ..core.records import check_service_name
-from .model import AccessList
+from .model import AccessList, MailHost
 
 __all__ = [
     "_access_list",
@@ -36,6 +36,7 @@ __all__ = [
     "_is_loopback",
     "_key_id",
     "_listen",
+    "_mail_hosts",
     "_mode",
     "_number",
     "_path",
@@ -206,6 +207,48 @@ def _uris(value: object, where: str) -> tuple[str, ...]:
             raise ConfigError(f"{where}: {uri[:200]!r} is not an ldap://, ldaps:// or ldapi:// URI")
         uris.append(uri)
     return tuple(uris)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _mail_hosts(value: object, where: str) -> tuple[MailHost, ...]:
+    """Dovecot hosts: each {name, url, auth_master?}; http:// only to loopback (the API
+    key and the user names would cross the network in clear)."""
+    if not isinstance(value, list) or len(value) > 32:
+        raise ConfigError(f"{where}: must be a list of at most 32 hosts")
+    hosts = []
+    for index, item in enumerate(value):
+        spot = f"{where}[{index}]"
+        entry = _Section(item, spot)
+        name = entry.require("name", _string)
+        if not _HOST_NAME.fullmatch(name):
+            raise ConfigError(f"{spot}.name: letters, digits, '.', '-' and '_', at most 63")
+        url = entry.require("url", _string)
+        try:
+            parsed = urllib.parse.urlsplit(url)
+            _ = parsed.port
+        except ValueError:
+            parsed = None
+        if (
+            parsed is None
+            or parsed.scheme not in ("http", "https")
+            or not parsed.hostname
+            or parsed.query
+            or parsed.fragment
+            or parsed.username is not None
+        ):
+            raise ConfigError(f"{spot}.url: {url[:120]!r} is not an http:// or https:// URL")
+        if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+            raise ConfigError(
+                f"{spot}.url: {url[:120]} would send the API key in clear text; use https://"
+            )
+        auth_master = entry.take("auth_master", _path, None)
+        entry.done()
+        hosts.append(MailHost(name, url, auth_master))
+    if len({h.name for h in hosts}) != len(hosts):
+        raise ConfigError(f"{where}: two hosts have the same name")
+    return tuple(hosts)
 
 
 def portal_trust_refused(listen: tuple[str, int]) -> str:

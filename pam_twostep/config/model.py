@@ -22,6 +22,8 @@ __all__ = [
     "DaemonConfig",
     "KeysConfig",
     "LdapConfig",
+    "MailHost",
+    "MailSessionsConfig",
     "PolicyConfig",
     "PortalConfig",
     "Secrets",
@@ -174,6 +176,28 @@ class PortalConfig:
 
 
 @dataclass(frozen=True)
+class MailHost:
+    """One Dovecot server whose open sessions twostepd ends when a credential goes."""
+
+    name: str
+    url: str
+    """Its doveadm HTTP API: ``http://`` on loopback, else ``https://``."""
+    auth_master: Path | None = None
+    """Its ``auth-master`` socket (same host only), for flushing the auth cache where the
+    HTTP API cannot (Dovecot 2.4); None: flushed through the HTTP API (2.3)."""
+
+
+@dataclass(frozen=True)
+class MailSessionsConfig:
+    hosts: tuple[MailHost, ...] = ()
+    """None: revocations reach the next login only (sessions already open stay)."""
+    api_key_file: Path = Path("/etc/twostep/doveadm.key")
+    """doveadm_api_key of the hosts, one line, mode 0600 or 0640 (read by twostepd only)."""
+    timeout: float = 2.0
+    """Seconds for each host to answer each request."""
+
+
+@dataclass(frozen=True)
 class Config:
     ldap: LdapConfig
     users: UsersConfig
@@ -186,6 +210,7 @@ class Config:
     audit: AuditConfig = AuditConfig()
     daemon: DaemonConfig = DaemonConfig()
     portal: PortalConfig = PortalConfig()
+    mail_sessions: MailSessionsConfig = MailSessionsConfig()
     log_level: str = "info"
     source: Path | None = None
 
@@ -196,3 +221,5 @@ class Secrets:
 
     bind_password: str = field(repr=False)
     keyring: Keyring = field(repr=False)
+    doveadm_key: str | None = field(default=None, repr=False)
+    """The mail servers' doveadm API key, when ``mail_sessions`` lists any."""
