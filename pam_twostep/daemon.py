@@ -55,6 +55,7 @@ from .core.errors import ConfigError
 from .directory import Directory
 from .engine import Engine
 from .handlers import error, handle
+from .mailsessions import mail_sessions
 from .socketfile import group_id, hand_over
 from .supervisor import Supervisor
 
@@ -92,7 +93,10 @@ def _build(config: Config) -> _Runtime:
     secrets = load_secrets(config)
     rules = resolve(config.daemon)
     directory = Directory(config.ldap, config.users, secrets.bind_password)
-    engine = Engine(config, directory, secrets.keyring, build_sink(config.audit))
+    sink = build_sink(config.audit)
+    engine = Engine(
+        config, directory, secrets.keyring, sink, sessions=mail_sessions(config, secrets, sink)
+    )
     return _Runtime(config, engine, directory, rules)
 
 

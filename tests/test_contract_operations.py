@@ -39,6 +39,7 @@ from pam_twostep.config import parse_config
 from pam_twostep.core.candidate import Candidate
 from pam_twostep.core.decision import Reason
 from pam_twostep.core.errors import NotFound, RefusalReason, Refused, TemporaryFailure
+from pam_twostep.core.revocation import NOTHING_ENDED
 from pam_twostep.core.totp import decode_secret, time_step, totp
 from pam_twostep.engine import Engine
 from pam_twostep.keyfiles import write_key_file
@@ -817,7 +818,7 @@ def test_a_password_change_that_races_a_revocation_still_revokes_everything(
     """Once the password has changed, its clean-up must go through whatever raced it:
     refusing then told the user to retry a change already made (found here)."""
     assert world.engine.status("alice").devices
-    assert run(world, _case("change_password", "race-device-revoked-meanwhile")) is None
+    assert run(world, _case("change_password", "race-device-revoked-meanwhile")) == NOTHING_ENDED
     status = world.engine.status("alice")
     assert status.devices == () and status.passcodes == ()
     assert not old_password_works(world)

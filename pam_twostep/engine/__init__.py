@@ -37,15 +37,18 @@ from ..core.candidate import Candidate
 from ..core.codes import Random
 from ..core.decision import Attempt, Decision
 from ..core.keyring import Keyring
+from ..core.revocation import Ended
 from ..directory import Directory
 from ._audited import Auditor
 from ._inputs import check_username
+from ._ports import SessionEnder
 from ._store import AccountStore, PolicyCache
 from .accounts import AccountManager
 from .imports import Importer
 from .keys import KeyRotation
 from .logins import Authenticator
 from .policies import PolicyAdmin, PolicyEntry
+from .revocations import Revoker
 from .webmail import WebmailSessions
 
 __all__ = [
@@ -71,25 +74,37 @@ class Engine:
         *,
         clock: Callable[[], float] = time.time,
         random: Random = secrets.token_bytes,
+        sessions: SessionEnder | None = None,
     ) -> None:
+        """``sessions``: the mail servers whose open sessions a revocation ends
+        (``mailsessions``); None: a revocation reaches the next login only."""
         self.config = config
         self.directory = directory
         self._keys = keyring
         cache = PolicyCache(directory, clock)
         store = AccountStore(config, directory, cache)
         auditor = Auditor(store, audit, clock)
+        revoker = Revoker(store, sessions, clock)
         self.logins = Authenticator(
-            config, directory, store, auditor, keyring, clock=clock, random=random
+            config, directory, store, auditor, keyring, revoker, clock=clock, random=random
         )
         self.accounts = AccountManager(
-            config, directory, store, auditor, self.logins, keyring, clock=clock, random=random
+            config,
+            directory,
+            store,
+            auditor,
+            self.logins,
+            keyring,
+            revoker,
+            clock=clock,
+            random=random,
         )
         self.policies = PolicyAdmin(config, directory, cache, auditor)
         self.keys = KeyRotation(store, auditor, keyring, random=random)
         self.imports = Importer(
             config, directory, store, auditor, self.policies, keyring, random=random
         )
-        self.webmail = WebmailSessions(store, auditor, clock=clock, random=random)
+        self.webmail = WebmailSessions(store, auditor, revoker, clock=clock, random=random)
 
     @property
     def login_count(self) -> int:
@@ -176,11 +191,11 @@ class Engine:
             username, label, services=services, lifetime=lifetime, actor=actor
         )
 
-    def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> None:
-        self.accounts.revoke_passcode(username, label, actor=actor)
+    def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> Ended:
+        return self.accounts.revoke_passcode(username, label, actor=actor)
 
-    def revoke_all_passcodes(self, username: str, *, actor: str | None = None) -> None:
-        self.accounts.revoke_all_passcodes(username, actor=actor)
+    def revoke_all_passcodes(self, username: str, *, actor: str | None = None) -> Ended:
+        return self.accounts.revoke_all_passcodes(username, actor=actor)
 
     def revoke_device(self, username: str, device_id: str, *, actor: str | None = None) -> None:
         self.accounts.revoke_device(username, device_id, actor=actor)
@@ -196,8 +211,8 @@ class Engine:
     def unlock(self, username: str, *, actor: str | None = None) -> None:
         self.accounts.unlock(username, actor=actor)
 
-    def reset(self, username: str, *, actor: str | None = None) -> None:
-        self.accounts.reset(username, actor=actor)
+    def reset(self, username: str, *, actor: str | None = None) -> Ended:
+        return self.accounts.reset(username, actor=actor)
 
     def disable(
         self,
@@ -209,8 +224,8 @@ class Engine:
         actor: str | None = None,
         service: str = "twostep",
         remote: str = "",
-    ) -> None:
-        self.accounts.disable(
+    ) -> Ended:
+        return self.accounts.disable(
             username,
             password=password,
             code=code,
@@ -230,8 +245,8 @@ class Engine:
         actor: str | None = None,
         service: str = "twostep",
         remote: str = "",
-    ) -> None:
-        self.accounts.change_password(
+    ) -> Ended:
+        return self.accounts.change_password(
             username,
             old,
             new,

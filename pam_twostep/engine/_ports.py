@@ -13,8 +13,9 @@ from typing import Protocol
 
 from ..core.account import RawEntry
 from ..core.changes import Modify
+from ..core.revocation import Ended, Kick, RevocationCause
 
-__all__ = ["DirectoryPort"]
+__all__ = ["DirectoryPort", "SessionEnder"]
 
 
 class DirectoryPort(Protocol):
@@ -43,3 +44,11 @@ class DirectoryPort(Protocol):
     def check_password(self, dn: str, password: str) -> bool: ...
 
     def change_password(self, dn: str, old: str, new: str) -> bool: ...
+
+
+class SessionEnder(Protocol):
+    """The mail servers, as far as ending open sessions goes (``mailsessions``)."""
+
+    def end(self, kick: Kick, cause: RevocationCause, actor: str | None = None) -> Ended: ...
+
+    def end_later(self, kick: Kick, cause: RevocationCause) -> None: ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Collection
+from typing import TypeVar
 
 from ..config import Config
 from ..core import enrollment, management
@@ -22,13 +23,17 @@ from ..core.decision import Attempt, Context, Flow, Method, Outcome, Reason
 from ..core.errors import Conflict, DirectoryUnavailable, RefusalReason, Refused
 from ..core.keyring import Keyring
 from ..core.lockout import address_wait, lock_state, record_failure
-from ._audited import Auditor
+from ..core.revocation import Ended
+from ._audited import AccountChange, Auditor
 from ._inputs import check_username, context
 from ._ports import DirectoryPort
 from ._store import AccountStore, Loaded
 from .logins import Authenticator
+from .revocations import Revoker
 
 __all__ = ["AccountManager"]
+
+_T = TypeVar("_T")
 
 
 class AccountManager:
@@ -40,6 +45,7 @@ class AccountManager:
         auditor: Auditor,
         logins: Authenticator,
         keys: Keyring,
+        revoker: Revoker,
         *,
         clock: Callable[[], float],
         random: Random,
@@ -50,6 +56,7 @@ class AccountManager:
         self._auditor = auditor
         self._logins = logins
         self._keys = keys
+        self._revoker = revoker
         self._clock = clock
         self._random = random
 
@@ -83,7 +90,7 @@ class AccountManager:
     # -- shared checks ----------------------------------------------------------------
 
     def _count_failure(self, loaded: Loaded, kind: str, presented: str, ctx: Context) -> None:
-        commit, prune, _ = record_failure(
+        commit, prune, locks = record_failure(
             loaded.state,
             loaded.policy,
             now=ctx.now,
@@ -95,6 +102,27 @@ class AccountManager:
         )
         self._store.write(loaded.state, commit)
         self._store.bookkeeping(loaded.state, (prune,))
+        if locks:
+            self._revoker.locked(loaded.state)
+
+    def _revoking(
+        self,
+        action: str,
+        username: str,
+        actor: str | None,
+        change: AccountChange[_T],
+        *,
+        service: str = "twostep",
+        remote: str = "",
+        label: str | None = None,
+    ) -> tuple[_T, Ended]:
+        """A change that may take mail credentials away, and the ending of the mail
+        sessions that used them (``engine.revocations``)."""
+        watched, seen = self._revoker.changing(change)
+        result = self._auditor.change_account(
+            action, username, actor, watched, service=service, remote=remote, label=label
+        )
+        return result, self._revoker.settle(seen, username, actor)
 
     @staticmethod
     def _refuse_if_locked(loaded: Loaded, now: int) -> None:
@@ -229,9 +257,11 @@ class AccountManager:
                     self._count_failure(loaded, "code", code, context(service, remote, now))
                 raise
 
-        return self._auditor.change_account(
+        # two-step on: the password no longer opens mail (its report is in the audit)
+        codes, _ = self._revoking(
             "enroll-confirm", username, actor, change, service=service, remote=remote
         )
+        return codes
 
     def regenerate_backup_codes(self, username: str, *, actor: str | None = None) -> list[str]:
         def change(loaded: Loaded, now: int) -> tuple[list[str], Modify, Modify]:
@@ -288,22 +318,22 @@ class AccountManager:
             "passcode-add", username, actor, change, label=label[:64], settle=settle
         )
 
-    def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> None:
-        self._auditor.change_account(
+    def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> Ended:
+        return self._revoking(
             "passcode-revoke",
             username,
             actor,
             lambda loaded, now: (None, *management.revoke_passcode(loaded.state, label)),
             label=label[:64],
-        )
+        )[1]
 
-    def revoke_all_passcodes(self, username: str, *, actor: str | None = None) -> None:
-        self._auditor.change_account(
+    def revoke_all_passcodes(self, username: str, *, actor: str | None = None) -> Ended:
+        return self._revoking(
             "passcode-revoke-all",
             username,
             actor,
             lambda loaded, now: (None, *management.revoke_all_passcodes(loaded.state)),
-        )
+        )[1]
 
     def revoke_device(self, username: str, device_id: str, *, actor: str | None = None) -> None:
         self._auditor.change_account(
@@ -343,14 +373,14 @@ class AccountManager:
             lambda loaded, now: (None, management.unlock_modify(), Modify(())),
         )
 
-    def reset(self, username: str, *, actor: str | None = None) -> None:
+    def reset(self, username: str, *, actor: str | None = None) -> Ended:
         """Admin: wipe all two-step state, devices, passcodes and the lock."""
-        self._auditor.change_account(
+        return self._revoking(
             "reset",
             username,
             actor,
             lambda loaded, now: (None, management.reset_modify(loaded.state), Modify(())),
-        )
+        )[1]
 
     def disable(
         self,
@@ -362,7 +392,7 @@ class AccountManager:
         actor: str | None = None,
         service: str = "twostep",
         remote: str = "",
-    ) -> None:
+    ) -> Ended:
         """Turn two-step off: an admin may; a user must present password and a code."""
 
         def change(loaded: Loaded, now: int) -> tuple[None, Modify, Modify]:
@@ -379,9 +409,7 @@ class AccountManager:
                 self._verify_second_factor(username, password or "", code or "", service, remote)
             return None, management.disable_modify(loaded.state), Modify(())
 
-        self._auditor.change_account(
-            "disable", username, actor, change, service=service, remote=remote
-        )
+        return self._revoking("disable", username, actor, change, service=service, remote=remote)[1]
 
     def change_password(
         self,
@@ -393,7 +421,7 @@ class AccountManager:
         actor: str | None = None,
         service: str = "twostep",
         remote: str = "",
-    ) -> None:
+    ) -> Ended:
         """Change the password as the user (RFC 3062); every passcode and device dies, but
         ``keep_device``, the device the change was made from."""
 
@@ -423,6 +451,6 @@ class AccountManager:
             )
             return None, modify, Modify((Change.replace(Attr.USAGE),))
 
-        self._auditor.change_account(
+        return self._revoking(
             "password-change", username, actor, change, service=service, remote=remote
-        )
+        )[1]

@@ -39,6 +39,7 @@ from ._audited import Auditor
 from ._inputs import check_username, context, is_loopback
 from ._ports import DirectoryPort
 from ._store import AccountStore, Loaded
+from .revocations import Revoker
 
 __all__ = ["Authenticator"]
 
@@ -56,6 +57,7 @@ class Authenticator:
         store: AccountStore,
         auditor: Auditor,
         keys: Keyring,
+        revoker: Revoker,
         *,
         clock: Callable[[], float],
         random: Random,
@@ -65,6 +67,7 @@ class Authenticator:
         self._store = store
         self._auditor = auditor
         self._keys = keys
+        self._revoker = revoker
         self._clock = clock
         self._random = random
         self.login_count = 0
@@ -141,6 +144,7 @@ class Authenticator:
         self, loaded: Loaded, attempt: Attempt, ctx: Context, proof: PasswordProof | None
     ) -> Decision:
         state, policy = loaded.state, loaded.policy
+        self._revoker.notice(state)
         check = PasswordCheck.NOT_CHECKED
         bound = False
         # Locked, or this address throttled (on this account, or across accounts): refused
@@ -172,6 +176,8 @@ class Authenticator:
                     ) from None
                 decision = conflicted(state, policy, attempt, ctx, self._random)
                 self._store.bookkeeping(state, (decision.commit,))
+        if decision.locks:
+            self._revoker.locked(state)
         if decision.counted and not is_loopback(ctx.remote):
             self._sources.failed(ctx.remote, ctx.now)
         self._store.bookkeeping(state, decision.followups)

@@ -29,6 +29,7 @@ from ..core.websessions import end_session, find_session, issue_session, touch_s
 from ._audited import Auditor
 from ._inputs import check_username, context
 from ._store import AccountStore, Loaded
+from .revocations import Revoker
 
 __all__ = ["WebmailSessions"]
 
@@ -38,12 +39,14 @@ class WebmailSessions:
         self,
         store: AccountStore,
         auditor: Auditor,
+        revoker: Revoker,
         *,
         clock: Callable[[], float],
         random: Random,
     ) -> None:
         self._store = store
         self._auditor = auditor
+        self._revoker = revoker
         self._clock = clock
         self._random = random
 
@@ -100,9 +103,11 @@ class WebmailSessions:
                 return None, Modify(()), Modify(())
             return None, end_session(loaded.state, session), Modify(())
 
+        watched, seen = self._revoker.changing(change)
         self._auditor.change_account(
-            "webmail-session-end", username, None, change, service="webmail", remote=browser
+            "webmail-session-end", username, None, watched, service="webmail", remote=browser
         )
+        self._revoker.settle(seen, username, None)
         return True
 
     def revoke(self, username: str, session_id: str, *, actor: str | None = None) -> None:
@@ -117,6 +122,8 @@ class WebmailSessions:
                 )
             return None, end_session(loaded.state, session), Modify(())
 
+        watched, seen = self._revoker.changing(change)
         self._auditor.change_account(
-            "webmail-session-revoke", username, actor, change, device=session_id[:16]
+            "webmail-session-revoke", username, actor, watched, device=session_id[:16]
         )
+        self._revoker.settle(seen, username, actor)

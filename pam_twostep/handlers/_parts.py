@@ -19,6 +19,7 @@ from ..core.decision import Attempt, Decision
 from ..core.enrollment import EnrollmentStart
 from ..core.management import AccountStatus, NewPasscode
 from ..core.policy import Policy
+from ..core.revocation import Ended
 from ..core.rotation import KeyUsage, ResealReport
 
 __all__ = [
@@ -113,9 +114,9 @@ class Accounts(SessionGenerations, Protocol):
         actor: str | None = None,
     ) -> NewPasscode: ...
 
-    def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> None: ...
+    def revoke_passcode(self, username: str, label: str, *, actor: str | None = None) -> Ended: ...
 
-    def revoke_all_passcodes(self, username: str, *, actor: str | None = None) -> None: ...
+    def revoke_all_passcodes(self, username: str, *, actor: str | None = None) -> Ended: ...
 
     def revoke_device(self, username: str, device_id: str, *, actor: str | None = None) -> None: ...
 
@@ -127,7 +128,7 @@ class Accounts(SessionGenerations, Protocol):
 
     def unlock(self, username: str, *, actor: str | None = None) -> None: ...
 
-    def reset(self, username: str, *, actor: str | None = None) -> None: ...
+    def reset(self, username: str, *, actor: str | None = None) -> Ended: ...
 
     def disable(
         self,
@@ -139,7 +140,7 @@ class Accounts(SessionGenerations, Protocol):
         actor: str | None = None,
         service: str = "twostep",
         remote: str = "",
-    ) -> None: ...
+    ) -> Ended: ...
 
     def change_password(
         self,
@@ -151,7 +152,7 @@ class Accounts(SessionGenerations, Protocol):
         actor: str | None = None,
         service: str = "twostep",
         remote: str = "",
-    ) -> None: ...
+    ) -> Ended: ...
 
 
 class PolicyRecord(Protocol):

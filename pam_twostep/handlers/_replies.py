@@ -14,11 +14,13 @@ from ..core.decision import Decision, Outcome
 from ..core.errors import Refused
 from ..core.management import AccountStatus
 from ..core.policy import Policy
+from ..core.revocation import Ended
 from ._parts import PolicyRecord
 
 __all__ = [
     "Reply",
     "decision_reply",
+    "ended_reply",
     "error",
     "policy_entry_reply",
     "policy_reply",
@@ -52,6 +54,14 @@ def decision_reply(decision: Decision) -> Reply:
     elif decision.reason is not None:
         reply["reason"] = decision.reason.value
     return reply
+
+
+def ended_reply(ended: Ended) -> Reply:
+    """Open mail sessions a change ended (``sessions``, present when any server was
+    asked): how many, and each server that could not be reached."""
+    if not ended.attempted:
+        return {}
+    return {"sessions": {"ended": ended.ended, "failed": list(ended.failures)}}
 
 
 def status_reply(status: AccountStatus) -> dict[str, object]:

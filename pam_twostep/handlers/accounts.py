@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..access import Right
 from ._ops import Handler, Op, accounts_of, manage
 from ._parts import Accounts
-from ._replies import Reply, status_reply
+from ._replies import Reply, ended_reply, status_reply
 from ._schema import (
     Disable,
     EnrollBegin,
@@ -60,7 +60,7 @@ def _enroll_confirm(accounts: Accounts, v: EnrollConfirm, actor: str) -> Reply:
 def _disable(accounts: Accounts, v: Disable, actor: str) -> Reply:
     """Both forms: without a password an admin's disable; with one (always, in the
     self-service form) the user's, for which the engine checks password and code."""
-    accounts.disable(
+    ended = accounts.disable(
         v.user,
         password=v.password,
         code=v.code,
@@ -69,12 +69,11 @@ def _disable(accounts: Accounts, v: Disable, actor: str) -> Reply:
         service=v.service,
         remote=v.remote,
     )
-    return {}
+    return ended_reply(ended)
 
 
 def _reset(accounts: Accounts, v: ForUser, actor: str) -> Reply:
-    accounts.reset(v.user, actor=actor)
-    return {}
+    return ended_reply(accounts.reset(v.user, actor=actor))
 
 
 def _codes(accounts: Accounts, v: ForUser, actor: str) -> Reply:
@@ -105,13 +104,11 @@ def _passcode_add(accounts: Accounts, v: PasscodeAdd, actor: str) -> Reply:
 
 
 def _passcode_revoke(accounts: Accounts, v: ForPasscode, actor: str) -> Reply:
-    accounts.revoke_passcode(v.user, v.label, actor=actor)
-    return {}
+    return ended_reply(accounts.revoke_passcode(v.user, v.label, actor=actor))
 
 
 def _passcode_revoke_all(accounts: Accounts, v: ForUser, actor: str) -> Reply:
-    accounts.revoke_all_passcodes(v.user, actor=actor)
-    return {}
+    return ended_reply(accounts.revoke_all_passcodes(v.user, actor=actor))
 
 
 def _device_revoke(accounts: Accounts, v: ForDevice, actor: str) -> Reply:
@@ -135,16 +132,17 @@ def _unlock(accounts: Accounts, v: ForUser, actor: str) -> Reply:
 
 
 def _password_change(accounts: Accounts, v: PasswordChange, actor: str) -> Reply:
-    accounts.change_password(
-        v.user,
-        v.old,
-        v.new,
-        keep_device=v.keep_device,
-        actor=actor,
-        service=v.service,
-        remote=v.remote,
+    return ended_reply(
+        accounts.change_password(
+            v.user,
+            v.old,
+            v.new,
+            keep_device=v.keep_device,
+            actor=actor,
+            service=v.service,
+            remote=v.remote,
+        )
     )
-    return {}
 
 
 OPS: dict[str, Op] = {
