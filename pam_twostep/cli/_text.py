@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # migrate is imported by ``twostep import`` alone
     from ..migrate.runner import Row
 
 __all__ = [
+    "_sessions_text",
     "_when",
     "_policy_line",
     "_policy_text",
@@ -33,6 +34,18 @@ __all__ = [
     "_import_text",
     "_progress_bar",
 ]
+
+
+def _sessions_text(sessions: object) -> str:
+    """What ending the open mail sessions came to, as a sentence after the change's."""
+    if not isinstance(sessions, dict):
+        return ""
+    ended = sessions.get("ended")
+    if sessions.get("failed"):
+        return "; open mail sessions: not all could be ended (see the warning)"
+    if isinstance(ended, int) and ended:
+        return f"; {ended} open mail session{'s' if ended != 1 else ''} ended"
+    return "; no mail session was open"
 
 
 def _when(epoch: int | None) -> str:

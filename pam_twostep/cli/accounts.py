@@ -12,7 +12,15 @@ import argparse
 
 from ..core.duration import parse_duration
 from ._base import EXIT_OK, EXIT_REFUSED, CommandError, Commands, Output, _ask, _secret
-from ._text import _begin_text, _codes_text, _devices_text, _passcodes_text, _status_text, _when
+from ._text import (
+    _begin_text,
+    _codes_text,
+    _devices_text,
+    _passcodes_text,
+    _sessions_text,
+    _status_text,
+    _when,
+)
 
 __all__ = [
     "register",
@@ -80,25 +88,23 @@ def cmd_disable(args: argparse.Namespace, out: Output) -> int:
     if args.verify:
         request["password"] = _secret(f"Password for {args.user}: ")
         request["code"] = _secret("Verification or backup code: ")
-    _ask(args, request)
-    out.result(
+    reply = _ask(args, request)
+    _changed(
+        out,
+        reply,
         {"user": args.user},
-        lambda: (
-            f"{args.user}: two-step verification is off; "
-            "passcodes, devices and backup codes are gone"
-        ),
+        f"{args.user}: two-step verification is off; passcodes, devices and backup codes are gone",
     )
     return EXIT_OK
 
 
 def cmd_reset(args: argparse.Namespace, out: Output) -> int:
-    _ask(args, {"op": "reset", "user": args.user})
-    out.result(
+    reply = _ask(args, {"op": "reset", "user": args.user})
+    _changed(
+        out,
+        reply,
         {"user": args.user},
-        lambda: (
-            f"{args.user}: all two-step state wiped "
-            "(secret, backup codes, passcodes, devices, lock)"
-        ),
+        (f"{args.user}: all two-step state wiped (secret, backup codes, passcodes, devices, lock)"),
     )
     return EXIT_OK
 
@@ -162,15 +168,33 @@ def cmd_passcode(args: argparse.Namespace, out: Output) -> int:
             lambda: _passcodes_text(status["passcodes"]),
         )
     elif args.action == "revoke":
-        _ask(args, {"op": "passcode-revoke", "user": args.user, "label": args.label})
-        out.result(
+        reply = _ask(args, {"op": "passcode-revoke", "user": args.user, "label": args.label})
+        _changed(
+            out,
+            reply,
             {"user": args.user, "label": args.label},
-            lambda: f"{args.user}: passcode {args.label!r} revoked",
+            f"{args.user}: passcode {args.label!r} revoked",
         )
     else:
-        _ask(args, {"op": "passcode-revoke-all", "user": args.user})
-        out.result({"user": args.user}, lambda: f"{args.user}: every passcode revoked")
+        reply = _ask(args, {"op": "passcode-revoke-all", "user": args.user})
+        _changed(out, reply, {"user": args.user}, f"{args.user}: every passcode revoked")
     return EXIT_OK
+
+
+def _changed(out: Output, reply: dict[str, object], data: dict[str, object], text: str) -> None:
+    """A change's result, with the mail sessions it ended; a server that could not be
+    asked is a warning on stderr (the change stands: the exit status is still 0)."""
+    sessions = reply.get("sessions")
+    if isinstance(sessions, dict):
+        data = {**data, "sessions": sessions}
+        failed = sessions.get("failed") or []
+        if failed and not out.as_json:
+            out.err.write(
+                "twostep: warning: could not end open mail sessions on "
+                + "; ".join(str(f) for f in failed)
+                + " (they stay open until their clients disconnect)\n"
+            )
+    out.result(data, lambda: text + _sessions_text(sessions))
 
 
 def cmd_device(args: argparse.Namespace, out: Output) -> int:

@@ -29,6 +29,7 @@ from ..core.codes import group, split_device_token
 from ..core.errors import ConfigError
 from ..secretfile import read_secret_file
 from . import security, webmail
+from .mail_sessions import ended_note
 from .twostepd import Ask, Refusal, SessionEnded, Twostepd, Unavailable
 
 __all__ = ["create_app", "load_secret_key"]
@@ -505,8 +506,8 @@ def create_app(
     def passcode_revoke() -> Any:
         label = _field("label", 64)
         try:
-            for_user("passcode-revoke", label=label)
-            flash(f"The passcode {label!r} no longer works.")
+            reply = for_user("passcode-revoke", label=label)
+            flash(f"The passcode {label!r} no longer works." + ended_note(reply))
         except Refusal as refusal:
             flash(refusal.message)
         return redirect(url_for("account"))
@@ -564,7 +565,7 @@ def create_app(
             flash("The two new passwords are not the same.")
             return render_template("password.html"), 400
         try:
-            for_user(
+            reply = for_user(
                 "password-change",
                 old=old,
                 new=new,
@@ -577,7 +578,7 @@ def create_app(
             return render_template("password.html"), 400
         flash(
             "Your password was changed. Every application passcode and every other trusted "
-            "device was revoked."
+            "device was revoked." + ended_note(reply)
         )
         return redirect(url_for("account"))
 
@@ -591,7 +592,7 @@ def create_app(
     @signed_in
     def disable_post() -> Any:
         try:
-            for_user(
+            reply = for_user(
                 "disable",
                 password=_field("password"),
                 code=_field("code", 64).strip(),
@@ -601,7 +602,10 @@ def create_app(
         except Refusal as refusal:
             flash(refusal.message)
             return redirect(url_for("disable"))
-        flash("Two-step verification is off. Your application passcodes no longer work.")
+        flash(
+            "Two-step verification is off. Your application passcodes no longer work."
+            + ended_note(reply)
+        )
         return redirect(url_for("account"))
 
     webmail.register(app, for_user, signed_in)
