@@ -59,12 +59,23 @@ class Dovecot(Server):
     imap_port: int = 0
     pop3_port: int = 0
     auth_verbose: bool = True
+    doveadm_port: int = 0
+    doveadm_api_key: str = ""
+    auth_cache: bool = False
     process: Process | None = None
     pid: int | None = None
 
     @property
     def auth_client(self) -> Path:
         return self.directory / "run" / "auth-client"
+
+    @property
+    def auth_master(self) -> Path:
+        return self.directory / "run" / "auth-master"
+
+    @property
+    def doveadm_url(self) -> str:
+        return f"http://127.0.0.1:{self.doveadm_port}/doveadm/v1"
 
     @property
     def config_path(self) -> Path:
@@ -86,6 +97,9 @@ class Dovecot(Server):
             self.imap_port,
             self.pop3_port,
             self.auth_verbose,
+            self.doveadm_port,
+            self.doveadm_api_key,
+            self.auth_cache,
         )
         text, extra = render(settings, installed_version())
         for path, content in extra.items():

@@ -152,6 +152,11 @@ class Settings:
     imap_port: int
     pop3_port: int
     auth_verbose: bool = True
+    doveadm_port: int = 0
+    """doveadm's HTTP API on loopback (0: none), for ending sessions (``mailsessions``)."""
+    doveadm_api_key: str = ""
+    auth_cache: bool = False
+    """Dovecot's auth cache on, as a site turns it on for speed."""
 
 
 def render(settings: Settings, version: DovecotVersion) -> tuple[str, dict[str, str]]:
@@ -197,9 +202,25 @@ service auth {{
   }}
 }}
 """
+    common += _admin(settings)
     if version.is_24:
         return _render_24(settings, version, common)
     return _render_23(settings, common)
+
+
+def _admin(settings: Settings) -> str:
+    """The doveadm HTTP API (loopback, by the global ``listen``) and the auth cache;
+    both spelled alike in 2.3 and 2.4."""
+    text = ""
+    if settings.doveadm_port:
+        text += (
+            f"doveadm_api_key = {settings.doveadm_api_key}\n"
+            "service doveadm {\n  inet_listener http {\n"
+            f"    port = {settings.doveadm_port}\n  }}\n}}\n"
+        )
+    if settings.auth_cache:
+        text += "auth_cache_size = 1M\nauth_cache_ttl = 1h\nauth_cache_negative_ttl = 0\n"
+    return text
 
 
 def _refuse_injection(settings: Settings) -> None:
@@ -216,6 +237,7 @@ def _refuse_injection(settings: Settings) -> None:
     ]
     values = [
         *spaceless,
+        settings.doveadm_api_key,
         *((ldap.uri, ldap.service_dn, ldap.service_password, ldap.base) if ldap else ()),
     ]
     for value in values:
@@ -235,6 +257,8 @@ def _render_23(settings: Settings, common: str) -> tuple[str, dict[str, str]]:
     passdb = settings.passdb
     if passdb.driver == "lua":
         body = f"driver = lua\n  args = file={passdb.target} blocking=yes"
+        if settings.auth_cache:
+            body += " cache_key=%u"
     elif passdb.driver == "checkpassword":
         body = f"driver = checkpassword\n  args = {passdb.target}"
     elif passdb.driver == "pam":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pam_twostep.lab.dovecot import Dovecot, passdb_block
 from pam_twostep.lab.dovecot_config import installed_version
 from pam_twostep.lab.files import install_clients as _install
 from pam_twostep.lab.postfix import Postfix
+from pam_twostep.lab.processes import free_port
 from pam_twostep.lab.twostepd import Twostepd
 
 _addresses = itertools.count(1)
@@ -74,14 +76,54 @@ def install_clients(prefix: Path) -> Path:
 
 
 class MailStack:
-    def __init__(self, base: Path, config: dict[str, Any], passdb: str) -> None:
+    def __init__(
+        self,
+        base: Path,
+        config: dict[str, Any],
+        passdb: str,
+        *,
+        sessions: bool = False,
+        auth_cache: bool = False,
+    ) -> None:
+        """``sessions``: Dovecot's doveadm HTTP API on, and twostepd told to end sessions
+        through it (``mail_sessions``); ``auth_cache``: Dovecot's auth cache on."""
         self.base = base
         self.prefix = install_clients(base / "prefix")
-        self.daemon = Twostepd(base / "twostepd", config)
+        dovecot_dir = base / "dovecot"
+        api_key = secrets.token_urlsafe(24) if sessions else ""
         block = passdb_block(
             passdb, self.prefix / "lib/twostep/client", self.prefix / "share/twostep"
         )
-        self.dovecot = Dovecot(base / "dovecot", block, {"TWOSTEP_SOCKET": str(self.daemon.socket)})
+        self.dovecot = Dovecot(
+            dovecot_dir,
+            block,
+            {},
+            doveadm_port=free_port() if sessions else 0,
+            doveadm_api_key=api_key,
+            auth_cache=auth_cache,
+        )
+        if sessions:
+            key_file = base / "doveadm.key"
+            key_file.write_text(api_key + "\n")
+            key_file.chmod(0o600)
+            config = {
+                **config,
+                "mail_sessions": {
+                    "api_key_file": str(key_file),
+                    "hosts": [
+                        {
+                            "name": "lab",
+                            "url": self.dovecot.doveadm_url,
+                            # 2.4.1's HTTP API cannot flush the cache (doveadm.py)
+                            **(
+                                {"auth_master": str(self.dovecot.auth_master)} if DOVECOT_24 else {}
+                            ),
+                        }
+                    ],
+                },
+            }
+        self.daemon = Twostepd(base / "twostepd", config)
+        self.dovecot.environment["TWOSTEP_SOCKET"] = str(self.daemon.socket)
         self.postfix = Postfix(base / "postfix", self.dovecot.auth_client)
         self.passdb = passdb
 
@@ -99,8 +141,16 @@ class MailStack:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def running_stack(config: dict[str, Any], passdb: str) -> Iterator[MailStack]:
-    stack = MailStack(world_readable_directory("twostep-mail-"), config, passdb)
+def running_stack(
+    config: dict[str, Any], passdb: str, *, sessions: bool = False, auth_cache: bool = False
+) -> Iterator[MailStack]:
+    stack = MailStack(
+        world_readable_directory("twostep-mail-"),
+        config,
+        passdb,
+        sessions=sessions,
+        auth_cache=auth_cache,
+    )
     try:
         stack.start()
         yield stack
