@@ -58,9 +58,12 @@ class Doveadm:
             return 0
         if len(body) == 1 and isinstance(body[0], dict) and "count" in body[0]:
             try:
-                return int(body[0]["count"])
-            except (TypeError, ValueError):
+                count = int(body[0]["count"])
+            except (TypeError, ValueError, OverflowError):
                 raise DoveadmError(f"{self.name}: kick: unreadable count") from None
+            if not 0 <= count < 1 << 31:
+                raise DoveadmError(f"{self.name}: kick: unreadable count")
+            return count
         return len(body)
 
     def flush_auth_cache(self, user: str) -> None:
@@ -139,6 +142,13 @@ def _check_user(user: str) -> None:
         raise DoveadmError("a user name holding * or ? would be a pattern: not sent")
 
 
+def _printable(value: object) -> str:
+    """A server's word, safe for a terminal and a log: letters, digits, - and _ only."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "?" for c in str(value))[
+        :40
+    ]
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
@@ -170,6 +180,7 @@ def _answer(name: str, command: str, text: bytes) -> list[object] | None:
     if len(entry) == 3 and entry[0] == "error" and isinstance(entry[1], dict):
         if entry[1].get("exitCode") == _NO_SUCH_USER:
             return None
-        kind = str(entry[1].get("type", "error"))[:40]
-        raise DoveadmError(f"{name}: {command}: {kind} (exit {entry[1].get('exitCode')!s:.8})")
+        kind = _printable(entry[1].get("type", "error"))
+        code = _printable(entry[1].get("exitCode"))
+        raise DoveadmError(f"{name}: {command}: {kind} (exit {code})")
     raise DoveadmError(f"{name}: {command}: unexpected answer")

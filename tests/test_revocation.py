@@ -24,7 +24,8 @@ POLICY = Policy()
 
 def _used(state: AccountState, label: str, address: str) -> AccountState:
     passcode = next(p for p in state.passcodes if p.label == label)
-    return replace(state, usage=(*state.usage, Usage(passcode.id, NOW - 10, address)))
+    notes = tuple(u for u in state.usage if u.id != passcode.id)
+    return replace(state, usage=(*notes, Usage(passcode.id, NOW - 10, address)))
 
 
 def _two_passcodes() -> AccountState:
@@ -39,12 +40,31 @@ def _without(state: AccountState, label: str) -> AccountState:
 
 
 def _plan(before: AccountState, after: AccountState, policy: Policy = POLICY) -> Kick | None:
-    return kick_plan(revocation(before, POLICY, after, policy, NOW))
+    return kick_plan(revocation(before, POLICY, after, policy, NOW), by_address=True)
 
 
 def test_one_passcode_revoked_ends_sessions_from_where_it_was_used() -> None:
     before = _two_passcodes()
     assert _plan(before, _without(before, "Phone")) == Kick("alice", ("192.0.2.7",))
+
+
+def test_by_default_every_session_of_the_user_ends() -> None:
+    """A copy of the passcode idling elsewhere (stolen) is not missed."""
+    before = _two_passcodes()
+    change = revocation(before, POLICY, _without(before, "Phone"), POLICY, NOW)
+    assert kick_plan(change) == Kick("alice", None)
+
+
+@pytest.mark.parametrize("address", ["mail.example.org", "fe80::1%eth0", "12345", ""])
+def test_an_address_that_is_not_an_ip_ends_every_session(address: str) -> None:
+    before = _used(_two_passcodes(), "Phone", address)
+    assert _plan(before, _without(before, "Phone")) == Kick("alice", None)
+
+
+def test_a_locked_account_still_loses_what_a_change_takes() -> None:
+    before = replace(_two_passcodes(), locked_at=NOW - 5)
+    after = replace(before, passcodes=())
+    assert _plan(before, after) == Kick("alice", None)
 
 
 def test_nothing_taken_away_ends_nothing() -> None:
@@ -67,7 +87,8 @@ def test_when_everything_goes_every_session_ends(case: str, after: object) -> No
     before = _two_passcodes()
     changed = after(before)  # type: ignore[operator]
     policy = replace(POLICY, mail_password=False)
-    assert kick_plan(revocation(before, policy, changed, policy, NOW)) == Kick("alice", None), case
+    change = revocation(before, policy, changed, policy, NOW)
+    assert kick_plan(change, by_address=True) == Kick("alice", None), case
 
 
 def test_a_revoked_passcode_never_used_ends_every_session_not_none() -> None:

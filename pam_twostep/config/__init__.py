@@ -268,6 +268,7 @@ def _mail_sessions(section: _Section) -> MailSessionsConfig:
         hosts=section.take("hosts", _mail_hosts, defaults.hosts),
         api_key_file=section.take("api_key_file", _path, defaults.api_key_file),
         timeout=section.take("timeout", _number(0.1, 30), defaults.timeout),
+        by_address=section.take("by_address", _bool, defaults.by_address),
     )
     section.done()
     return config

@@ -195,6 +195,10 @@ class MailSessionsConfig:
     """doveadm_api_key of the hosts, one line, mode 0600 or 0640 (read by twostepd only)."""
     timeout: float = 2.0
     """Seconds for each host to answer each request."""
+    by_address: bool = False
+    """End only the sessions from where a revoked credential was last seen (the user's
+    other clients stay connected), not all of the user's; misses a copy of it used
+    from elsewhere before that (core.revocation)."""
 
 
 @dataclass(frozen=True)

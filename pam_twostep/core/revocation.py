@@ -8,11 +8,11 @@ that went (``kick_plan``).
 
 What a mail server knows of a local session is its user and its client's address (the
 passdb's ``user_*`` fields are tracked for proxied sessions only, on 2.3 and 2.4 alike),
-so sessions are told apart by address: those from the addresses a revoked credential
-was last used from end, together with any other of the user's sessions from there (a
-mail client reconnects at once with its own, still valid, passcode). Where every
-credential went (a password change, a disable, a reset, a lock-out), or where a revoked
-one has no known address, every session of the user ends: never too few.
+so the sessions of one credential cannot be singled out. By default every session of
+the user ends (each other client logs straight back in with its own, still valid,
+passcode). A site may choose ``by_address``: only the sessions from the addresses a
+revoked credential was last seen at end, and the user's other clients stay connected;
+where every credential went, or an address is unknown, every session ends anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from enum import Enum
 from .account import AccountState
 from .lockout import lock_state
 from .policy import Policy
+from .records import normalize_address
 from .websessions import live_sessions
 
 __all__ = [
@@ -92,9 +93,13 @@ NOTHING_ENDED = Ended(False)
 """Nothing was asked: nothing went, or no mail server is configured."""
 
 
-def live_credentials(state: AccountState, policy: Policy, now: int) -> dict[str, Credential]:
-    """The mail credentials that would be accepted now, by tag. None while locked."""
-    if lock_state(state, policy, now).locked:
+def live_credentials(
+    state: AccountState, policy: Policy, now: int, *, locked_counts: bool = True
+) -> dict[str, Credential]:
+    """The mail credentials that would be accepted now, by tag: none while locked, unless
+    ``locked_counts`` is False (what a change takes away from a locked account still
+    goes: its sessions may have outlived the lock-out's own end)."""
+    if locked_counts and lock_state(state, policy, now).locked:
         return {}
     found: list[Credential] = []
     if state.enabled:
@@ -124,7 +129,7 @@ def revocation(
     cause: RevocationCause = RevocationCause.CHANGE,
 ) -> Revocation:
     """What went between two readings of one account (empty when nothing did)."""
-    old = live_credentials(before, before_policy, now)
+    old = live_credentials(before, before_policy, now, locked_counts=False)
     new = live_credentials(after, after_policy, now)
     gone = tuple(c for tag, c in sorted(old.items()) if tag not in new)
     return Revocation(
@@ -143,11 +148,21 @@ def password_changed(state: AccountState, now: int) -> Revocation | None:
     return Revocation(state.username, (), everything=True, cause=RevocationCause.PASSWORD_CHANGED)
 
 
-def kick_plan(change: Revocation) -> Kick | None:
-    """The sessions to end for ``change``; None when nothing went."""
+def kick_plan(change: Revocation, *, by_address: bool = False) -> Kick | None:
+    """The sessions to end for ``change``; None when nothing went.
+
+    Every session of the user by default. ``by_address`` (a site's choice) ends only
+    those from where the revoked credentials were last seen: the user's other clients
+    stay connected, but a copy of the credential used from elsewhere before its last
+    use (a stolen passcode idling at another address) is missed."""
     if not change:
         return None
-    if change.everything or any(not c.addresses for c in change.revoked):
-        return Kick(change.user, None)
     addresses = sorted({a for c in change.revoked for a in c.addresses})
+    if (
+        not by_address
+        or change.everything
+        or any(not c.addresses for c in change.revoked)
+        or any(normalize_address(a) != a for a in addresses)
+    ):
+        return Kick(change.user, None)
     return Kick(change.user, tuple(addresses))

@@ -84,7 +84,7 @@ class Engine:
         cache = PolicyCache(directory, clock)
         store = AccountStore(config, directory, cache)
         auditor = Auditor(store, audit, clock)
-        revoker = Revoker(store, sessions, clock)
+        revoker = Revoker(store, sessions, clock, by_address=config.mail_sessions.by_address)
         self.logins = Authenticator(
             config, directory, store, auditor, keyring, revoker, clock=clock, random=random
         )

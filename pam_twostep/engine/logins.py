@@ -176,7 +176,8 @@ class Authenticator:
                     ) from None
                 decision = conflicted(state, policy, attempt, ctx, self._random)
                 self._store.bookkeeping(state, (decision.commit,))
-        if decision.locks:
+        if decision.locks or (decision.reason is Reason.LOCKED and decision.followups):
+            # this failure locked it, or a lock reached by failures elsewhere is written now
             self._revoker.locked(state)
         if decision.counted and not is_loopback(ctx.remote):
             self._sources.failed(ctx.remote, ctx.now)

@@ -20,7 +20,6 @@ from typing import TypeVar
 
 from ..core.account import AccountState
 from ..core.changes import Modify
-from ..core.errors import TwostepError
 from ..core.revocation import (
     NOTHING_ENDED,
     Ended,
@@ -44,8 +43,14 @@ _NOTICED_MAX = 10_000
 
 class Revoker:
     def __init__(
-        self, store: AccountStore, sessions: SessionEnder | None, clock: Callable[[], float]
+        self,
+        store: AccountStore,
+        sessions: SessionEnder | None,
+        clock: Callable[[], float],
+        *,
+        by_address: bool = False,
     ) -> None:
+        self._by_address = by_address
         self._store = store
         self._sessions = sessions
         self._clock = clock
@@ -69,20 +74,24 @@ class Revoker:
             return NOTHING_ENDED
         before = seen[-1]
         now = int(self._clock())
+        plan: Kick | None
         try:
             after = self._store.load(username)
-        except TwostepError as exc:
-            log.warning("re-reading %r after a change failed (%s): ending all", username, exc)
+        except Exception:  # the change is written: never an error for it now
+            log.exception("re-reading %r after a change failed: ending all", username)
             after = None
         if after is None:
-            plan: Kick | None = Kick(before.state.username, None)
+            plan = Kick(before.state.username, None)
         else:
-            plan = kick_plan(
-                revocation(before.state, before.policy, after.state, after.policy, now)
-            )
+            change = revocation(before.state, before.policy, after.state, after.policy, now)
+            plan = kick_plan(change, by_address=self._by_address)
         if plan is None:
             return NOTHING_ENDED
-        return self._sessions.end(plan, RevocationCause.CHANGE, actor)
+        try:
+            return self._sessions.end(plan, RevocationCause.CHANGE, actor)
+        except Exception:
+            log.exception("ending %r's mail sessions failed", plan.user)
+            return Ended(True, 0, ("internal error",))
 
     def locked(self, state: AccountState) -> None:
         """A login just locked the account: nothing it had is good now."""

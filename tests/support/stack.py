@@ -84,9 +84,11 @@ class MailStack:
         *,
         sessions: bool = False,
         auth_cache: bool = False,
+        by_address: bool = False,
     ) -> None:
         """``sessions``: Dovecot's doveadm HTTP API on, and twostepd told to end sessions
-        through it (``mail_sessions``); ``auth_cache``: Dovecot's auth cache on."""
+        through it (``mail_sessions``, ``by_address`` as given); ``auth_cache``: Dovecot's
+        auth cache on."""
         self.base = base
         self.prefix = install_clients(base / "prefix")
         dovecot_dir = base / "dovecot"
@@ -110,6 +112,7 @@ class MailStack:
                 **config,
                 "mail_sessions": {
                     "api_key_file": str(key_file),
+                    "by_address": by_address,
                     "hosts": [
                         {
                             "name": "lab",
@@ -142,7 +145,12 @@ class MailStack:
 
 
 def running_stack(
-    config: dict[str, Any], passdb: str, *, sessions: bool = False, auth_cache: bool = False
+    config: dict[str, Any],
+    passdb: str,
+    *,
+    sessions: bool = False,
+    auth_cache: bool = False,
+    by_address: bool = False,
 ) -> Iterator[MailStack]:
     stack = MailStack(
         world_readable_directory("twostep-mail-"),
@@ -150,6 +158,7 @@ def running_stack(
         passdb,
         sessions=sessions,
         auth_cache=auth_cache,
+        by_address=by_address,
     )
     try:
         stack.start()
