@@ -105,9 +105,9 @@ def test_two_step_turned_on_takes_the_password_away_from_mail() -> None:
 
 def test_a_password_changed_elsewhere_is_seen_by_its_stale_records() -> None:
     state = _two_passcodes()
-    assert password_changed(state, NOW) is None
+    assert password_changed(state) is None
     moved = replace(state, stamp="2" * 32)
-    change = password_changed(moved, NOW)
+    change = password_changed(moved)
     assert change is not None and change.cause is RevocationCause.PASSWORD_CHANGED
     assert kick_plan(change) == Kick("alice", None)
 

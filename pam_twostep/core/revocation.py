@@ -137,7 +137,7 @@ def revocation(
     )
 
 
-def password_changed(state: AccountState, now: int) -> Revocation | None:
+def password_changed(state: AccountState) -> Revocation | None:
     """Records made under another password still on the entry: the password changed
     by a route other than twostep's, and everything made under the old one is dead."""
     stale = [p for p in state.passcodes if p.stamp != state.stamp] + [

@@ -102,7 +102,7 @@ class Revoker:
         """Records under an old password on the entry: its password changed elsewhere."""
         if self._sessions is None:
             return
-        change = password_changed(state, int(self._clock()))
+        change = password_changed(state)
         if change is None:
             return
         with self._lock:
