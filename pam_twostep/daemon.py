@@ -57,6 +57,7 @@ from .engine import Engine
 from .handlers import error, handle
 from .mailsessions import mail_sessions
 from .socketfile import group_id, hand_over
+from .stalenotice import stale_notices
 from .supervisor import Supervisor
 
 __all__ = ["Daemon", "main"]
@@ -95,7 +96,12 @@ def _build(config: Config) -> _Runtime:
     directory = Directory(config.ldap, config.users, secrets.bind_password)
     sink = build_sink(config.audit)
     engine = Engine(
-        config, directory, secrets.keyring, sink, sessions=mail_sessions(config, secrets, sink)
+        config,
+        directory,
+        secrets.keyring,
+        sink,
+        sessions=mail_sessions(config, secrets, sink),
+        notices=stale_notices(config, sink),
     )
     return _Runtime(config, engine, directory, rules)
 

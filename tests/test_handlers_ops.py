@@ -41,7 +41,7 @@ class Engine:
     def __init__(self, failure: Callable[[], Exception]) -> None:
         self.failure, self.parts, self.called = failure, set[str](), list[str]()
 
-    logins, accounts, policies, keys, imports, config, webmail = (
+    logins, accounts, policies, keys, imports, config, webmail, stale_clients = (
         _part("logins"),
         _part("accounts"),
         _part("policies"),
@@ -49,6 +49,7 @@ class Engine:
         _part("imports"),
         _part("config"),
         _part("webmail"),
+        _part("stale_clients"),
     )
     mail_services = frozenset({"imap"})
 
@@ -93,6 +94,7 @@ PARTS = {
     "keys-reseal": {"keys"},
     **{op: {"policies"} for op in OPS if op.startswith("policy-")},
     **{op: {"webmail"} for op in OPS if op.startswith("webmail-")},
+    "stale-client-dismiss": {"stale_clients"},
 }
 
 

@@ -53,6 +53,7 @@ PINNED: dict[str, tuple[tuple[str, str, bool, int, int], ...]] = {
     ),
     "WebmailSession": (*_USER, ("credential", STR, True, 128, 1), ("remote", STR, False, 64, 1)),
     "ForSession": (*_USER, ("session_id", STR, True, 64, 1)),
+    "ForStaleClient": (*_USER, ("stale_id", STR, True, 64, 1)),
     "EnrollBegin": (
         *_USER,
         ("password", STR, True, 1024, 1),
@@ -133,6 +134,7 @@ OP_REQUESTS = {
     "webmail-check": "WebmailSession",
     "webmail-end": "WebmailSession",
     "webmail-session-revoke": "ForSession",
+    "stale-client-dismiss": "ForStaleClient",
 }
 KINDS = sorted({*SCHEMAS.values(), *(h.request for h in SELF_SERVICE.values())}, key=str)
 

@@ -73,12 +73,12 @@ def test_dead_passcodes_free_their_label_and_slot() -> None:
 def test_revoke() -> None:
     state, _ = with_passcode(enabled_state(), "Phone")
     state = replace(state, usage=(Usage(state.passcodes[0].id, NOW, "192.0.2.1"),))
-    modify, cleanup = revoke_passcode(state, "PHONE")
+    modify, cleanup = revoke_passcode(state, "PHONE", NOW)
     assert modify.changes[0].values == (state.passcodes[0].dump(),)
     assert cleanup.changes[0].attribute == Attr.USAGE
     with pytest.raises(NotFound):
-        revoke_passcode(state, "Tablet")
-    assert revoke_all_passcodes(state)[0].changes[0].op is Op.REPLACE
+        revoke_passcode(state, "Tablet", NOW)
+    assert revoke_all_passcodes(state, NOW)[0].changes[0].op is Op.REPLACE
 
 
 def test_restamp_keeps_one_device() -> None:

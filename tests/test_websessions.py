@@ -180,7 +180,7 @@ def test_disable_reset_revoke_all_and_a_lock_out_end_every_session() -> None:
     for modify in (
         disable_modify(state),
         reset_modify(state),
-        revoke_all_passcodes(state)[0],
+        revoke_all_passcodes(state, NOW)[0],
         revoke_all_devices(state)[0],
     ):
         assert any(
@@ -219,7 +219,7 @@ def test_without_sessions_nothing_names_the_attribute() -> None:
         disable_modify(state),
         reset_modify(state),
         commit,
-        revoke_all_passcodes(state)[0],
+        revoke_all_passcodes(state, NOW)[0],
         revoke_all_devices(state)[0],
     ):
         assert all(c.attribute != Attr.WEB_SESSION for c in modify.changes)

@@ -23,7 +23,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import accounts, check, imports, keys, local, policies, webmail
+from . import accounts, check, imports, keys, local, policies, staleclients, webmail
 from ._base import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -39,7 +39,7 @@ from ._base import (
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_REFUSED", "EXIT_TEMPFAIL", "EXIT_USAGE", "main"]
 
-_GROUPS = (accounts, webmail, policies, keys, check, imports, local)
+_GROUPS = (accounts, webmail, staleclients, policies, keys, check, imports, local)
 """In the order ``twostep --help`` lists their commands."""
 
 

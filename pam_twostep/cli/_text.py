@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.duration import format_duration
+from ..staletext import describe
 
 if TYPE_CHECKING:  # migrate is imported by ``twostep import`` alone
     from ..migrate.runner import Row
@@ -26,6 +27,7 @@ __all__ = [
     "_passcodes_text",
     "_devices_text",
     "_webmail_text",
+    "_stale_text",
     "_status_text",
     "_codes_text",
     "_begin_text",
@@ -130,6 +132,14 @@ def _webmail_text(sessions: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _stale_text(clients: list[dict[str, Any]]) -> str:
+    """Stale clients (issue 17), as ``twostep status`` and ``stale-clients list`` show
+    them: one sentence each, as the owner reads it, after its id."""
+    lines = [f"stale clients: {len(clients)}"]
+    lines += [f"  {c['id']}  {describe(c)}" for c in clients]
+    return "\n".join(lines)
+
+
 def _status_text(status: dict[str, Any]) -> str:
     lines = [
         f"{status['user']}: two-step verification is {'ON' if status['enabled'] else 'OFF'}",
@@ -144,6 +154,8 @@ def _status_text(status: dict[str, Any]) -> str:
     lines.append(_devices_text(status["devices"]))
     if status.get("webmail_sessions"):
         lines.append(_webmail_text(status["webmail_sessions"]))
+    if status.get("stale_clients"):
+        lines.append(_stale_text(status["stale_clients"]))
     if status["locked"]:
         until = _when(status["locked_until"]) if status["locked_until"] else "an admin unlocks"
         lines.append(f"LOCKED until {until} (twostep unlock {status['user']})")

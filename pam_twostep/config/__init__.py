@@ -28,6 +28,7 @@ from ._values import (
     _attribute_name,
     _bool,
     _choice,
+    _command,
     _dn,
     _duration,
     _filter,
@@ -65,6 +66,7 @@ from .model import (
     PolicyConfig,
     PortalConfig,
     Secrets,
+    StaleNoticeConfig,
     TotpConfig,
     UsersConfig,
 )
@@ -80,6 +82,7 @@ __all__ = [
     "LdapConfig",
     "MailHost",
     "MailSessionsConfig",
+    "StaleNoticeConfig",
     "PolicyConfig",
     "PortalConfig",
     "Secrets",
@@ -239,6 +242,9 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         raise ConfigError(portal_trust_refused(portal_config.listen))
 
     mail_sessions_config = _mail_sessions(top.section("mail_sessions"))
+    stale_clients = top.section("stale_clients")
+    stale_notice_config = _stale_notice(stale_clients.section("notify"))
+    stale_clients.done()
 
     logging_section = top.section("logging")
     log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)
@@ -257,6 +263,7 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         daemon=daemon_config,
         portal=portal_config,
         mail_sessions=mail_sessions_config,
+        stale_notice=stale_notice_config,
         log_level=log_level,
         source=source,
     )
@@ -269,6 +276,29 @@ def _mail_sessions(section: _Section) -> MailSessionsConfig:
         api_key_file=section.take("api_key_file", _path, defaults.api_key_file),
         timeout=section.take("timeout", _number(0.1, 30), defaults.timeout),
         by_address=section.take("by_address", _bool, defaults.by_address),
+    )
+    section.done()
+    return config
+
+
+def _stale_notice(section: _Section) -> StaleNoticeConfig:
+    defaults = StaleNoticeConfig()
+    command = section.take("command", _command, defaults.command)
+    to = section.take("to", _string, defaults.to)
+    sender = section.take("from", _string, defaults.sender)
+    for name, value in (("to", to), ("from", sender)):
+        if (
+            not 1 <= len(value) <= 254
+            or not value.isprintable()
+            or any(c in value for c in "<>,; ")
+        ):
+            raise ConfigError(f"stale_clients.notify.{name}: one address, like user@example.org")
+    config = StaleNoticeConfig(
+        command=command,
+        to=to,
+        sender=sender,
+        per_day=section.take("per_day", _integer(1, 100), defaults.per_day),
+        timeout=section.take("timeout", _number(1, 120), defaults.timeout),
     )
     section.done()
     return config

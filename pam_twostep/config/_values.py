@@ -27,6 +27,7 @@ __all__ = [
     "_access_list",
     "_attribute_name",
     "_bool",
+    "_command",
     "_choice",
     "_dn",
     "_duration",
@@ -365,6 +366,16 @@ def _list_of_strings(value: object, where: str) -> list[str]:
     if not isinstance(value, list):
         raise ConfigError(f"{where}: must be a list")
     return [_string(item, where) for item in value]
+
+
+def _command(value: object, where: str) -> tuple[str, ...]:
+    """A program and its arguments, the program an absolute path (no shell, no PATH)."""
+    words = _list_of_strings(value, where)
+    if not words:
+        return ()
+    if len(words) > 32 or not words[0].startswith("/") or any("\0" in w for w in words):
+        raise ConfigError(f"{where}: a list: an absolute program path, then its arguments")
+    return tuple(words)
 
 
 def _mode(value: object, where: str) -> int:

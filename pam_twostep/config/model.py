@@ -24,6 +24,7 @@ __all__ = [
     "LdapConfig",
     "MailHost",
     "MailSessionsConfig",
+    "StaleNoticeConfig",
     "PolicyConfig",
     "PortalConfig",
     "Secrets",
@@ -202,6 +203,22 @@ class MailSessionsConfig:
 
 
 @dataclass(frozen=True)
+class StaleNoticeConfig:
+    """Telling owners of stale clients (``core.staleclients``): off unless a command is
+    given. It gets one RFC 5322 message on stdin per new stale client (so
+    ``[/usr/sbin/sendmail, -t, -i]`` mails it through the local MTA) and the facts in
+    ``TWOSTEP_*`` variables (for a hook)."""
+
+    command: tuple[str, ...] = ()
+    to: str = "{user}"
+    """The To: address; ``{user}`` is the user name (bare: the MTA's local delivery)."""
+    sender: str = "twostep"
+    per_day: int = 3
+    """At most this many messages per user a day."""
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     ldap: LdapConfig
     users: UsersConfig
@@ -215,6 +232,7 @@ class Config:
     daemon: DaemonConfig = DaemonConfig()
     portal: PortalConfig = PortalConfig()
     mail_sessions: MailSessionsConfig = MailSessionsConfig()
+    stale_notice: StaleNoticeConfig = StaleNoticeConfig()
     log_level: str = "info"
     source: Path | None = None
 

@@ -18,6 +18,7 @@ from .errors import CorruptEntry
 from .hashing import plausible_backup_hash
 from .policy import overrides_from_ldap
 from .records import Device, Failure, Passcode, Pending, Usage, WebSession
+from .stale_records import PasswordVerifier, RetiredPasscode, StaleClient, load_retired
 from .totp import Algorithm, TotpParams
 
 __all__ = [
@@ -50,6 +51,8 @@ class Attr:
     DEVICE = "twostepDevice"
     WEB_SESSION = "twostepWebSession"
     USAGE = "twostepUsage"
+    RETIRED = "twostepRetired"
+    STALE_CLIENT = "twostepStaleClient"
     FAILURE = "twostepFailure"
     LOCKED_AT = "twostepLockedAt"
     POLICY = "twostepPolicyDN"
@@ -70,6 +73,8 @@ class Attr:
         DEVICE,
         WEB_SESSION,
         USAGE,
+        RETIRED,
+        STALE_CLIENT,
         FAILURE,
         LOCKED_AT,
         POLICY,
@@ -95,6 +100,8 @@ _MAX_VALUES = {
     Attr.DEVICE: 200,
     Attr.WEB_SESSION: 100,
     Attr.USAGE: 500,
+    Attr.RETIRED: 100,
+    Attr.STALE_CLIENT: 100,
     Attr.FAILURE: 1000,
 }
 _TIME_FORMAT = "%Y%m%d%H%M%SZ"
@@ -122,6 +129,9 @@ class AccountState:
     web_sessions: tuple[WebSession, ...] = ()
     usage: tuple[Usage, ...] = ()
     failures: tuple[Failure, ...] = ()
+    retired: tuple[RetiredPasscode | PasswordVerifier, ...] = ()
+    """Credentials that once worked (``core.staleclients``)."""
+    stale_clients: tuple[StaleClient, ...] = ()
     locked_at: int | None = None
     policy_dn: str | None = None
     overrides: Mapping[str, bool | int] = field(default_factory=dict)
@@ -226,6 +236,10 @@ def _records(
     return tuple(result)
 
 
+def _dump_retired(record: RetiredPasscode | PasswordVerifier) -> str:
+    return record.dump()
+
+
 def _params(entry: RawEntry) -> TotpParams | None:
     algorithm = _single(entry, Attr.ALGORITHM)
     digits = _int(entry, Attr.DIGITS, 6, 8)
@@ -307,6 +321,8 @@ def parse_account(entry: RawEntry, username: str, username_attribute: str) -> Ac
         web_sessions=_records(entry, Attr.WEB_SESSION, WebSession.load, WebSession.dump),
         usage=_records(entry, Attr.USAGE, Usage.load, Usage.dump),
         failures=_records(entry, Attr.FAILURE, Failure.load, Failure.dump),
+        retired=_records(entry, Attr.RETIRED, load_retired, _dump_retired),
+        stale_clients=_records(entry, Attr.STALE_CLIENT, StaleClient.load, StaleClient.dump),
         locked_at=locked_at,
         policy_dn=policy_dn,
         overrides=overrides_from_ldap(entry.attributes),

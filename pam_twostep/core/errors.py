@@ -98,6 +98,7 @@ class RefusalReason(Enum):
     NO_SUCH_PASSCODE = "no-such-passcode"
     NO_SUCH_DEVICE = "no-such-device"
     NO_SUCH_SESSION = "no-such-session"
+    NO_SUCH_STALE_CLIENT = "no-such-stale-client"
     NO_SUCH_POLICY = "no-such-policy"
     INVALID_INPUT = "invalid-input"
     CONFLICT = "conflict"

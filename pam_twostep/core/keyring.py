@@ -12,6 +12,8 @@ The key files themselves are read and written by ``keyfiles.py``, at the edge.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 
@@ -52,6 +54,11 @@ class Keyring:
         if current not in keys:
             raise ConfigError(f"keys.current: no key file for key id {current!r}")
         self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        # a MAC key of its own per sealing key, so no key serves two algorithms
+        self._mac = {
+            key_id: hmac.new(key, b"twostep-mac-key", hashlib.sha256).digest()
+            for key_id, key in keys.items()
+        }
         self.current = current
 
     @property
@@ -64,6 +71,15 @@ class Keyring:
             raise ValueError("nonce must be 12 bytes")
         sealed = self._aead[self.current].encrypt(nonce, plaintext, context)
         return f"{_SCHEME}:{self.current}:{_b64encode(nonce)}:{_b64encode(sealed)}"
+
+    def mac(self, message: bytes, key_id: str | None = None) -> tuple[str, bytes] | None:
+        """HMAC-SHA256 of ``message`` under the MAC key of ``key_id`` (the current one by
+        default), with that id; None when that key is not loaded."""
+        key_id = self.current if key_id is None else key_id
+        key = self._mac.get(key_id)
+        if key is None:
+            return None
+        return key_id, hmac.new(key, message, hashlib.sha256).digest()
 
     def key_of(self, sealed: str) -> str:
         """The key id a sealed value names (for re-sealing after rotation)."""

@@ -19,6 +19,8 @@ from .hashing import fast_digest
 from .lockout import lock_state, unlock_modify
 from .policy import Policy
 from .records import Device, Passcode, check_label, check_service_name
+from .stale_records import StaleClient
+from .staleclients import retire_passcodes, shown
 from .websessions import end_all, live_sessions
 
 __all__ = [
@@ -113,22 +115,28 @@ def add_passcode(
     return NewPasscode(group(plain, 4), record), Modify((Change.add(Attr.PASSCODE, record.dump()),))
 
 
-def revoke_passcode(state: AccountState, label: str) -> tuple[Modify, Modify]:
+def revoke_passcode(state: AccountState, label: str, now: int) -> tuple[Modify, Modify]:
+    """The passcode(s) so labelled; what recognises a client still using one is kept
+    (``core.staleclients``), as bookkeeping."""
     matches = [p for p in state.passcodes if p.label.casefold() == label.casefold()]
     if not matches:
         raise NotFound(RefusalReason.NO_SUCH_PASSCODE, f"no passcode labelled {label[:64]!r}")
     return (
         Modify((Change.delete(Attr.PASSCODE, *(p.dump() for p in matches)),)),
-        _usage_cleanup(state, {p.id for p in matches}),
+        _usage_cleanup(state, {p.id for p in matches}).then(
+            *retire_passcodes(state, matches, now, "revoked").changes
+        ),
     )
 
 
-def revoke_all_passcodes(state: AccountState) -> tuple[Modify, Modify]:
+def revoke_all_passcodes(state: AccountState, now: int) -> tuple[Modify, Modify]:
     """Every passcode, and every webmail session with them: "revoke all" leaves no
     credential a mail server takes."""
     return (
         Modify((Change.replace(Attr.PASSCODE), *end_all(state).changes)),
-        _usage_cleanup(state, {p.id for p in state.passcodes} | _session_ids(state)),
+        _usage_cleanup(state, {p.id for p in state.passcodes} | _session_ids(state)).then(
+            *retire_passcodes(state, state.passcodes, now, "revoked").changes
+        ),
     )
 
 
@@ -221,13 +229,20 @@ def disable_modify(state: AccountState) -> Modify:
 
 
 def reset_modify(state: AccountState) -> Modify:
-    """As if two-step had never been used, but for the policy assignment and overrides."""
+    """As if two-step had never been used, but for the policy assignment and overrides.
+    Retired credentials and stale clients only when there are some (as webmail sessions:
+    a directory whose schema predates them has no such attribute)."""
+    remembered = (
+        *((Change.replace(Attr.RETIRED),) if state.retired else ()),
+        *((Change.replace(Attr.STALE_CLIENT),) if state.stale_clients else ()),
+    )
     return Modify(
         (
             Change.replace(Attr.ENABLED),
             *(Change.replace(name) for name in _FACTORS),
             *end_all(state).changes,
             *unlock_modify().changes,
+            *remembered,
         )
     )
 
@@ -276,6 +291,8 @@ class AccountStatus:
     recent_failures: int
     pending_expires: int | None
     web_sessions: tuple[WebSessionInfo, ...] = ()
+    stale_clients: tuple[StaleClient, ...] = ()
+    """Clients still presenting a retired credential (``core.staleclients``)."""
 
 
 def status(state: AccountState, policy: Policy, policy_dn: str | None, now: int) -> AccountStatus:
@@ -310,4 +327,5 @@ def status(state: AccountState, policy: Policy, policy_dn: str | None, now: int)
             WebSessionInfo(s.id, s.browser, s.created, *used(s.id))
             for s in sorted(live_sessions(state, now), key=lambda s: s.created)
         ),
+        stale_clients=shown(state, now),
     )

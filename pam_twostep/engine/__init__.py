@@ -9,15 +9,16 @@ writes and the same audit event. Time and randomness are injected: production pa
 hands them out by concern, so a caller can hold only the view it needs (a verify-only
 handler the ``logins``):
 
-======================  ===========================================================
-``engine.logins``       ``Authenticator``: authenticate, lookup
-``engine.accounts``     ``AccountManager``: status, enrollment, codes, passcodes,
-                        devices, unlock, reset, disable, change_password
-``engine.policies``     ``PolicyAdmin``: list, show, create, set, assign
-``engine.keys``         ``KeyRotation``: key_usage, reseal_keys
-``engine.imports``      ``Importer``: import_account
-``engine.webmail``      ``WebmailSessions``: start, check, end, revoke
-======================  ===========================================================
+========================  =========================================================
+``engine.logins``         ``Authenticator``: authenticate, lookup
+``engine.accounts``       ``AccountManager``: status, enrollment, codes, passcodes,
+                          devices, unlock, reset, disable, change_password
+``engine.policies``       ``PolicyAdmin``: list, show, create, set, assign
+``engine.keys``           ``KeyRotation``: key_usage, reseal_keys
+``engine.imports``        ``Importer``: import_account
+``engine.webmail``        ``WebmailSessions``: start, check, end, revoke
+``engine.stale_clients``  ``StaleClients``: dismiss (and what logins record)
+========================  =========================================================
 
 The methods on ``Engine`` itself are thin delegates, kept so that callers written
 against the single class go on working while they move to the parts.
@@ -41,7 +42,7 @@ from ..core.revocation import Ended
 from ..directory import Directory
 from ._audited import Auditor
 from ._inputs import check_username
-from ._ports import SessionEnder
+from ._ports import SessionEnder, StaleNotifier
 from ._store import AccountStore, PolicyCache
 from .accounts import AccountManager
 from .imports import Importer
@@ -49,6 +50,7 @@ from .keys import KeyRotation
 from .logins import Authenticator
 from .policies import PolicyAdmin, PolicyEntry
 from .revocations import Revoker
+from .staleclients import StaleClients
 from .webmail import WebmailSessions
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "KeyRotation",
     "PolicyAdmin",
     "PolicyEntry",
+    "StaleClients",
     "WebmailSessions",
     "check_username",
 ]
@@ -75,9 +78,11 @@ class Engine:
         clock: Callable[[], float] = time.time,
         random: Random = secrets.token_bytes,
         sessions: SessionEnder | None = None,
+        notices: StaleNotifier | None = None,
     ) -> None:
         """``sessions``: the mail servers whose open sessions a revocation ends
-        (``mailsessions``); None: a revocation reaches the next login only."""
+        (``mailsessions``); None: a revocation reaches the next login only.
+        ``notices``: who tells owners of stale clients (``stalenotice``); None: nobody."""
         self.config = config
         self.directory = directory
         self._keys = keyring
@@ -85,8 +90,17 @@ class Engine:
         store = AccountStore(config, directory, cache)
         auditor = Auditor(store, audit, clock)
         revoker = Revoker(store, sessions, clock, by_address=config.mail_sessions.by_address)
+        self.stale_clients = StaleClients(store, auditor, keyring, notices, random=random)
         self.logins = Authenticator(
-            config, directory, store, auditor, keyring, revoker, clock=clock, random=random
+            config,
+            directory,
+            store,
+            auditor,
+            keyring,
+            revoker,
+            self.stale_clients,
+            clock=clock,
+            random=random,
         )
         self.accounts = AccountManager(
             config,

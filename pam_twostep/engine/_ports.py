@@ -14,8 +14,9 @@ from typing import Protocol
 from ..core.account import RawEntry
 from ..core.changes import Modify
 from ..core.revocation import Ended, Kick, RevocationCause
+from ..core.stale_records import StaleClient
 
-__all__ = ["DirectoryPort", "SessionEnder"]
+__all__ = ["DirectoryPort", "SessionEnder", "StaleNotifier"]
 
 
 class DirectoryPort(Protocol):
@@ -52,3 +53,12 @@ class SessionEnder(Protocol):
     def end(self, kick: Kick, cause: RevocationCause, actor: str | None = None) -> Ended: ...
 
     def end_later(self, kick: Kick, cause: RevocationCause) -> None: ...
+
+
+class StaleNotifier(Protocol):
+    """Who tells owners of stale clients (``stalenotice``)."""
+
+    @property
+    def per_day(self) -> int: ...
+
+    def tell(self, username: str, client: StaleClient) -> None: ...

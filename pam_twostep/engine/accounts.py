@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from ..config import Config
-from ..core import enrollment, management
+from ..core import enrollment, management, staleclients
 from ..core.account import Attr
 from ..core.changes import Change, Modify
 from ..core.codes import Random
@@ -323,7 +323,7 @@ class AccountManager:
             "passcode-revoke",
             username,
             actor,
-            lambda loaded, now: (None, *management.revoke_passcode(loaded.state, label)),
+            lambda loaded, now: (None, *management.revoke_passcode(loaded.state, label, now)),
             label=label[:64],
         )[1]
 
@@ -332,7 +332,7 @@ class AccountManager:
             "passcode-revoke-all",
             username,
             actor,
-            lambda loaded, now: (None, *management.revoke_all_passcodes(loaded.state)),
+            lambda loaded, now: (None, *management.revoke_all_passcodes(loaded.state, now)),
         )[1]
 
     def revoke_device(self, username: str, device_id: str, *, actor: str | None = None) -> None:
@@ -407,7 +407,9 @@ class AccountManager:
                         "policy requires two-step verification for this account",
                     )
                 self._verify_second_factor(username, password or "", code or "", service, remote)
-            return None, management.disable_modify(loaded.state), Modify(())
+            passcodes = loaded.state.passcodes
+            retired = staleclients.retire_passcodes(loaded.state, passcodes, now, "disabled")
+            return None, management.disable_modify(loaded.state), retired
 
         return self._revoking("disable", username, actor, change, service=service, remote=remote)[1]
 
@@ -449,7 +451,14 @@ class AccountManager:
                     Change.replace(Attr.DEVICE, *(() if kept is None else (kept.dump(),))),
                 )
             )
-            return None, modify, Modify((Change.replace(Attr.USAGE),))
+            live = [p for p in loaded.state.passcodes if p.stamp == loaded.state.stamp]
+            followup = Modify((Change.replace(Attr.USAGE),)).then(
+                *staleclients.retire_passcodes(loaded.state, live, now, "password").changes,
+                *staleclients.password_replaced(
+                    loaded.state, old, fresh.stamp, new, self._keys, now
+                ).changes,
+            )
+            return None, modify, followup
 
         return self._revoking(
             "password-change", username, actor, change, service=service, remote=remote

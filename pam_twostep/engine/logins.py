@@ -34,12 +34,14 @@ from ..core.decision import (
 from ..core.errors import Conflict, CorruptEntry, DirectoryUnavailable, KeyUnavailable
 from ..core.keyring import Keyring
 from ..core.policy import Policy
+from ..core.staleclients import Observed
 from ..throttle import SourceThrottle
 from ._audited import Auditor
 from ._inputs import check_username, context, is_loopback
 from ._ports import DirectoryPort
 from ._store import AccountStore, Loaded
 from .revocations import Revoker
+from .staleclients import StaleClients
 
 __all__ = ["Authenticator"]
 
@@ -58,6 +60,7 @@ class Authenticator:
         auditor: Auditor,
         keys: Keyring,
         revoker: Revoker,
+        stale: StaleClients,
         *,
         clock: Callable[[], float],
         random: Random,
@@ -68,6 +71,7 @@ class Authenticator:
         self._auditor = auditor
         self._keys = keys
         self._revoker = revoker
+        self._stale = stale
         self._clock = clock
         self._random = random
         self.login_count = 0
@@ -147,6 +151,7 @@ class Authenticator:
         self._revoker.notice(state)
         check = PasswordCheck.NOT_CHECKED
         bound = False
+        observed: Observed | None = None
         # Locked, or this address throttled (on this account, or across accounts): refused
         # before any bind or secret check, and nothing written.
         decision = barred(state, policy, ctx) or self._source_throttled(state, policy, ctx)
@@ -166,6 +171,10 @@ class Authenticator:
             decision = decide(
                 state, policy, attempt, ctx, password=check, keys=self._keys, random=self._random
             )
+            observed = self._stale.observe(
+                decision, loaded, attempt, ctx, password=check, bound=bound
+            )
+            decision = observed.decision
         if decision.commit:
             try:
                 self._store.write(state, decision.commit)
@@ -182,6 +191,8 @@ class Authenticator:
         if decision.counted and not is_loopback(ctx.remote):
             self._sources.failed(ctx.remote, ctx.now)
         self._store.bookkeeping(state, decision.followups)
+        if observed is not None:
+            self._stale.seen(state, observed, ctx)
         if decision.outcome is Outcome.ACCEPT and loaded.fields:
             decision = replace(decision, fields=loaded.fields)
         if decision.outcome is Outcome.CHALLENGE and bound and proof is not None:

@@ -29,9 +29,10 @@ the sign-out of any of the account's portal sessions (``session-end``; issue 14 
 
 The package follows the engine's groups: ``logins`` (auth, lookup, ping, stats),
 ``sessions`` (the portal's session proofs, ``session-end``), ``accounts``, ``policies``,
-``keys`` and ``imports``, each with its slice of ``OPS``; requests are validated into one
-frozen dataclass per kind (``_schema``), replies built in ``_replies``, and each handler
-is given only the part of the engine its operation needs (``_parts``).
+``keys``, ``imports``, ``webmail`` and ``staleclients``, each with its slice of
+``OPS``; requests are validated into one frozen dataclass per kind (``_schema``),
+replies built in ``_replies``, and each handler is given only the part of the engine
+its operation needs (``_parts``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from collections.abc import Mapping
 from ..access import Peer, Right
 from ..continuation import Continuations
 from ..core.errors import DirectoryIncomplete, TemporaryFailure
-from . import accounts, imports, keys, logins, policies, sessions, webmail
+from . import accounts, imports, keys, logins, policies, sessions, staleclients, webmail
 from ._ops import Handler, Op
 from ._parts import Caller, Parts
 from ._replies import Reply, error, policy_reply, status_reply
@@ -75,6 +76,7 @@ OPS: dict[str, Op] = {
     **keys.OPS,
     **policies.OPS,
     **webmail.OPS,
+    **staleclients.OPS,
 }
 """Every operation: the right it takes, and its handler (the admin form where there are
 two)."""
@@ -83,6 +85,7 @@ SELF_SERVICE: dict[str, Handler] = {
     **sessions.SELF_SERVICE,
     **accounts.SELF_SERVICE,
     **webmail.SELF_SERVICE,
+    **staleclients.SELF_SERVICE,
 }
 """What the ``self-service`` right reaches: each a user's change to their own account,
 with the proof of their sign-in. Nothing here is an admin operation; ``disable`` checks

@@ -33,6 +33,7 @@ __all__ = [
     "Policies",
     "PolicyRecord",
     "SessionGenerations",
+    "StaleClients",
     "Webmail",
 ]
 
@@ -233,6 +234,12 @@ class Webmail(Protocol):
     def revoke(self, username: str, session_id: str, *, actor: str | None = None) -> None: ...
 
 
+class StaleClients(Protocol):
+    """Mail programs still using an old credential (``engine.staleclients``)."""
+
+    def dismiss(self, username: str, stale_id: str, *, actor: str | None = None) -> None: ...
+
+
 class Parts(Protocol):
     """The engine as ``handle`` takes it: its parts, handed out one per operation."""
 
@@ -256,6 +263,9 @@ class Parts(Protocol):
 
     @property
     def webmail(self) -> Webmail: ...
+
+    @property
+    def stale_clients(self) -> StaleClients: ...
 
     def stats(self) -> Mapping[str, object]:
         """``directory`` (operation counts), ``ldap_server``, ``logins``."""

@@ -15,6 +15,7 @@ from ..core.errors import Refused
 from ..core.management import AccountStatus
 from ..core.policy import Policy
 from ..core.revocation import Ended
+from ..staletext import stale_fields
 from ._parts import PolicyRecord
 
 __all__ = [
@@ -104,6 +105,19 @@ def status_reply(status: AccountStatus) -> dict[str, object]:
                 "last_address": w.last_address,
             }
             for w in status.web_sessions
+        ],
+        "stale_clients": [
+            stale_fields(
+                kind=c.kind,
+                label=c.label,
+                address=c.address,
+                service=c.service,
+                since=c.since,
+                first=c.first,
+                last=c.last,
+                stale_id=c.id,
+            )
+            for c in status.stale_clients
         ],
         "locked": status.locked,
         "locked_until": status.locked_until,

@@ -27,6 +27,7 @@ __all__ = [
     "ForDevice",
     "ForPasscode",
     "ForSession",
+    "ForStaleClient",
     "ForUser",
     "ImportAccount",
     "KeysReseal",
@@ -223,6 +224,11 @@ class WebmailSession(UserRequest):
 @dataclass(frozen=True, kw_only=True)
 class ForSession(UserRequest):
     session_id: str = field(metadata=_text(64))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForStaleClient(UserRequest):
+    stale_id: str = field(metadata=_text(64))
 
 
 @dataclass(frozen=True, kw_only=True)

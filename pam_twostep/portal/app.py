@@ -28,7 +28,7 @@ from ..continuation import LIFETIME as CONTINUATION_LIFETIME
 from ..core.codes import group, split_device_token
 from ..core.errors import ConfigError
 from ..secretfile import read_secret_file
-from . import security, webmail
+from . import security, stale_clients, webmail
 from .mail_sessions import ended_note
 from .twostepd import Ask, Refusal, SessionEnded, Twostepd, Unavailable
 
@@ -609,4 +609,5 @@ def create_app(
         return redirect(url_for("account"))
 
     webmail.register(app, for_user, signed_in)
+    stale_clients.register(app, for_user, signed_in)
     return app
