@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -64,10 +65,11 @@ def notice_message(
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(
         f"Hello {username},\n\n"
-        f"{describe(_fields(client))}\n\n"
+        f"{textwrap.fill(describe(_fields(client)), 72)}\n\n"
         "Its attempts are refused. Update the password or passcode stored in that\n"
         "program, or remove the account from it. You can dismiss this notice under\n"
-        "Account Security.\n"
+        "Account Security.\n",
+        cte="8bit",  # readable as it is, by a hook too
     )
     return message.as_bytes()
 

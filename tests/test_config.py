@@ -143,6 +143,16 @@ def test_full_config() -> None:
         ),
         ("mail_sessions.timeout", 0, "mail_sessions.timeout: must be between"),
         ("mail_sessions.api_key", "secret", "mail_sessions.api_key: unknown key"),
+        ("stale_clients.notify.command", "sendmail -t", "must be a list"),
+        ("stale_clients.notify.command", ["sendmail", "-t"], "absolute program path"),
+        ("stale_clients.notify.command", ["/bin/x", 3], "must be a non-empty string"),
+        ("stale_clients.notify.to", "a@b, c@d", "one address"),
+        ("stale_clients.notify.to", "Eve <eve@example.org>", "one address"),
+        ("stale_clients.notify.from", "a\nBcc: x@y", "printable characters"),
+        ("stale_clients.notify.per_day", 0, "between 1 and 100"),
+        ("stale_clients.notify.timeout", 0, "must be between"),
+        ("stale_clients.notify.shell", True, "stale_clients.notify.shell: unknown key"),
+        ("stale_clients.keep", 3, "stale_clients.keep: unknown key"),
     ],
 )
 def test_errors_name_the_key(path: str, value: object, message: str) -> None:
@@ -162,6 +172,13 @@ def test_required_keys(missing: str) -> None:
     del node[last]
     with pytest.raises(ConfigError, match="required"):
         parse_config(data)
+
+
+def test_stale_client_notices_are_off_by_default() -> None:
+    assert parse_config(GOOD).stale_notice.command == ()
+    data = with_("stale_clients.notify", {"command": ["/usr/sbin/sendmail", "-t", "-i"]})
+    notice = parse_config(data).stale_notice
+    assert notice.command == ("/usr/sbin/sendmail", "-t", "-i") and notice.per_day == 3
 
 
 def test_daemon_defaults_keep_the_socket_to_its_group() -> None:

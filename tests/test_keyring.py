@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -128,3 +130,13 @@ def test_load_needs_keys(tmp_path: Path) -> None:
 def test_nonce_must_be_96_bits() -> None:
     with pytest.raises(ValueError):
         Keyring({"k1": K1}, "k1").seal(b"x", context=b"u", nonce=secrets.token_bytes(8))
+
+
+def test_mac_is_per_key_and_apart_from_sealing() -> None:
+    keys = Keyring({"a": bytes(32), "b": bytes(range(32))}, "a")
+    made = keys.mac(b"message")
+    assert made is not None and made[0] == "a" and len(made[1]) == 32
+    other = keys.mac(b"message", "b")
+    assert other is not None and other[1] != made[1]
+    assert keys.mac(b"message", "gone") is None
+    assert made[1] != hmac.new(bytes(32), b"message", hashlib.sha256).digest()

@@ -148,7 +148,7 @@ def retire_passcodes(
         RetiredPasscode(p.id, p.label, p.digest, now, why).dump()
         for p in passcodes
         if p.id not in known
-    ]
+    ][-MAX_RETIRED:]
     if not new:
         return Modify(())
     drop = _pruned(state, now, len(new))

@@ -1,0 +1,255 @@
+"""The pure stale-client rules: which denied secrets are a stale client, what is written
+(once, bounded), what is counted (once), and that a guess is never one."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+
+import pytest
+from support.states import KEYS, NOW, enabled_state, interactive, mail, plain_state, with_passcode
+
+from pam_twostep.core.account import AccountState, Attr
+from pam_twostep.core.changes import Modify, Op
+from pam_twostep.core.decision import Attempt, Context, PasswordCheck, Reason, decide
+from pam_twostep.core.errors import NotFound
+from pam_twostep.core.keyring import Keyring
+from pam_twostep.core.policy import Policy
+from pam_twostep.core.stale_records import PasswordVerifier, StaleClient, load_retired
+from pam_twostep.core.staleclients import (
+    MAX_RETIRED,
+    MAX_STALE,
+    STALE_INTERVAL,
+    Observed,
+    dismiss,
+    observe,
+    password_replaced,
+    retire_passcodes,
+    shown,
+)
+
+OTHER_STAMP = "1" * 32
+
+
+def _apply(state: AccountState, *modifies: Modify) -> AccountState:
+    """What the directory would hold after these modifies (the two new attributes)."""
+    retired = [r.dump() for r in state.retired]
+    stale = [c.dump() for c in state.stale_clients]
+    for modify in modifies:
+        for change in modify.changes:
+            target = {Attr.RETIRED: retired, Attr.STALE_CLIENT: stale}.get(change.attribute)
+            if target is None:
+                continue
+            if change.op is Op.ADD:
+                target.extend(change.values)
+            elif change.op is Op.DELETE:
+                for value in change.values:
+                    target.remove(value)  # raises, as the directory would refuse
+            else:
+                target[:] = list(change.values)
+    return replace(
+        state,
+        retired=tuple(load_retired(v) for v in retired),
+        stale_clients=tuple(StaleClient.load(v) for v in stale),
+    )
+
+
+def _login(
+    state: AccountState,
+    attempt: Attempt,
+    *,
+    password: PasswordCheck = PasswordCheck.NOT_CHECKED,
+    bound: bool = False,
+    remote: str = "192.0.2.7",
+    service: str = "imap",
+    now: int = NOW,
+    policy: Policy | None = None,
+    keys: Keyring = KEYS,
+    per_day: int = 0,
+) -> tuple[Observed, AccountState]:
+    ctx = Context(service, remote, now)
+    decision = decide(
+        state,
+        policy or Policy(),
+        attempt,
+        ctx,
+        password=password,
+        keys=keys,
+        random=secrets.token_bytes,
+    )
+    observed = observe(
+        decision,
+        state,
+        attempt,
+        ctx,
+        password=password,
+        bound=bound,
+        keys=keys,
+        random=secrets.token_bytes,
+        notify_per_day=per_day,
+    )
+    after = _apply(state, *observed.decision.followups, observed.record)
+    return observed, after
+
+
+def _revoked(label: str = "Thunderbird") -> tuple[AccountState, str]:
+    state, plain = with_passcode(enabled_state(), label)
+    retired = _apply(state, retire_passcodes(state, state.passcodes, NOW - 10, "revoked"))
+    return replace(retired, passcodes=()), plain
+
+
+def _with_verifier(state: AccountState, password: str, stamp: str | None = None) -> AccountState:
+    """The verifier a bound login under ``stamp`` would have written."""
+    before = replace(state, stamp=stamp or state.stamp)
+    seen, after = _login(before, interactive(password), password=PasswordCheck.RIGHT, bound=True)
+    assert seen.decision.followups
+    return replace(after, stamp=state.stamp)
+
+
+def test_a_revoked_passcode_is_a_stale_client_counted_once() -> None:
+    state, plain = _revoked()
+    first, state = _login(state, mail(plain))
+    assert first.decision.reason is Reason.WRONG_PASSCODE and first.decision.counted
+    assert first.new is not None and (first.new.kind, first.new.label) == (
+        "passcode",
+        "Thunderbird",
+    )
+    assert plain not in first.record.changes[-1].values[0]
+    again, after = _login(state, mail(plain), now=NOW + 7200)  # past the lock-out window
+    assert again.new is None and not again.decision.commit and not again.decision.counted
+    assert again.decision.reason is Reason.WRONG_PASSCODE
+    [client] = after.stale_clients
+    assert client.last == NOW + 7200 and client.first == NOW
+    soon, unchanged = _login(after, mail(plain), now=NOW + 7200 + STALE_INTERVAL - 1)
+    assert not soon.decision.followups and not soon.decision.commit
+    assert unchanged == after
+
+
+@pytest.mark.parametrize(
+    "guess",
+    ["AAAA-BBBB-CCCC-DDDD-EEEE-FFFF", "hunter2", "", "x" * 1024, "\x00\x1b[0m", "Thunderbird"],
+)
+def test_a_guess_is_never_a_stale_client(guess: str) -> None:
+    state, _ = _revoked()
+    state = _with_verifier(state, "old-password", OTHER_STAMP)
+    observed, after = _login(state, mail(guess))
+    assert observed.new is None and after.stale_clients == ()
+    assert observed.decision.counted  # an ordinary failure
+
+
+def test_an_expired_or_password_killed_passcode_still_on_the_entry() -> None:
+    expired, plain = with_passcode(enabled_state(), "Old", expires=NOW - 5)
+    observed, _ = _login(expired, mail(plain))
+    assert observed.decision.reason is Reason.PASSCODE_EXPIRED
+    assert observed.new is not None and observed.new.since == NOW - 5
+    killed, plain = with_passcode(enabled_state(), "Pre", stamp=OTHER_STAMP)
+    observed, _ = _login(killed, mail(plain))
+    assert observed.new is not None and observed.new.label == "Pre"
+
+
+def test_a_live_passcode_at_the_wrong_service_is_not_stale() -> None:
+    state, plain = with_passcode(enabled_state(), "Scoped", services=("smtp",))
+    observed, _ = _login(state, mail(plain))
+    assert observed.decision.reason is Reason.PASSCODE_SCOPE and observed.new is None
+
+
+def test_passwords_old_and_current() -> None:
+    state = _with_verifier(plain_state(), "first-password", OTHER_STAMP)
+    state = _with_verifier(state, "second-password")
+    # two-step off, the bind said wrong: only a password from before counts
+    observed, _ = _login(state, mail("first-password"), password=PasswordCheck.WRONG)
+    assert observed.new is not None and observed.new.kind == "old-password"
+    assert observed.new.since == NOW  # when the second one was first seen
+    observed, _ = _login(state, mail("second-password"), password=PasswordCheck.WRONG)
+    assert observed.new is None  # the bind refused it: not the current password after all
+    # two-step on: the current password sent to mail is recognised without a bind
+    on = replace(enabled_state(), retired=state.retired)
+    observed, _ = _login(on, mail("second-password"))
+    assert observed.decision.reason is Reason.WRONG_PASSCODE
+    assert observed.new is not None and observed.new.kind == "password"
+    # interactive, the password right: never a stale client
+    observed, _ = _login(on, interactive("second-password"), password=PasswordCheck.RIGHT)
+    assert observed.new is None
+
+
+def test_the_verifier_is_written_once_and_only_after_a_bind() -> None:
+    state = plain_state()
+    secret = "Correct-Horse-9"
+    _, state = _login(state, interactive(secret), password=PasswordCheck.RIGHT, bound=True)
+    [verifier] = state.retired
+    assert isinstance(verifier, PasswordVerifier) and secret not in verifier.dump()
+    again, _ = _login(state, interactive(secret), password=PasswordCheck.RIGHT, bound=True)
+    assert not again.decision.followups or all(
+        c.attribute != Attr.RETIRED for f in again.decision.followups for c in f.changes
+    )
+    _, unchanged = _login(
+        plain_state(), interactive("pw"), password=PasswordCheck.RIGHT, bound=False
+    )
+    assert unchanged.retired == ()
+
+
+def test_at_most_three_verifiers_and_a_rotated_key_never_breaks_a_login() -> None:
+    state = plain_state()
+    for number in range(6):
+        stamp = f"{number:032x}"
+        state = _with_verifier(replace(state, stamp=stamp), f"pw-{number}")
+    assert len(state.retired) == 3
+    other = Keyring({"k2": bytes(32)}, "k2")
+    observed, _ = _login(state, mail("pw-4"), password=PasswordCheck.WRONG, keys=other)
+    assert observed.new is None and observed.decision.reason is Reason.WRONG_PASSWORD
+    observed, _ = _login(state, mail("pw-4"), password=PasswordCheck.WRONG)
+    assert observed.new is not None
+
+
+def test_password_replaced_keeps_both_sides() -> None:
+    state = _with_verifier(plain_state(), "old")
+    modify = password_replaced(state, "old", OTHER_STAMP, "new", KEYS, NOW + 50)
+    after = replace(_apply(state, modify), stamp=OTHER_STAMP)
+    observed, _ = _login(after, mail("old"), password=PasswordCheck.WRONG)
+    assert observed.new is not None and observed.new.since == NOW + 50
+    assert len(after.retired) == 2
+
+
+def test_bounds() -> None:
+    state, _ = with_passcode(enabled_state())
+    many = tuple(
+        replace(state.passcodes[0], id="".join("abcdefghjk"[int(d)] for d in f"{i:08d}"))
+        for i in range(30)
+    )
+    retired = _apply(state, retire_passcodes(state, many[:25], NOW, "revoked"))
+    assert len(retired.retired) == MAX_RETIRED
+    retired = _apply(retired, retire_passcodes(retired, many[25:], NOW, "revoked"))
+    assert len(retired.retired) == MAX_RETIRED
+    assert {r.id for r in retired.retired} == {p.id for p in many[10:]}  # the newest
+    revoked, plain = _revoked()
+    for last in range(MAX_STALE + 5):
+        _, revoked = _login(revoked, mail(plain), remote=f"192.0.2.{last}", now=NOW + last)
+    assert len(revoked.stale_clients) == MAX_STALE
+    assert min(c.last for c in revoked.stale_clients) == NOW + 5  # the oldest went
+    # forgotten a month after the last try
+    _, after = _login(revoked, mail(plain), remote="198.51.100.1", now=NOW + 40 * 86400)
+    assert len(after.stale_clients) == 1
+
+
+def test_dismiss_and_shown() -> None:
+    state, plain = _revoked()
+    _, state = _login(state, mail(plain))
+    [client] = shown(state, NOW)
+    state = _apply(state, dismiss(state, client.id))
+    assert shown(state, NOW) == ()
+    assert not dismiss(state, client.id)  # twice is nothing
+    with pytest.raises(NotFound):
+        dismiss(state, "zzzzzzzz")
+    again, _ = _login(state, mail(plain), now=NOW + 7200)
+    assert again.new is None and not again.decision.counted
+
+
+def test_the_daily_allowance_of_notices() -> None:
+    state, plain = _revoked()
+    told = []
+    for last in range(5):
+        observed, state = _login(state, mail(plain), remote=f"192.0.2.{last}", per_day=3)
+        told.append(observed.new is not None and observed.new.told)
+    assert told == [True, True, True, False, False]
+    observed, _ = _login(state, mail(plain), remote="192.0.2.99")
+    assert observed.new is not None and not observed.new.told  # telling off: never told
