@@ -49,6 +49,7 @@ from pathlib import Path
 from . import wire
 from .access import Peer, Right, Rules, peer_of, resolve, rights_of, user_name
 from .audit import build_sink
+from .background import Background
 from .config import Config, DaemonConfig, config_path, load_config, load_secrets
 from .continuation import Continuations
 from .core.errors import ConfigError
@@ -102,6 +103,7 @@ def _build(config: Config) -> _Runtime:
         sink,
         sessions=mail_sessions(config, secrets, sink),
         notices=stale_notices(config, sink),
+        later=Background("bookkeeping"),
     )
     return _Runtime(config, engine, directory, rules)
 

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 _MAX_PENDING = 100
 _POLICY = _default_policy.clone(linesep="\n")
 _PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+_NOT_IN_ADDRESS = frozenset('<>,;:"()[]\\ \t')
+_PER_USER = 3
+"""Messages of one user that may wait at once: one user's stale clients cannot take the
+queue from everyone else's."""
 
 
 def _fields(client: StaleClient) -> dict[str, object]:
@@ -57,9 +61,12 @@ def notice_message(
     config: StaleNoticeConfig, username: str, client: StaleClient, now: int
 ) -> bytes:
     """The RFC 5322 message; ``ValueError`` if an address will not make a header."""
+    to = config.to.replace("{user}", username)
+    if not to.isprintable() or any(c in to for c in _NOT_IN_ADDRESS) or len(to) > 254:
+        raise ValueError("not one address")  # a user name can hold what a template may not
     message = EmailMessage(policy=_POLICY)
     message["From"] = config.sender
-    message["To"] = config.to.replace("{user}", username)
+    message["To"] = to
     message["Subject"] = "A mail program still uses an old password or passcode"
     message["Date"] = formatdate(now)
     message["Auto-Submitted"] = "auto-generated"
@@ -89,6 +96,7 @@ class StaleNotices:
         self._run = run
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stale-notice")
         self._pending = 0
+        self._waiting: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @property
@@ -100,9 +108,11 @@ class StaleNotices:
         if not self._config.command or not client.told:
             return
         with self._lock:
-            full = self._pending >= _MAX_PENDING
+            mine = self._waiting.get(username, 0)
+            full = self._pending >= _MAX_PENDING or mine >= _PER_USER
             if not full:
                 self._pending += 1
+                self._waiting[username] = mine + 1
         if full:
             self._record(username, client, "error", "queue-full")
             return
@@ -117,6 +127,9 @@ class StaleNotices:
         finally:
             with self._lock:
                 self._pending -= 1
+                left = self._waiting.pop(username, 1) - 1
+                if left:
+                    self._waiting[username] = left
         self._record(username, client, outcome, reason)
 
     def _deliver(self, username: str, client: StaleClient) -> tuple[str, str | None]:

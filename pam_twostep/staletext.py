@@ -61,6 +61,7 @@ def describe(client: Mapping[str, object]) -> str:
             if isinstance(since, int) and since > 0
             else "a password that has since been changed"
         )
+        extra = " If that program is not yours, someone has that password: use it nowhere."
     else:
         what = "your account password"
         extra = (

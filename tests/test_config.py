@@ -149,7 +149,8 @@ def test_full_config() -> None:
         ("stale_clients.notify.to", "a@b, c@d", "one address"),
         ("stale_clients.notify.to", "Eve <eve@example.org>", "one address"),
         ("stale_clients.notify.from", "a\nBcc: x@y", "printable characters"),
-        ("stale_clients.notify.per_day", 0, "between 1 and 100"),
+        ("stale_clients.notify.per_day", 0, "between 1 and 10"),
+        ("stale_clients.notify.per_day", 11, "between 1 and 10"),
         ("stale_clients.notify.timeout", 0, "must be between"),
         ("stale_clients.notify.shell", True, "stale_clients.notify.shell: unknown key"),
         ("stale_clients.keep", 3, "stale_clients.keep: unknown key"),
@@ -179,6 +180,9 @@ def test_stale_client_notices_are_off_by_default() -> None:
     data = with_("stale_clients.notify", {"command": ["/usr/sbin/sendmail", "-t", "-i"]})
     notice = parse_config(data).stale_notice
     assert notice.command == ("/usr/sbin/sendmail", "-t", "-i") and notice.per_day == 3
+    from pam_twostep.core.staleclients import MAX_STALE
+
+    parse_config(with_("stale_clients.notify", {"per_day": MAX_STALE}))  # the most allowed
 
 
 def test_daemon_defaults_keep_the_socket_to_its_group() -> None:

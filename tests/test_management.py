@@ -75,7 +75,8 @@ def test_revoke() -> None:
     state = replace(state, usage=(Usage(state.passcodes[0].id, NOW, "192.0.2.1"),))
     modify, cleanup = revoke_passcode(state, "PHONE", NOW)
     assert modify.changes[0].values == (state.passcodes[0].dump(),)
-    assert cleanup.changes[0].attribute == Attr.USAGE
+    assert cleanup[0].changes[0].attribute == Attr.USAGE
+    assert cleanup[1].changes[0].attribute == Attr.RETIRED
     with pytest.raises(NotFound):
         revoke_passcode(state, "Tablet", NOW)
     assert revoke_all_passcodes(state, NOW)[0].changes[0].op is Op.REPLACE

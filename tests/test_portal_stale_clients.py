@@ -31,6 +31,9 @@ def test_a_stale_client_is_shown_and_dismissed(
     request = {"op": "auth", "flow": "mail", "user": "alice", "password": phone}
     reply = daemon.ask({**request, "service": "imap", "remote": "192.0.2.7"})
     assert reply["result"] == "deny"
+    deadline = time.monotonic() + 30  # recorded in the background, after the reply
+    while not admin.status("alice").stale_clients and time.monotonic() < deadline:
+        time.sleep(0.05)
     sign_in(client, "alice")
     assert post(client, "/signin/code", code=codes[0]).headers["Location"] == "/"
     page = _page(client)

@@ -88,7 +88,7 @@ def _login(
         random=secrets.token_bytes,
         notify_per_day=per_day,
     )
-    after = _apply(state, *observed.decision.followups, observed.record)
+    after = _apply(state, *observed.decision.followups, observed.retired, observed.stale)
     return observed, after
 
 
@@ -102,7 +102,7 @@ def _with_verifier(state: AccountState, password: str, stamp: str | None = None)
     """The verifier a bound login under ``stamp`` would have written."""
     before = replace(state, stamp=stamp or state.stamp)
     seen, after = _login(before, interactive(password), password=PasswordCheck.RIGHT, bound=True)
-    assert seen.decision.followups
+    assert seen.retired
     return replace(after, stamp=state.stamp)
 
 
@@ -114,14 +114,14 @@ def test_a_revoked_passcode_is_a_stale_client_counted_once() -> None:
         "passcode",
         "Thunderbird",
     )
-    assert plain not in first.record.changes[-1].values[0]
+    assert plain not in first.stale.changes[-1].values[0]
     again, after = _login(state, mail(plain), now=NOW + 7200)  # past the lock-out window
     assert again.new is None and not again.decision.commit and not again.decision.counted
     assert again.decision.reason is Reason.WRONG_PASSCODE
     [client] = after.stale_clients
     assert client.last == NOW + 7200 and client.first == NOW
     soon, unchanged = _login(after, mail(plain), now=NOW + 7200 + STALE_INTERVAL - 1)
-    assert not soon.decision.followups and not soon.decision.commit
+    assert not soon.stale and not soon.retired and not soon.decision.commit
     assert unchanged == after
 
 
@@ -179,9 +179,7 @@ def test_the_verifier_is_written_once_and_only_after_a_bind() -> None:
     [verifier] = state.retired
     assert isinstance(verifier, PasswordVerifier) and secret not in verifier.dump()
     again, _ = _login(state, interactive(secret), password=PasswordCheck.RIGHT, bound=True)
-    assert not again.decision.followups or all(
-        c.attribute != Attr.RETIRED for f in again.decision.followups for c in f.changes
-    )
+    assert not again.retired
     _, unchanged = _login(
         plain_state(), interactive("pw"), password=PasswordCheck.RIGHT, bound=False
     )
@@ -224,8 +222,15 @@ def test_bounds() -> None:
     revoked, plain = _revoked()
     for last in range(MAX_STALE + 5):
         _, revoked = _login(revoked, mail(plain), remote=f"192.0.2.{last}", now=NOW + last)
+    # no more new ones than are kept in a day: the rest are ordinary failures
     assert len(revoked.stale_clients) == MAX_STALE
-    assert min(c.last for c in revoked.stale_clients) == NOW + 5  # the oldest went
+    assert min(c.last for c in revoked.stale_clients) == NOW
+    hop, _ = _login(revoked, mail(plain), remote="192.0.2.200", now=NOW + 60)
+    assert hop.new is None and not hop.stale and hop.decision.counted  # an ordinary failure
+    # a day on, a new one takes the place of the one tried longest ago
+    day, after = _login(revoked, mail(plain), remote="198.51.100.7", now=NOW + 86400 + 9)
+    assert day.new is not None and len(after.stale_clients) == MAX_STALE
+    assert min(c.last for c in after.stale_clients) == NOW + 1
     # forgotten a month after the last try
     _, after = _login(revoked, mail(plain), remote="198.51.100.1", now=NOW + 40 * 86400)
     assert len(after.stale_clients) == 1
@@ -253,3 +258,44 @@ def test_the_daily_allowance_of_notices() -> None:
     assert told == [True, True, True, False, False]
     observed, _ = _login(state, mail(plain), remote="192.0.2.99")
     assert observed.new is not None and not observed.new.told  # telling off: never told
+
+
+def test_privacy_addresses_of_one_network_are_one_stale_client() -> None:
+    state, plain = _revoked()
+    first, state = _login(state, mail(plain), remote="2001:db8:1:2::1")
+    hopped, after = _login(state, mail(plain), remote="2001:db8:1:2:aaaa::7", now=NOW + 60)
+    assert first.new is not None and hopped.new is None and not hopped.decision.counted
+    assert len(after.stale_clients) == 1
+    other, _ = _login(state, mail(plain), remote="2001:db8:1:3::1", now=NOW + 60)
+    assert other.new is not None
+
+
+def test_an_aged_password_is_forgotten_and_a_rotated_key_rewritten() -> None:
+    state = _with_verifier(plain_state(), "years-old", OTHER_STAMP)
+    state = _with_verifier(state, "current")  # marks "years-old" replaced as of NOW
+    observed, _ = _login(state, mail("years-old"), password=PasswordCheck.WRONG)
+    assert observed.new is not None
+    later = NOW + 91 * 86400
+    observed, _ = _login(state, mail("years-old"), password=PasswordCheck.WRONG, now=later)
+    assert observed.new is None
+    rotated = Keyring({"k1": bytes(range(32)), "k2": bytes(32)}, "k2")
+    _, after = _login(
+        state, interactive("current"), password=PasswordCheck.RIGHT, bound=True, keys=rotated
+    )
+    assert {v.key_id for v in after.retired if isinstance(v, PasswordVerifier)} >= {"k2"}
+    assert len([v for v in after.retired if v.stamp == state.stamp]) == 1  # type: ignore[union-attr]
+
+
+def test_one_change_never_deletes_a_value_twice() -> None:
+    """A password change where pruning by age and by count pick the same verifier."""
+    state = plain_state()
+    for number in range(3):
+        state = _with_verifier(replace(state, stamp=f"{number:032x}"), f"pw-{number}")
+    state, phone = with_passcode(state, "Phone")
+    later = NOW + 200 * 86400
+    modify = password_replaced(state, "pw-2", OTHER_STAMP, "pw-new", KEYS, later, state.passcodes)
+    deletes = [v for c in modify.changes if c.op is Op.DELETE for v in c.values]
+    assert len(deletes) == len(set(deletes))
+    after = replace(_apply(state, modify), stamp=OTHER_STAMP, passcodes=())
+    observed, _ = _login(after, mail(phone), now=later + 60, password=PasswordCheck.WRONG)
+    assert observed.new is not None and observed.new.label == "Phone"

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import StaleNoticeConfig
 from pam_twostep.core.stale_records import StaleClient
@@ -94,7 +96,14 @@ def test_failures_are_audited_with_why(tmp_path: Path) -> None:
         _wait(audit, index)
         notices.close()
     reasons = [e.reason for e in _wait(audit, len(cases))]
-    assert reasons[:3] == ["timeout", "cannot-run-2", "exit-1"]
+    assert reasons == ["timeout", "cannot-run-2", "exit-1", "bad-address"]
+
+
+def test_a_user_name_cannot_add_recipients() -> None:
+    config = StaleNoticeConfig(command=("/bin/true",), to="{user}@example.org")
+    for name in ("eve,boss", "a b", "x<y>", 'q"uote', "semi;colon", "tab\there"):
+        with pytest.raises(ValueError):
+            notice_message(config, name, CLIENT, NOW)
 
 
 def test_a_full_queue_drops_and_says_so() -> None:
@@ -106,10 +115,12 @@ def test_a_full_queue_drops_and_says_so() -> None:
 
     audit = MemorySink()
     notices = StaleNotices(StaleNoticeConfig(command=("/bin/true",)), audit, lambda: NOW, run=run)
-    for _ in range(105):
+    for _ in range(5):  # one user's share is three
         notices.tell("alice", CLIENT)
-    dropped = [e for e in audit.events if e.reason == "queue-full"]
+    for number in range(105):  # everyone's, a hundred
+        notices.tell(f"user{number}", CLIENT)
+    dropped = [e.user for e in audit.events if e.reason == "queue-full"]
     gate.set()
-    assert len(dropped) == 5
-    _wait(audit, 105)
+    assert dropped == ["alice", "alice", *(f"user{n}" for n in range(97, 105))]
+    _wait(audit, 110)
     notices.close()

@@ -297,7 +297,8 @@ def _stale_notice(section: _Section) -> StaleNoticeConfig:
         command=command,
         to=to,
         sender=sender,
-        per_day=section.take("per_day", _integer(1, 100), defaults.per_day),
+        # at most core.staleclients.MAX_STALE: no more new ones are recorded in a day
+        per_day=section.take("per_day", _integer(1, 10), defaults.per_day),
         timeout=section.take("timeout", _number(1, 120), defaults.timeout),
     )
     section.done()

@@ -15,7 +15,9 @@ __all__ = ["MAX_LABEL_LENGTH", "MAX_VALUE_LENGTH", "check_label", "check_service
 MAX_VALUE_LENGTH = 2048
 MAX_LABEL_LENGTH = 64
 _MAX_TIME = 1 << 40
-_SERVICE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_SERVICE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+"""As ``engine._inputs`` lets a service name through: a failure recorded under
+"dovecot.imap" must not make the entry unreadable."""
 _ID = re.compile(r"[2-9a-hj-np-z]{8}")
 _DIGEST = re.compile(r"[A-Za-z0-9_-]{43}")
 _STAMP = re.compile(r"[0-9a-f]{32}")

@@ -115,27 +115,31 @@ def add_passcode(
     return NewPasscode(group(plain, 4), record), Modify((Change.add(Attr.PASSCODE, record.dump()),))
 
 
-def revoke_passcode(state: AccountState, label: str, now: int) -> tuple[Modify, Modify]:
-    """The passcode(s) so labelled; what recognises a client still using one is kept
-    (``core.staleclients``), as bookkeeping."""
+def revoke_passcode(
+    state: AccountState, label: str, now: int
+) -> tuple[Modify, tuple[Modify, Modify]]:
+    """The passcode(s) so labelled; then, apart, their usage notes go and what
+    recognises a client still using one is kept (``core.staleclients``)."""
     matches = [p for p in state.passcodes if p.label.casefold() == label.casefold()]
     if not matches:
         raise NotFound(RefusalReason.NO_SUCH_PASSCODE, f"no passcode labelled {label[:64]!r}")
     return (
         Modify((Change.delete(Attr.PASSCODE, *(p.dump() for p in matches)),)),
-        _usage_cleanup(state, {p.id for p in matches}).then(
-            *retire_passcodes(state, matches, now, "revoked").changes
+        (
+            _usage_cleanup(state, {p.id for p in matches}),
+            retire_passcodes(state, matches, now, "revoked"),
         ),
     )
 
 
-def revoke_all_passcodes(state: AccountState, now: int) -> tuple[Modify, Modify]:
+def revoke_all_passcodes(state: AccountState, now: int) -> tuple[Modify, tuple[Modify, Modify]]:
     """Every passcode, and every webmail session with them: "revoke all" leaves no
     credential a mail server takes."""
     return (
         Modify((Change.replace(Attr.PASSCODE), *end_all(state).changes)),
-        _usage_cleanup(state, {p.id for p in state.passcodes} | _session_ids(state)).then(
-            *retire_passcodes(state, state.passcodes, now, "revoked").changes
+        (
+            _usage_cleanup(state, {p.id for p in state.passcodes} | _session_ids(state)),
+            retire_passcodes(state, state.passcodes, now, "revoked"),
         ),
     )
 

@@ -38,6 +38,7 @@ from .decision import Attempt, Context, Decision, Outcome, PasswordCheck, Reason
 from .errors import NotFound, RefusalReason
 from .hashing import digest_matches, fast_digest
 from .keyring import Keyring
+from .lockout import network_of
 from .records import Passcode
 from .stale_records import PasswordVerifier, RetiredPasscode, StaleClient
 
@@ -101,10 +102,13 @@ class Observed:
     decision: Decision
     new: StaleClient | None = None
     """A stale client seen for the first time (its owner may be told if ``told``)."""
-    record: Modify = Modify(())
-    """The write that records ``new``: apart from the decision's, so that the owner is
-    told only of what landed (a directory whose schema lacks the attribute refuses it
-    every time, and must not make every retry a new message)."""
+    stale: Modify = Modify(())
+    """The write that records ``new`` or refreshes an old one's "last tried"."""
+    retired: Modify = Modify(())
+    """Credentials to remember: the current password's verifier, swept passcodes."""
+
+
+_Retired = RetiredPasscode | PasswordVerifier
 
 
 def _verifier_message(state: AccountState, stamp: str, password: str) -> bytes:
@@ -119,88 +123,108 @@ def _verifier_mac(
     return None if made is None else (made[0], made[1][:8].hex())
 
 
-def _verifiers(state: AccountState) -> list[PasswordVerifier]:
-    return [r for r in state.retired if isinstance(r, PasswordVerifier)]
+def _aged(record: _Retired, now: int) -> bool:
+    if isinstance(record, RetiredPasscode):
+        return record.retired <= now - RETIRED_KEEP
+    return bool(record.until) and record.until <= now - RETIRED_KEEP
 
 
-def _retired_passcodes(state: AccountState) -> list[RetiredPasscode]:
-    return [r for r in state.retired if isinstance(r, RetiredPasscode)]
+def _verifiers(records: Sequence[_Retired]) -> list[PasswordVerifier]:
+    return [r for r in records if isinstance(r, PasswordVerifier)]
 
 
-def _pruned(state: AccountState, now: int, adding: int) -> list[str]:
-    """Values to drop so that ``adding`` more fit: the old, then the oldest."""
-    passcodes = sorted(_retired_passcodes(state), key=lambda r: r.retired)
-    drop: list[RetiredPasscode | PasswordVerifier] = [
-        v for v in _verifiers(state) if v.until and v.until <= now - RETIRED_KEEP
+def _retired_passcodes(records: Sequence[_Retired]) -> list[RetiredPasscode]:
+    return [r for r in records if isinstance(r, RetiredPasscode)]
+
+
+def _bounded(records: Sequence[_Retired], now: int) -> list[_Retired]:
+    """Without the aged, and the newest ``MAX_RETIRED`` passcodes and verifiers."""
+    fresh = [r for r in records if not _aged(r, now)]
+    passcodes = sorted(_retired_passcodes(fresh), key=lambda r: r.retired)
+    # the one still current (never marked replaced) is kept first of all
+    verifiers = sorted(_verifiers(fresh), key=lambda v: (not v.until, v.seen))
+    return [*passcodes[-MAX_RETIRED:], *verifiers[-_MAX_VERIFIERS:]]
+
+
+def _rewrite(state: AccountState, records: Sequence[_Retired]) -> Modify:
+    """The one modify from what the entry holds to ``records``: each value deleted at
+    most once, so two steps of one change can never refuse each other."""
+    old = [r.dump() for r in state.retired]
+    new = [r.dump() for r in records]
+    drop = [v for v in old if v not in new]
+    add = list(dict.fromkeys(v for v in new if v not in old))
+    changes = []
+    if drop:
+        changes.append(Change.delete(Attr.RETIRED, *drop))
+    if add:
+        changes.append(Change.add(Attr.RETIRED, *add))
+    return Modify(tuple(changes))
+
+
+def _plus_passcodes(
+    records: Sequence[_Retired], passcodes: Sequence[Passcode], now: int, why: str
+) -> list[_Retired]:
+    known = {r.id for r in _retired_passcodes(records)}
+    added = [RetiredPasscode(p.id, p.label, p.digest, now, why) for p in passcodes]
+    return [*records, *(r for r in added if r.id not in known)]
+
+
+def _plus_verifier(
+    records: Sequence[_Retired],
+    state: AccountState,
+    stamp: str,
+    password: str,
+    keys: Keyring,
+    now: int,
+) -> list[_Retired]:
+    """``password``'s verifier under ``stamp`` and the current key, in place of any other
+    for that stamp; the others not yet marked replaced are marked as of now."""
+    made = _verifier_mac(keys, state, stamp, password)
+    if made is None:
+        return list(records)
+    mine = [v for v in _verifiers(records) if v.stamp == stamp]
+    seen = min((v.seen for v in mine), default=now)
+    kept: list[_Retired] = [
+        replace(r, until=now) if isinstance(r, PasswordVerifier) and not r.until else r
+        for r in records
+        if not (isinstance(r, PasswordVerifier) and r.stamp == stamp)
     ]
-    old = [r for r in passcodes if r.retired <= now - RETIRED_KEEP]
-    left = [r for r in passcodes if r not in old]
-    drop += old + left[: max(0, len(left) + adding - MAX_RETIRED)]
-    return [r.dump() for r in drop]
+    return [*kept, PasswordVerifier(stamp, made[0], made[1], seen, 0)]
 
 
 def retire_passcodes(
     state: AccountState, passcodes: Sequence[Passcode], now: int, why: str
 ) -> Modify:
     """Keep what recognises ``passcodes`` (being deleted) once they are gone."""
-    known = {r.id for r in _retired_passcodes(state)}
-    new = [
-        RetiredPasscode(p.id, p.label, p.digest, now, why).dump()
-        for p in passcodes
-        if p.id not in known
-    ][-MAX_RETIRED:]
-    if not new:
-        return Modify(())
-    drop = _pruned(state, now, len(new))
-    changes = [Change.add(Attr.RETIRED, *new)]
-    if drop:
-        changes.insert(0, Change.delete(Attr.RETIRED, *drop))
-    return Modify(tuple(changes))
+    records = _plus_passcodes(state.retired, passcodes, now, why)
+    return _rewrite(state, _bounded(records, now))
 
 
 def password_replaced(
-    state: AccountState, old: str, new_stamp: str, new: str, keys: Keyring, now: int
+    state: AccountState,
+    old: str,
+    new_stamp: str,
+    new: str,
+    keys: Keyring,
+    now: int,
+    passcodes: Sequence[Passcode] = (),
 ) -> Modify:
     """A change made through twostep, which saw both passwords: the old one's verifier
-    retired now, the new one's written, so neither waits for a login."""
-    changes: list[Change] = []
-    old_mac = _verifier_mac(keys, state, state.stamp, old)
-    new_mac = _verifier_mac(keys, state, new_stamp, new)
-    if old_mac is None or new_mac is None:
-        return Modify(())
-    mine = [v for v in _verifiers(state) if v.stamp in (state.stamp, new_stamp)]
-    others = sorted((v for v in _verifiers(state) if v not in mine), key=lambda v: v.seen)
-    drop = mine + others[: max(0, len(others) + 2 - _MAX_VERIFIERS)]
-    if drop:
-        changes.append(Change.delete(Attr.RETIRED, *(v.dump() for v in drop)))
-    seen = min((v.seen for v in mine if v.stamp == state.stamp), default=now)
-    changes.append(
-        Change.add(
-            Attr.RETIRED,
-            PasswordVerifier(state.stamp, old_mac[0], old_mac[1], seen, now).dump(),
-            PasswordVerifier(new_stamp, new_mac[0], new_mac[1], now, 0).dump(),
-        )
+    retired now, the new one's written (neither waits for a login), and ``passcodes``
+    (killed by the change) retired, in one modify."""
+    records = _plus_passcodes(state.retired, passcodes, now, "password")
+    if not any(v.stamp == state.stamp for v in _verifiers(records)):
+        records = _plus_verifier(records, state, state.stamp, old, keys, now)
+    records = _plus_verifier(records, state, new_stamp, new, keys, now)
+    return _rewrite(state, _bounded(records, now))
+
+
+def _needs_verifier(state: AccountState, keys: Keyring) -> bool:
+    """No verifier of the current password under the current key (a key retired by
+    rotation may be removed: the next login writes one anew)."""
+    return not any(
+        v.stamp == state.stamp and v.key_id == keys.current for v in _verifiers(state.retired)
     )
-    return Modify(tuple(changes))
-
-
-def _password_seen(state: AccountState, password: str, keys: Keyring, now: int) -> Modify:
-    """The current password's verifier, when there is none yet. The others are marked
-    replaced as of now (about when the change happened) and the oldest dropped."""
-    verifiers = sorted(_verifiers(state), key=lambda v: v.seen)
-    if not password or any(v.stamp == state.stamp for v in verifiers):
-        return Modify(())
-    made = _verifier_mac(keys, state, state.stamp, password)
-    if made is None:
-        return Modify(())
-    kept = verifiers[len(verifiers) - (_MAX_VERIFIERS - 1) :] if _MAX_VERIFIERS > 1 else []
-    delete = [v for v in verifiers if v not in kept or not v.until]
-    add = [PasswordVerifier(state.stamp, made[0], made[1], now, 0)]
-    add += [replace(v, until=now) for v in kept if not v.until]
-    changes = [Change.add(Attr.RETIRED, *(v.dump() for v in add))]
-    if delete:
-        changes.insert(0, Change.delete(Attr.RETIRED, *(v.dump() for v in delete)))
-    return Modify(tuple(changes))
 
 
 def _recognise(
@@ -216,12 +240,12 @@ def _recognise(
             if not state.passcode_is_live(p, now) and digest_matches(p.digest, digest):
                 since = p.expires if p.stamp == state.stamp else 0
                 return Match(StaleKind.PASSCODE, p.id, p.label, since)
-        for r in _retired_passcodes(state):
-            if digest_matches(r.digest, digest):
+        for r in _retired_passcodes(state.retired):
+            if not _aged(r, now) and digest_matches(r.digest, digest):
                 return Match(StaleKind.PASSCODE, r.id, r.label, r.retired)
-    for v in _verifiers(state):
+    for v in _verifiers(state.retired):
         current = v.stamp == state.stamp
-        if current and not password_refused:
+        if (current and not password_refused) or _aged(v, now):
             continue
         made = _verifier_mac(keys, state, v.stamp, secret, v.key_id)
         if made is not None and hmac.compare_digest(made[1], v.mac):
@@ -235,6 +259,16 @@ def _live_records(state: AccountState, now: int) -> list[StaleClient]:
     return [c for c in state.stale_clients if c.last > now - STALE_KEEP]
 
 
+def _key(kind: str, ref: str, address: str, service: str) -> tuple[str, str, str, str]:
+    """What makes one stale client: the credential, the network (an IPv6 /64: privacy
+    addresses rotate), the service."""
+    return kind, ref, network_of(address), service
+
+
+def _key_of(client: StaleClient) -> tuple[str, str, str, str]:
+    return _key(client.kind, client.ref, client.address, client.service)
+
+
 def _stale(
     state: AccountState,
     decision: Decision,
@@ -243,14 +277,8 @@ def _stale(
     random: Random,
     notify_per_day: int,
 ) -> Observed:
-    same = [
-        c
-        for c in state.stale_clients
-        if c.kind == match.kind.value
-        and c.ref == match.ref
-        and c.address == ctx.remote
-        and c.service == ctx.service
-    ]
+    key = _key(match.kind.value, match.ref, ctx.remote, ctx.service)
+    same = [c for c in state.stale_clients if _key_of(c) == key]
     if same:
         # counted when first seen; never again, however long it retries
         record = max(same, key=lambda c: c.last)
@@ -263,9 +291,13 @@ def _stale(
                 Change.add(Attr.STALE_CLIENT, replace(record, last=ctx.now).dump()),
             )
         )
-        return Observed(replace(quiet, followups=(*decision.followups, refresh)))
+        return Observed(quiet, stale=refresh)
     live = sorted(_live_records(state, ctx.now), key=lambda c: c.last)
-    told_today = sum(1 for c in live if c.told and c.first > ctx.now - _DAY)
+    today = [c for c in live if c.first > ctx.now - _DAY]
+    if len(today) >= MAX_STALE:
+        # as many new ones in a day as are kept: more is someone hopping addresses,
+        # an ordinary failure (and nothing a day's records would have to make room for)
+        return Observed(decision)
     record = StaleClient(
         id=new_id(random),
         kind=match.kind.value,
@@ -276,15 +308,30 @@ def _stale(
         service=ctx.service,
         first=ctx.now,
         last=ctx.now,
-        told=told_today < notify_per_day,
+        told=sum(1 for c in today if c.told) < notify_per_day,
         dismissed=False,
     )
     drop = [c for c in state.stale_clients if c not in live]
-    drop += live[: max(0, len(live) + 1 - MAX_STALE)]
+    drop += [c for c in live if c not in today][: max(0, len(live) + 1 - MAX_STALE)]
     changes = [Change.add(Attr.STALE_CLIENT, record.dump())]
     if drop:
         changes.insert(0, Change.delete(Attr.STALE_CLIENT, *(c.dump() for c in drop)))
-    return Observed(decision, record, Modify(tuple(changes)))
+    return Observed(decision, record, stale=Modify(tuple(changes)))
+
+
+def _swept(state: AccountState, now: int) -> list[tuple[str, list[Passcode]]]:
+    """The passcodes an accepted login's sweep deletes (``decision._dead_records``)."""
+    return [
+        ("password", [p for p in state.passcodes if p.stamp != state.stamp]),
+        (
+            "expired",
+            [
+                p
+                for p in state.passcodes
+                if p.stamp == state.stamp and p.expires and p.expires <= now
+            ],
+        ),
+    ]
 
 
 def observe(
@@ -299,47 +346,51 @@ def observe(
     random: Random,
     notify_per_day: int = 0,
 ) -> Observed:
-    """``decision`` with what stale-client bookkeeping it needs.
+    """What stale-client bookkeeping goes with ``decision``: its commit dropped for a
+    stale client already counted, and the writes of ``Observed``, which the caller makes
+    apart from the login's (their success or failure must not show in its timing).
 
     ``bound``: ``password`` comes from a bind with ``attempt.secret`` (not from a
     continuation). ``notify_per_day``: owners may be told of this many new stale clients
     a day (0: telling is off)."""
-    followups: list[Modify] = []
-    if password is PasswordCheck.RIGHT and bound:
-        followups.append(_password_seen(state, attempt.secret, keys, ctx.now))
+    records: list[_Retired] = list(state.retired)
+    seen = password is PasswordCheck.RIGHT and bound and bool(attempt.secret)
+    if seen and _needs_verifier(state, keys):
+        records = _plus_verifier(records, state, state.stamp, attempt.secret, keys, ctx.now)
     if decision.outcome is Outcome.ACCEPT:
-        for why, dead in (
-            ("password", [p for p in state.passcodes if p.stamp != state.stamp]),
-            (
-                "expired",
-                [
-                    p
-                    for p in state.passcodes
-                    if p.stamp == state.stamp and p.expires and p.expires <= ctx.now
-                ],
-            ),
-        ):
-            followups.append(retire_passcodes(state, dead, ctx.now, why))
-    kept = tuple(f for f in followups if f)
-    if kept:
-        decision = replace(decision, followups=(*decision.followups, *kept))
+        for why, dead in _swept(state, ctx.now):
+            records = _plus_passcodes(records, dead, ctx.now, why)
+    retired = (
+        _rewrite(state, _bounded(records, ctx.now))
+        if records != list(state.retired)
+        else Modify(())
+    )
+    observed = Observed(decision, retired=retired)
     if (
         decision.outcome is not Outcome.DENY
         or decision.reason not in _STALE_REASONS
         or not attempt.secret
         or password is PasswordCheck.RIGHT
     ):
-        return Observed(decision)
+        return observed
     refused_unchecked = password is PasswordCheck.NOT_CHECKED
     match = _recognise(state, attempt.secret, keys, ctx.now, refused_unchecked)
     if match is None:
-        return Observed(decision)
-    return _stale(state, decision, match, ctx, random, notify_per_day)
+        return observed
+    found = _stale(state, decision, match, ctx, random, notify_per_day)
+    return replace(found, retired=retired)
 
 
 def shown(state: AccountState, now: int) -> tuple[StaleClient, ...]:
-    """What the owner sees: not dismissed, tried within ``STALE_KEEP``, newest first."""
-    live = [c for c in _live_records(state, now) if not c.dismissed]
+    """What the owner sees: not dismissed, tried within ``STALE_KEEP``, newest first,
+    one per stale client (two processes seeing it first at once may each add one)."""
+    newest: dict[tuple[str, str, str, str], StaleClient] = {}
+    for client in _live_records(state, now):
+        key = _key_of(client)
+        if key not in newest or client.last > newest[key].last:
+            newest[key] = client
+    hidden = {_key_of(c) for c in state.stale_clients if c.dismissed}
+    live = [c for key, c in newest.items() if key not in hidden]
     return tuple(sorted(live, key=lambda c: c.last, reverse=True))
 
 
@@ -348,11 +399,12 @@ def dismiss(state: AccountState, stale_id: str) -> Modify:
     record = next((c for c in state.stale_clients if c.id == stale_id), None)
     if record is None:
         raise NotFound(RefusalReason.NO_SUCH_STALE_CLIENT, f"no stale client {stale_id[:16]!r}")
-    if record.dismissed:
+    same = [c for c in state.stale_clients if _key_of(c) == _key_of(record) and not c.dismissed]
+    if not same:
         return Modify(())
     return Modify(
         (
-            Change.delete(Attr.STALE_CLIENT, record.dump()),
-            Change.add(Attr.STALE_CLIENT, replace(record, dismissed=True).dump()),
+            Change.delete(Attr.STALE_CLIENT, *(c.dump() for c in same)),
+            Change.add(Attr.STALE_CLIENT, *(replace(c, dismissed=True).dump() for c in same)),
         )
     )

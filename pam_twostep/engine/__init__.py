@@ -50,7 +50,7 @@ from .keys import KeyRotation
 from .logins import Authenticator
 from .policies import PolicyAdmin, PolicyEntry
 from .revocations import Revoker
-from .staleclients import StaleClients
+from .staleclients import Later, StaleClients
 from .webmail import WebmailSessions
 
 __all__ = [
@@ -79,10 +79,12 @@ class Engine:
         random: Random = secrets.token_bytes,
         sessions: SessionEnder | None = None,
         notices: StaleNotifier | None = None,
+        later: Later | None = None,
     ) -> None:
         """``sessions``: the mail servers whose open sessions a revocation ends
         (``mailsessions``); None: a revocation reaches the next login only.
-        ``notices``: who tells owners of stale clients (``stalenotice``); None: nobody."""
+        ``notices``: who tells owners of stale clients (``stalenotice``); None: nobody.
+        ``later``: runs bookkeeping off the request path (``background``); None: at once."""
         self.config = config
         self.directory = directory
         self._keys = keyring
@@ -90,7 +92,9 @@ class Engine:
         store = AccountStore(config, directory, cache)
         auditor = Auditor(store, audit, clock)
         revoker = Revoker(store, sessions, clock, by_address=config.mail_sessions.by_address)
-        self.stale_clients = StaleClients(store, auditor, keyring, notices, random=random)
+        self.stale_clients = StaleClients(
+            store, auditor, keyring, notices, clock=clock, random=random, later=later
+        )
         self.logins = Authenticator(
             config,
             directory,

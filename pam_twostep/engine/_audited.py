@@ -23,13 +23,16 @@ from ..core.errors import Conflict, RefusalReason, Refused
 from ._inputs import context
 from ._store import AccountStore, Loaded
 
-__all__ = ["AccountChange", "Auditor", "Settle", "Subject"]
+__all__ = ["AccountChange", "Auditor", "Cleanup", "Settle", "Subject"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-AccountChange = Callable[[Loaded, int], tuple[_T, Modify, Modify]]
+Cleanup = Modify | tuple[Modify, ...]
+"""Bookkeeping after a change: one modify, or several tried apart (so that one refused
+does not take the others with it)."""
+AccountChange = Callable[[Loaded, int], tuple[_T, Modify, Cleanup]]
 """What an account change computes from the account and the time: its result, the
 modify that is the change, and bookkeeping to try afterwards."""
 Settle = Callable[[Loaded, _T], None]
@@ -153,5 +156,5 @@ class Auditor:
             ) from None
         if settle is not None:
             settle(loaded, result)
-        self._store.bookkeeping(loaded.state, (cleanup,))
+        self._store.bookkeeping(loaded.state, cleanup if isinstance(cleanup, tuple) else (cleanup,))
         return result

@@ -24,7 +24,7 @@ from ..core.errors import Conflict, DirectoryUnavailable, RefusalReason, Refused
 from ..core.keyring import Keyring
 from ..core.lockout import address_wait, lock_state, record_failure
 from ..core.revocation import Ended
-from ._audited import AccountChange, Auditor
+from ._audited import AccountChange, Auditor, Cleanup
 from ._inputs import check_username, context
 from ._ports import DirectoryPort
 from ._store import AccountStore, Loaded
@@ -427,7 +427,7 @@ class AccountManager:
         """Change the password as the user (RFC 3062); every passcode and device dies, but
         ``keep_device``, the device the change was made from."""
 
-        def change(loaded: Loaded, now: int) -> tuple[None, Modify, Modify]:
+        def change(loaded: Loaded, now: int) -> tuple[None, Modify, Cleanup]:
             self._refuse_if_locked(loaded, now)
             if not new or len(new) > 1024 or not new.isprintable():
                 raise Refused(
@@ -452,12 +452,10 @@ class AccountManager:
                 )
             )
             live = [p for p in loaded.state.passcodes if p.stamp == loaded.state.stamp]
-            followup = Modify((Change.replace(Attr.USAGE),)).then(
-                *staleclients.retire_passcodes(loaded.state, live, now, "password").changes,
-                *staleclients.password_replaced(
-                    loaded.state, old, fresh.stamp, new, self._keys, now
-                ).changes,
+            remembered = staleclients.password_replaced(
+                loaded.state, old, fresh.stamp, new, self._keys, now, passcodes=live
             )
+            followup = (Modify((Change.replace(Attr.USAGE),)), remembered)
             return None, modify, followup
 
         return self._revoking(

@@ -29,7 +29,7 @@ from ..core.revocation import (
     password_changed,
     revocation,
 )
-from ._audited import AccountChange
+from ._audited import AccountChange, Cleanup
 from ._ports import SessionEnder
 from ._store import AccountStore, Loaded
 
@@ -62,7 +62,7 @@ class Revoker:
         """``change``, keeping the account it read in the list returned with it."""
         seen: list[Loaded] = []
 
-        def watched(loaded: Loaded, now: int) -> tuple[_T, Modify, Modify]:
+        def watched(loaded: Loaded, now: int) -> tuple[_T, Modify, Cleanup]:
             seen.append(loaded)
             return change(loaded, now)
 

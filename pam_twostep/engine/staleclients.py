@@ -1,13 +1,15 @@
 """Stale clients (``core.staleclients``) as logins meet them, and as owners dismiss them.
 
-A login's decision goes through ``observe`` before anything is written; once written,
-``seen`` audits a newly recorded stale client (``stale-client``, outcome ``recorded``,
+A login's decision goes through ``observe`` before anything is written; after the
+login's own writes, ``seen`` writes the stale-client records (in the background in
+twostepd), audits a newly recorded stale client (``stale-client``, outcome ``recorded``,
 with the credential's label, never the secret) and hands it to the notifier.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ..audit import AuditEvent
 from ..core import staleclients
@@ -22,11 +24,14 @@ from ._audited import Auditor
 from ._ports import StaleNotifier
 from ._store import AccountStore, Loaded
 
-__all__ = ["StaleClients"]
+__all__ = ["Later", "StaleClients"]
 
 log = logging.getLogger(__name__)
 
 _NOTHING = Modify(())
+_PAUSE = 600
+
+Later = Callable[[Callable[[], None]], None]
 
 
 class StaleClients:
@@ -37,8 +42,15 @@ class StaleClients:
         keys: Keyring,
         notices: StaleNotifier | None,
         *,
+        clock: Callable[[], float],
         random: Random,
+        later: Later | None = None,
     ) -> None:
+        """``later``: runs the writes off the request path (twostepd's ``Background``);
+        None: at once (tests, tools)."""
+        self._clock = clock
+        self._later = later
+        self._paused_until = 0.0
         self._store = store
         self._auditor = auditor
         self._keys = keys
@@ -68,21 +80,47 @@ class StaleClients:
         )
 
     def seen(self, state: AccountState, observed: Observed, ctx: Context) -> None:
-        """Record a new stale client; audit it and tell its owner if that landed."""
+        """Write what ``observe`` asked for, off the request path when there is a
+        background runner: whether a secret matched must not show in a reply's timing
+        (with two-step on, mail never checks the password, and must not start to)."""
+        if not observed.stale and not observed.retired:
+            return
+        if self._later is None:
+            self._write(state, observed, ctx)
+        else:
+            self._later(lambda: self._write(state, observed, ctx))
+
+    def _write(self, state: AccountState, observed: Observed, ctx: Context) -> None:
+        """Each write apart; the owner is audited and told of a new one only if it
+        landed. A directory that refuses them (a schema without the attributes, an ACL
+        not updated) is left alone for ``_PAUSE`` seconds rather than asked every login."""
+        if self._clock() < self._paused_until:
+            return
+        landed = {}
+        for name, modify in (("retired", observed.retired), ("stale", observed.stale)):
+            try:
+                self._store.write(state, modify)
+                landed[name] = True
+            except Conflict:
+                landed[name] = False  # a concurrent change: the next login tries again
+            except TemporaryFailure as exc:
+                self._paused_until = self._clock() + _PAUSE
+                log.warning(
+                    "stale-client records of %s not written (%s); not trying for %d s: "
+                    "is the schema upgraded and the ACL updated (ldap_schema/README.md)?",
+                    state.username,
+                    exc,
+                    _PAUSE,
+                )
+                return
         client = observed.new
-        if client is None:
+        if client is None or not landed.get("stale"):
             return
-        try:
-            self._store.write(state, observed.record)
-        except (Conflict, TemporaryFailure) as exc:
-            log.debug("stale client of %s not recorded: %s", state.username, exc)
-            return
-        username = state.username
         self._auditor.emit(
             AuditEvent(
                 time=ctx.now,
                 action="stale-client",
-                user=username,
+                user=state.username,
                 outcome="recorded",
                 service=ctx.service,
                 remote=ctx.remote,
@@ -91,7 +129,7 @@ class StaleClients:
             )
         )
         if self._notices is not None and client.told:
-            self._notices.tell(username, client)
+            self._notices.tell(state.username, client)
 
     def dismiss(self, username: str, stale_id: str, *, actor: str | None = None) -> None:
         self._auditor.change_account(
