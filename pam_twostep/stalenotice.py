@@ -29,7 +29,7 @@ from email.utils import formatdate
 from .audit import AuditEvent, AuditSink
 from .config import Config, StaleNoticeConfig
 from .core.stale_records import StaleClient
-from .staletext import describe, stale_fields
+from .staletext import describe, fields_of
 
 __all__ = ["StaleNotices", "notice_message", "stale_notices"]
 
@@ -42,19 +42,6 @@ _NOT_IN_ADDRESS = frozenset('<>,;:"()[]\\ \t')
 _PER_USER = 3
 """Messages of one user that may wait at once: one user's stale clients cannot take the
 queue from everyone else's."""
-
-
-def _fields(client: StaleClient) -> dict[str, object]:
-    return stale_fields(
-        kind=client.kind,
-        label=client.label,
-        address=client.address,
-        service=client.service,
-        since=client.since,
-        first=client.first,
-        last=client.last,
-        stale_id=client.id,
-    )
 
 
 def notice_message(
@@ -72,7 +59,7 @@ def notice_message(
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(
         f"Hello {username},\n\n"
-        f"{textwrap.fill(describe(_fields(client)), 72)}\n\n"
+        f"{textwrap.fill(describe(fields_of(client)), 72)}\n\n"
         "Its attempts are refused. Update the password or passcode stored in that\n"
         "program, or remove the account from it. You can dismiss this notice under\n"
         "Account Security.\n",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 
-__all__ = ["describe", "stale_fields"]
+from .core.stale_records import StaleClient
+
+__all__ = ["describe", "fields_of", "stale_fields"]
 
 
 def _day(epoch: int) -> str:
@@ -42,6 +44,20 @@ def stale_fields(
         "first": first,
         "last": last,
     }
+
+
+def fields_of(client: StaleClient) -> dict[str, object]:
+    """The reply form of a stored record."""
+    return stale_fields(
+        kind=client.kind,
+        label=client.label,
+        address=client.address,
+        service=client.service,
+        since=client.since,
+        first=client.first,
+        last=client.last,
+        stale_id=client.id,
+    )
 
 
 def describe(client: Mapping[str, object]) -> str:

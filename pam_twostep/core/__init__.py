@@ -9,11 +9,12 @@ directory.
 Layers, each importing only those below it::
 
     clients     pam_module, checkpassword, portal, Lua passdb  (wire only)
-    edge        daemon, handlers, cli, check, lab, migrate
+    edge        daemon, handlers, cli, check, lab, migrate, stalenotice, background
     services    engine (logins, accounts, policies, keys, imports)
     adapters    directory (ldap3), audit, config, keyfiles, secretfile, throttle
     core        account, changes, codes, decision, duration, enrollment, errors,
-                hashing, keyring, lockout, management, policy, records, rotation, totp
+                hashing, keyring, lockout, management, policy, records, rotation,
+                stale_records, staleclients, totp
 """
 
 __all__: list[str] = []

@@ -15,7 +15,7 @@ from ..core.errors import Refused
 from ..core.management import AccountStatus
 from ..core.policy import Policy
 from ..core.revocation import Ended
-from ..staletext import stale_fields
+from ..staletext import fields_of
 from ._parts import PolicyRecord
 
 __all__ = [
@@ -106,19 +106,7 @@ def status_reply(status: AccountStatus) -> dict[str, object]:
             }
             for w in status.web_sessions
         ],
-        "stale_clients": [
-            stale_fields(
-                kind=c.kind,
-                label=c.label,
-                address=c.address,
-                service=c.service,
-                since=c.since,
-                first=c.first,
-                last=c.last,
-                stale_id=c.id,
-            )
-            for c in status.stale_clients
-        ],
+        "stale_clients": [fields_of(c) for c in status.stale_clients],
         "locked": status.locked,
         "locked_until": status.locked_until,
         "recent_failures": status.recent_failures,
