@@ -13,7 +13,7 @@ import pytest
 from conftest import Clock
 from support.engines import engine_for
 from support.flows import enroll, interactive_login, mail_login
-from support.slapd import USERS, Slapd, ssha, user_dn
+from support.slapd import SCHEMA_DIR, USERS, Slapd, ssha, user_dn
 
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import Config, StaleNoticeConfig
@@ -292,3 +292,37 @@ def test_interactive_logins_record_the_verifier_once(
     assert interactive_login(engine, "alice").outcome is Outcome.ACCEPT
     assert slapd.entry(user_dn("alice"))["twostepretired"] == first
     assert USERS["alice"].encode() not in b"".join(first)
+
+
+def test_a_directory_whose_acl_predates_them_records_nothing_and_stops_asking(
+    engine: Engine, clock: Clock, slapd: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A site that upgraded twostep and the schema but not the ACL: logins, revocations
+    and refusals are as before; the refused records are tried once, then left alone."""
+    shipped = (SCHEMA_DIR / "acl.ldif").read_text()
+    older = shipped.replace("twostepRetired,\n twostepStaleClient,", "")
+    assert older != shipped
+    path = slapd.directory / "acl-older.ldif"
+    path.write_text(older)
+    slapd.ldapmodify(path)
+    try:
+        enroll(engine, clock.now)
+        phone = engine.add_passcode("alice", "Phone").passcode
+        engine.revoke_passcode("alice", "Phone")  # its digest is not kept: no match below
+        assert mail_login(engine, "alice", phone).reason is Reason.WRONG_PASSCODE
+        # a passcode killed by a password changed elsewhere stays on the entry until a
+        # sweep: it is recognised, and its record refused
+        tablet = engine.add_passcode("alice", "Tablet").passcode
+        slapd.set_attributes(user_dn("alice"), userPassword=[ssha("changed elsewhere")])
+        with caplog.at_level("WARNING", logger="pam_twostep.engine.staleclients"):
+            for n in range(3):
+                decision = mail_login(engine, "alice", tablet, remote=f"192.0.2.{n + 1}")
+                assert decision.reason is Reason.WRONG_PASSCODE
+        assert "twostepretired" not in slapd.entry(user_dn("alice"))
+        assert _stale(engine) == []
+        warnings = [r for r in caplog.records if "not written" in r.getMessage()]
+        assert len(warnings) == 1 and "ACL" in warnings[0].getMessage()
+        assert phone not in caplog.text and tablet not in caplog.text
+    finally:
+        path.write_text(shipped)
+        slapd.ldapmodify(path)
