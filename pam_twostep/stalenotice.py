@@ -39,6 +39,7 @@ _MAX_PENDING = 100
 _POLICY = _default_policy.clone(linesep="\n")
 _PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 _NOT_IN_ADDRESS = frozenset('<>,;:"()[]\\ \t')
+_MAX_USERS = 10_000
 _PER_USER = 3
 """Messages of one user that may wait at once: one user's stale clients cannot take the
 queue from everyone else's."""
@@ -84,6 +85,7 @@ class StaleNotices:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stale-notice")
         self._pending = 0
         self._waiting: dict[str, int] = {}
+        self._sent: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -93,6 +95,19 @@ class StaleNotices:
 
     def tell(self, username: str, client: StaleClient) -> None:
         if not self._config.command or not client.told:
+            return
+        now = self._clock()
+        with self._lock:
+            sent = [t for t in self._sent.get(username, ()) if t > now - 86400]
+            if len(sent) >= self._config.per_day:
+                over = True
+            else:
+                over = False
+                self._sent[username] = [*sent, now]
+                if len(self._sent) > _MAX_USERS:
+                    self._sent.clear()
+        if over:  # the entry's count is the rule; this process's holds against races
+            self._record(username, client, "error", "per-day")
             return
         with self._lock:
             mine = self._waiting.get(username, 0)

@@ -119,3 +119,20 @@ def test_corrupt_values_name_their_attribute(
         parse_account(entry(**values), "alice", "uid")
     assert caught.value.attribute == attribute
     assert "{SSHA}" not in str(caught.value)
+
+
+def test_stale_client_records_are_read_leniently() -> None:
+    """They decide no outcome: damage there must not lock the owner out."""
+    from pam_twostep.core.stale_records import StaleClient
+
+    good = StaleClient(
+        "abcdefgh", "passcode", "abcdefgh", "Phone", 0, "192.0.2.7", "imap", 1, 2, False, False
+    ).dump()
+    hostile = (b"not json", b"\xff\xfe", b'{"id": "abcdefgh"}', good.replace(",", ", ").encode())
+    state = parse_account(
+        entry(twostepStaleClient=(*hostile, good.encode()) * 60, twostepRetired=hostile),
+        "alice",
+        "uid",
+    )
+    assert state.retired == ()
+    assert 1 <= len(state.stale_clients) <= 100 and state.stale_clients[0].label == "Phone"

@@ -4,14 +4,21 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 from support.states import KEYS, NOW, enabled_state, interactive, mail, plain_state, with_passcode
 
 from pam_twostep.core.account import AccountState, Attr
 from pam_twostep.core.changes import Modify, Op
-from pam_twostep.core.decision import Attempt, Context, PasswordCheck, Reason, decide
+from pam_twostep.core.decision import (
+    Attempt,
+    Context,
+    Decision,
+    PasswordCheck,
+    Reason,
+    decide,
+)
 from pam_twostep.core.errors import NotFound
 from pam_twostep.core.keyring import Keyring
 from pam_twostep.core.policy import Policy
@@ -20,10 +27,11 @@ from pam_twostep.core.staleclients import (
     MAX_RETIRED,
     MAX_STALE,
     STALE_INTERVAL,
-    Observed,
     dismiss,
     observe,
     password_replaced,
+    recorded,
+    remember,
     retire_passcodes,
     shown,
 )
@@ -54,6 +62,16 @@ def _apply(state: AccountState, *modifies: Modify) -> AccountState:
     )
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A login as twostepd makes it: the decision, then (later) the two writes."""
+
+    decision: Decision
+    new: StaleClient | None
+    retired: Modify
+    stale: Modify
+
+
 def _login(
     state: AccountState,
     attempt: Attempt,
@@ -66,7 +84,7 @@ def _login(
     policy: Policy | None = None,
     keys: Keyring = KEYS,
     per_day: int = 0,
-) -> tuple[Observed, AccountState]:
+) -> tuple[Seen, AccountState]:
     ctx = Context(service, remote, now)
     decision = decide(
         state,
@@ -86,10 +104,14 @@ def _login(
         bound=bound,
         keys=keys,
         random=secrets.token_bytes,
-        notify_per_day=per_day,
     )
-    after = _apply(state, *observed.decision.followups, observed.retired, observed.stale)
-    return observed, after
+    fresh = _apply(state, *observed.decision.followups)
+    retired = remember(fresh, observed.remembered, now)
+    stale, new = Modify(()), None
+    if observed.match is not None:
+        stale, new = recorded(fresh, observed.match, ctx, secrets.token_bytes, per_day)
+    seen = Seen(observed.decision, new, retired, stale)
+    return seen, _apply(fresh, retired, stale)
 
 
 def _revoked(label: str = "Thunderbird") -> tuple[AccountState, str]:
@@ -299,3 +321,79 @@ def test_one_change_never_deletes_a_value_twice() -> None:
     after = replace(_apply(state, modify), stamp=OTHER_STAMP, passcodes=())
     observed, _ = _login(after, mail(phone), now=later + 60, password=PasswordCheck.WRONG)
     assert observed.new is not None and observed.new.label == "Phone"
+
+
+def test_a_password_retried_is_never_quieter_than_a_guess() -> None:
+    """Past the window an old password's failure is written like a wrong one's: whether
+    a guess was a password of the account must not show in what a login writes."""
+    state = _with_verifier(plain_state(), "old-one", OTHER_STAMP)
+    state = _with_verifier(state, "current")
+    first, state = _login(state, mail("old-one"), password=PasswordCheck.WRONG)
+    assert first.new is not None
+    later = NOW + 7200
+    again, _ = _login(state, mail("old-one"), password=PasswordCheck.WRONG, now=later)
+    guess, _ = _login(state, mail("never-used"), password=PasswordCheck.WRONG, now=later)
+    assert bool(again.decision.commit) == bool(guess.decision.commit) is True
+    assert again.decision.counted and guess.decision.counted
+
+
+def test_logins_decided_at_once_record_from_the_entry_as_written() -> None:
+    """The writes are computed from the entry re-read in its turn: a burst decided on
+    one read cannot pass the day's cap or add one stale client twice."""
+    state, plain = _revoked()
+    ctx_state = state
+    pending = []
+    for n in range(3 * MAX_STALE):
+        ctx = Context("imap", f"2001:db8:{n:x}::1", NOW)
+        decision = decide(
+            ctx_state,
+            Policy(),
+            mail(plain),
+            ctx,
+            password=PasswordCheck.NOT_CHECKED,
+            keys=KEYS,
+            random=secrets.token_bytes,
+        )
+        observed = observe(
+            decision,
+            ctx_state,
+            mail(plain),
+            ctx,
+            password=PasswordCheck.NOT_CHECKED,
+            bound=False,
+            keys=KEYS,
+            random=secrets.token_bytes,
+        )
+        pending.append((observed, ctx))
+        pending.append((observed, ctx))  # the same login's job twice: no duplicate
+    for observed, ctx in pending:  # the background worker, one job after the other
+        assert observed.match is not None
+        modify, _ = recorded(state, observed.match, ctx, secrets.token_bytes, 3)
+        state = _apply(state, modify)
+    assert len(state.stale_clients) == MAX_STALE
+    assert sum(c.told for c in state.stale_clients) == 3
+
+
+def test_a_verifier_of_a_password_changed_meanwhile_is_not_kept() -> None:
+    state = plain_state()
+    observed = observe(
+        run_accept := decide(
+            state,
+            Policy(),
+            interactive("before"),
+            Context("sshd", "", NOW),
+            password=PasswordCheck.RIGHT,
+            keys=KEYS,
+            random=secrets.token_bytes,
+        ),
+        state,
+        interactive("before"),
+        Context("sshd", "", NOW),
+        password=PasswordCheck.RIGHT,
+        bound=True,
+        keys=KEYS,
+        random=secrets.token_bytes,
+    )
+    assert run_accept.outcome.value == "accept" and observed.remembered
+    changed = replace(state, stamp=OTHER_STAMP)  # the job runs after a password change
+    assert not remember(changed, observed.remembered, NOW + 5)

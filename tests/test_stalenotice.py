@@ -114,7 +114,8 @@ def test_a_full_queue_drops_and_says_so() -> None:
         return subprocess.CompletedProcess(args, 0)
 
     audit = MemorySink()
-    notices = StaleNotices(StaleNoticeConfig(command=("/bin/true",)), audit, lambda: NOW, run=run)
+    config = StaleNoticeConfig(command=("/bin/true",), per_day=10)
+    notices = StaleNotices(config, audit, lambda: NOW, run=run)
     for _ in range(5):  # one user's share is three
         notices.tell("alice", CLIENT)
     for number in range(105):  # everyone's, a hundred
@@ -124,3 +125,24 @@ def test_a_full_queue_drops_and_says_so() -> None:
     assert dropped == ["alice", "alice", *(f"user{n}" for n in range(97, 105))]
     _wait(audit, 110)
     notices.close()
+
+
+def test_this_process_holds_the_daily_allowance_too() -> None:
+    """Records the entry counted wrongly (a race) cannot make more messages a day."""
+    sent: list[object] = []
+
+    def run(*args: object, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        sent.append(args)
+        return subprocess.CompletedProcess(args, 0)
+
+    audit = MemorySink()
+    now = [float(NOW)]
+    config = StaleNoticeConfig(command=("/bin/true",), per_day=2)
+    notices = StaleNotices(config, audit, lambda: now[0], run=run)
+    for _ in range(4):
+        notices.tell("alice", CLIENT)
+    now[0] += 86401
+    notices.tell("alice", CLIENT)
+    events = _wait(audit, 5)
+    notices.close()
+    assert sorted(str(e.reason) for e in events) == ["None", "None", "None", "per-day", "per-day"]

@@ -100,8 +100,6 @@ _MAX_VALUES = {
     Attr.DEVICE: 200,
     Attr.WEB_SESSION: 100,
     Attr.USAGE: 500,
-    Attr.RETIRED: 100,
-    Attr.STALE_CLIENT: 100,
     Attr.FAILURE: 1000,
 }
 _TIME_FORMAT = "%Y%m%d%H%M%SZ"
@@ -236,6 +234,28 @@ def _records(
     return tuple(result)
 
 
+_MAX_LENIENT = 100
+
+
+def _lenient(
+    entry: RawEntry, name: str, load: Callable[[str], _T], dump: Callable[[_T], str]
+) -> tuple[_T, ...]:
+    """Records that never decide an outcome (stale clients and what recognises them),
+    read leniently: a value that does not parse, or beyond the first ``_MAX_LENIENT``,
+    is left out rather than making the whole entry unreadable (the writers keep far
+    fewer; more is damage or a race, and must not lock its owner out)."""
+    result: list[_T] = []
+    for value in entry.get(name)[:_MAX_LENIENT]:
+        try:
+            text = value.decode("ascii")
+            record = load(text)
+        except ValueError:  # UnicodeDecodeError is one
+            continue
+        if dump(record) == text:
+            result.append(record)
+    return tuple(result)
+
+
 def _dump_retired(record: RetiredPasscode | PasswordVerifier) -> str:
     return record.dump()
 
@@ -321,8 +341,8 @@ def parse_account(entry: RawEntry, username: str, username_attribute: str) -> Ac
         web_sessions=_records(entry, Attr.WEB_SESSION, WebSession.load, WebSession.dump),
         usage=_records(entry, Attr.USAGE, Usage.load, Usage.dump),
         failures=_records(entry, Attr.FAILURE, Failure.load, Failure.dump),
-        retired=_records(entry, Attr.RETIRED, load_retired, _dump_retired),
-        stale_clients=_records(entry, Attr.STALE_CLIENT, StaleClient.load, StaleClient.dump),
+        retired=_lenient(entry, Attr.RETIRED, load_retired, _dump_retired),
+        stale_clients=_lenient(entry, Attr.STALE_CLIENT, StaleClient.load, StaleClient.dump),
         locked_at=locked_at,
         policy_dn=policy_dn,
         overrides=overrides_from_ldap(entry.attributes),

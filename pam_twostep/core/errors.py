@@ -7,7 +7,8 @@ A login that is simply wrong is not an exception: it is a ``Decision`` whose out
     ├── ConfigError            bad configuration: refuse to start, name the key and file
     ├── TemporaryFailure       try again later (checkpassword 111, PAM_AUTHINFO_UNAVAIL)
     │   ├── DirectoryUnavailable   LDAP down, slow, or answering nonsense
-    │   │   └── DirectoryIncomplete    an answer cut short (size or time limit, referral)
+    │   │   ├── DirectoryIncomplete    an answer cut short (size or time limit, referral)
+    │   │   └── DirectoryRefused       a write its schema or ACL does not allow
     │   ├── CorruptEntry           a stored two-step value of this user cannot be read
     │   └── KeyUnavailable         a value is sealed with a key we do not hold
     ├── Refused                a management request that state or policy refuses
@@ -27,6 +28,7 @@ __all__ = [
     "Conflict",
     "CorruptEntry",
     "DirectoryIncomplete",
+    "DirectoryRefused",
     "DirectoryUnavailable",
     "KeyUnavailable",
     "NotFound",
@@ -51,6 +53,12 @@ class TemporaryFailure(TwostepError):
 
 class DirectoryUnavailable(TemporaryFailure):
     """The directory could not be reached or did not answer in time."""
+
+
+class DirectoryRefused(DirectoryUnavailable):
+    """The directory refused a write for what it is, not for how it went: an attribute
+    its schema does not define, an object class violation, an ACL that does not allow it.
+    Retrying at once will not help; the site's directory needs a change."""
 
 
 class DirectoryIncomplete(DirectoryUnavailable):

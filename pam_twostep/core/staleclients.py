@@ -54,6 +54,8 @@ __all__ = [
     "dismiss",
     "observe",
     "password_replaced",
+    "recorded",
+    "remember",
     "retire_passcodes",
     "shown",
 ]
@@ -97,18 +99,20 @@ class Match:
     since: int
 
 
+_Retired = RetiredPasscode | PasswordVerifier
+
+
 @dataclass(frozen=True)
 class Observed:
+    """A login's decision, and what to remember of it. The writes are computed later
+    (``remember``, ``recorded``) from the entry as it is then: made in the background,
+    off the login's turn, they must not act on what other logins have since changed."""
+
     decision: Decision
-    new: StaleClient | None = None
-    """A stale client seen for the first time (its owner may be told if ``told``)."""
-    stale: Modify = Modify(())
-    """The write that records ``new`` or refreshes an old one's "last tried"."""
-    retired: Modify = Modify(())
-    """Credentials to remember: the current password's verifier, swept passcodes."""
-
-
-_Retired = RetiredPasscode | PasswordVerifier
+    match: Match | None = None
+    """The retired credential the denied secret was, if any."""
+    remembered: tuple[_Retired, ...] = ()
+    """To keep: the current password's verifier, the passcodes the login swept."""
 
 
 def _verifier_message(state: AccountState, stamp: str, password: str) -> bytes:
@@ -169,27 +173,27 @@ def _plus_passcodes(
     return [*records, *(r for r in added if r.id not in known)]
 
 
-def _plus_verifier(
-    records: Sequence[_Retired],
-    state: AccountState,
-    stamp: str,
-    password: str,
-    keys: Keyring,
-    now: int,
-) -> list[_Retired]:
-    """``password``'s verifier under ``stamp`` and the current key, in place of any other
-    for that stamp; the others not yet marked replaced are marked as of now."""
+def _verifier(
+    state: AccountState, stamp: str, password: str, keys: Keyring, now: int
+) -> PasswordVerifier | None:
+    """``password``'s verifier under ``stamp`` and the current key."""
     made = _verifier_mac(keys, state, stamp, password)
-    if made is None:
-        return list(records)
-    mine = [v for v in _verifiers(records) if v.stamp == stamp]
-    seen = min((v.seen for v in mine), default=now)
+    return None if made is None else PasswordVerifier(stamp, made[0], made[1], now, 0)
+
+
+def _with_verifier(
+    records: Sequence[_Retired], verifier: PasswordVerifier, now: int
+) -> list[_Retired]:
+    """``verifier`` in place of any other for its stamp (keeping when that was first
+    seen); the others not yet marked replaced are marked as of now."""
+    mine = [v for v in _verifiers(records) if v.stamp == verifier.stamp]
+    seen = min((v.seen for v in mine), default=verifier.seen)
     kept: list[_Retired] = [
         replace(r, until=now) if isinstance(r, PasswordVerifier) and not r.until else r
         for r in records
-        if not (isinstance(r, PasswordVerifier) and r.stamp == stamp)
+        if not (isinstance(r, PasswordVerifier) and r.stamp == verifier.stamp)
     ]
-    return [*kept, PasswordVerifier(stamp, made[0], made[1], seen, 0)]
+    return [*kept, replace(verifier, seen=seen)]
 
 
 def retire_passcodes(
@@ -213,9 +217,13 @@ def password_replaced(
     retired now, the new one's written (neither waits for a login), and ``passcodes``
     (killed by the change) retired, in one modify."""
     records = _plus_passcodes(state.retired, passcodes, now, "password")
+    before = _verifier(state, state.stamp, old, keys, now)
+    after = _verifier(state, new_stamp, new, keys, now)
+    if before is None or after is None:
+        return Modify(())
     if not any(v.stamp == state.stamp for v in _verifiers(records)):
-        records = _plus_verifier(records, state, state.stamp, old, keys, now)
-    records = _plus_verifier(records, state, new_stamp, new, keys, now)
+        records = _with_verifier(records, before, now)
+    records = _with_verifier(records, after, now)
     return _rewrite(state, _bounded(records, now))
 
 
@@ -269,35 +277,34 @@ def _key_of(client: StaleClient) -> tuple[str, str, str, str]:
     return _key(client.kind, client.ref, client.address, client.service)
 
 
-def _stale(
-    state: AccountState,
-    decision: Decision,
-    match: Match,
-    ctx: Context,
-    random: Random,
-    notify_per_day: int,
-) -> Observed:
+def _same(state: AccountState, match: Match, ctx: Context) -> list[StaleClient]:
     key = _key(match.kind.value, match.ref, ctx.remote, ctx.service)
-    same = [c for c in state.stale_clients if _key_of(c) == key]
+    return [c for c in state.stale_clients if _key_of(c) == key]
+
+
+def recorded(
+    state: AccountState, match: Match, ctx: Context, random: Random, notify_per_day: int = 0
+) -> tuple[Modify, StaleClient | None]:
+    """The write that records a stale client (and the record, when it is new), from
+    ``state`` as it is when written: its "last tried" refreshed at most every
+    ``STALE_INTERVAL``; a new one only while fewer than ``MAX_STALE`` were first seen
+    in the last day (more is someone hopping addresses: ordinary failures)."""
+    same = _same(state, match, ctx)
     if same:
-        # counted when first seen; never again, however long it retries
         record = max(same, key=lambda c: c.last)
-        quiet = replace(decision, commit=Modify(()), locks=False, counted=False)
         if ctx.now - record.last < STALE_INTERVAL:
-            return Observed(quiet)
+            return Modify(()), None
         refresh = Modify(
             (
                 Change.delete(Attr.STALE_CLIENT, record.dump()),
                 Change.add(Attr.STALE_CLIENT, replace(record, last=ctx.now).dump()),
             )
         )
-        return Observed(quiet, stale=refresh)
+        return refresh, None
     live = sorted(_live_records(state, ctx.now), key=lambda c: c.last)
     today = [c for c in live if c.first > ctx.now - _DAY]
     if len(today) >= MAX_STALE:
-        # as many new ones in a day as are kept: more is someone hopping addresses,
-        # an ordinary failure (and nothing a day's records would have to make room for)
-        return Observed(decision)
+        return Modify(()), None
     record = StaleClient(
         id=new_id(random),
         kind=match.kind.value,
@@ -316,7 +323,22 @@ def _stale(
     changes = [Change.add(Attr.STALE_CLIENT, record.dump())]
     if drop:
         changes.insert(0, Change.delete(Attr.STALE_CLIENT, *(c.dump() for c in drop)))
-    return Observed(decision, record, stale=Modify(tuple(changes)))
+    return Modify(tuple(changes)), record
+
+
+def remember(state: AccountState, remembered: Sequence[_Retired], now: int) -> Modify:
+    """The write that keeps ``remembered`` (``Observed``), from ``state`` as it is when
+    written: a verifier of a password changed since is dropped, not added."""
+    records: list[_Retired] = list(state.retired)
+    for item in remembered:
+        if isinstance(item, PasswordVerifier):
+            if item.stamp == state.stamp:
+                records = _with_verifier(records, item, now)
+        elif item.id not in {r.id for r in _retired_passcodes(records)}:
+            records.append(item)
+    if records == list(state.retired):
+        return Modify(())
+    return _rewrite(state, _bounded(records, now))
 
 
 def _swept(state: AccountState, now: int) -> list[tuple[str, list[Passcode]]]:
@@ -353,19 +375,20 @@ def observe(
     ``bound``: ``password`` comes from a bind with ``attempt.secret`` (not from a
     continuation). ``notify_per_day``: owners may be told of this many new stale clients
     a day (0: telling is off)."""
-    records: list[_Retired] = list(state.retired)
+    remembered: list[_Retired] = []
     seen = password is PasswordCheck.RIGHT and bound and bool(attempt.secret)
     if seen and _needs_verifier(state, keys):
-        records = _plus_verifier(records, state, state.stamp, attempt.secret, keys, ctx.now)
+        made = _verifier(state, state.stamp, attempt.secret, keys, ctx.now)
+        remembered += [made] if made is not None else []
     if decision.outcome is Outcome.ACCEPT:
+        known = {r.id for r in _retired_passcodes(state.retired)}
         for why, dead in _swept(state, ctx.now):
-            records = _plus_passcodes(records, dead, ctx.now, why)
-    retired = (
-        _rewrite(state, _bounded(records, ctx.now))
-        if records != list(state.retired)
-        else Modify(())
-    )
-    observed = Observed(decision, retired=retired)
+            remembered += [
+                RetiredPasscode(p.id, p.label, p.digest, ctx.now, why)
+                for p in dead
+                if p.id not in known
+            ]
+    observed = Observed(decision, remembered=tuple(remembered))
     if (
         decision.outcome is not Outcome.DENY
         or decision.reason not in _STALE_REASONS
@@ -377,8 +400,12 @@ def observe(
     match = _recognise(state, attempt.secret, keys, ctx.now, refused_unchecked)
     if match is None:
         return observed
-    found = _stale(state, decision, match, ctx, random, notify_per_day)
-    return replace(found, retired=retired)
+    if match.kind is StaleKind.PASSCODE and _same(state, match, ctx):
+        # counted when first seen; never again, however long it retries. Passcodes only:
+        # a password's failure is written as any other's (once per window, by its
+        # fingerprint), or whether it was right would show in what a login writes
+        decision = replace(decision, commit=Modify(()), locks=False, counted=False)
+    return replace(observed, decision=decision, match=match)
 
 
 def shown(state: AccountState, now: int) -> tuple[StaleClient, ...]:

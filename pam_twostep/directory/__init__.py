@@ -40,9 +40,10 @@ from ldap3.utils.conv import escape_filter_chars
 from ..config import LdapConfig, UsersConfig
 from ..core.account import RawEntry
 from ..core.changes import Change, Modify, Op
-from ..core.errors import Conflict, DirectoryIncomplete, DirectoryUnavailable
+from ..core.errors import Conflict, DirectoryIncomplete, DirectoryRefused, DirectoryUnavailable
 from ._answers import (
     CONFLICTS,
+    REFUSALS,
     SIZE_LIMIT_EXCEEDED,
     NoSuchObject,
     NotSuccess,
@@ -126,6 +127,8 @@ class Directory:
                     return operation(conn)
             except CONFLICTS as exc:
                 raise Conflict(f"{what}: {type(exc).__name__}") from None
+            except REFUSALS as exc:
+                raise DirectoryRefused(f"{what}: {describe(exc)}") from None
             except (
                 ldap_errors.LDAPCommunicationError,
                 ldap_errors.LDAPSessionTerminatedByServerError,

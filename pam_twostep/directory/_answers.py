@@ -19,6 +19,7 @@ from ..core.errors import DirectoryUnavailable
 
 __all__ = [
     "CONFLICTS",
+    "REFUSALS",
     "SIZE_LIMIT_EXCEEDED",
     "UNREACHABLE",
     "NoSuchObject",
@@ -32,6 +33,13 @@ __all__ = [
 
 # A modify that deletes a value someone else already deleted, or adds a single value that
 # someone else already added, lost a race: these are the compare-and-swap failures.
+REFUSALS = (
+    ldap_errors.LDAPUndefinedAttributeTypeResult,
+    ldap_errors.LDAPObjectClassViolationResult,
+    ldap_errors.LDAPInsufficientAccessRightsResult,
+)
+"""A write the directory's schema or ACL does not allow (``DirectoryRefused``)."""
+
 CONFLICTS = (
     ldap_errors.LDAPNoSuchAttributeResult,
     ldap_errors.LDAPAttributeOrValueExistsResult,

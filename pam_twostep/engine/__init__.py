@@ -93,7 +93,14 @@ class Engine:
         auditor = Auditor(store, audit, clock)
         revoker = Revoker(store, sessions, clock, by_address=config.mail_sessions.by_address)
         self.stale_clients = StaleClients(
-            store, auditor, keyring, notices, clock=clock, random=random, later=later
+            store,
+            auditor,
+            keyring,
+            notices,
+            clock=clock,
+            random=random,
+            timeout=config.ldap.timeout,
+            later=later,
         )
         self.logins = Authenticator(
             config,

@@ -17,7 +17,7 @@ from ..core.account import AccountState
 from ..core.changes import Modify
 from ..core.codes import Random
 from ..core.decision import Attempt, Context, Decision, PasswordCheck
-from ..core.errors import Conflict, TemporaryFailure
+from ..core.errors import Conflict, DirectoryRefused, TemporaryFailure
 from ..core.keyring import Keyring
 from ..core.staleclients import Observed
 from ._audited import Auditor
@@ -44,11 +44,13 @@ class StaleClients:
         *,
         clock: Callable[[], float],
         random: Random,
+        timeout: float,
         later: Later | None = None,
     ) -> None:
         """``later``: runs the writes off the request path (twostepd's ``Background``);
         None: at once (tests, tools)."""
         self._clock = clock
+        self._timeout = timeout
         self._later = later
         self._paused_until = 0.0
         self._store = store
@@ -76,51 +78,66 @@ class StaleClients:
             bound=bound,
             keys=self._keys,
             random=self._random,
-            notify_per_day=self._notices.per_day if self._notices is not None else 0,
         )
 
     def seen(self, state: AccountState, observed: Observed, ctx: Context) -> None:
-        """Write what ``observe`` asked for, off the request path when there is a
+        """Write what ``observe`` found, off the request path when there is a
         background runner: whether a secret matched must not show in a reply's timing
         (with two-step on, mail never checks the password, and must not start to)."""
-        if not observed.stale and not observed.retired:
+        if observed.match is None and not observed.remembered:
             return
-        if self._later is None:
-            self._write(state, observed, ctx)
+        if self._later is None:  # the login's turn is ours already
+            self._write(state.dn, observed, ctx)
         else:
-            self._later(lambda: self._write(state, observed, ctx))
+            self._later(lambda: self._in_turn(state.dn, observed, ctx))
 
-    def _write(self, state: AccountState, observed: Observed, ctx: Context) -> None:
-        """Each write apart; the owner is audited and told of a new one only if it
-        landed. A directory that refuses them (a schema without the attributes, an ACL
-        not updated) is left alone for ``_PAUSE`` seconds rather than asked every login."""
+    def _in_turn(self, dn: str, observed: Observed, ctx: Context) -> None:
+        try:
+            with self._store.turns.turn(dn, self._timeout):
+                self._write(dn, observed, ctx)
+        except TemporaryFailure as exc:
+            log.info("stale-client records for %s not written: %s", dn, exc)
+
+    def _write(self, dn: str, observed: Observed, ctx: Context) -> None:
+        """Read the entry again in its turn and write from what it holds now (other
+        logins may have recorded, a password may have changed, since). The owner is
+        audited and told of a new stale client only once it landed. A directory that
+        refuses the attributes (a schema or ACL that predates them) is left alone for
+        ``_PAUSE`` seconds rather than asked at every login."""
         if self._clock() < self._paused_until:
             return
-        landed = {}
-        for name, modify in (("retired", observed.retired), ("stale", observed.stale)):
-            try:
-                self._store.write(state, modify)
-                landed[name] = True
-            except Conflict:
-                landed[name] = False  # a concurrent change: the next login tries again
-            except TemporaryFailure as exc:
-                self._paused_until = self._clock() + _PAUSE
-                log.warning(
-                    "stale-client records of %s not written (%s); not trying for %d s: "
-                    "is the schema upgraded and the ACL updated (ldap_schema/README.md)?",
-                    state.username,
-                    exc,
-                    _PAUSE,
-                )
+        try:
+            fresh = self._store.read_account(dn)
+            if fresh is None:
                 return
-        client = observed.new
-        if client is None or not landed.get("stale"):
+            self._store.write(fresh, staleclients.remember(fresh, observed.remembered, ctx.now))
+            if observed.match is None:
+                return
+            modify, client = staleclients.recorded(
+                fresh, observed.match, ctx, self._random, self._per_day()
+            )
+            self._store.write(fresh, modify)
+        except Conflict:
+            return  # a concurrent change: the next login tries again
+        except DirectoryRefused as exc:
+            self._paused_until = self._clock() + _PAUSE
+            log.warning(
+                "stale-client records not written (%s); not trying for %d s: are the "
+                "schema upgraded and the ACL updated (ldap_schema/README.md)?",
+                exc,
+                _PAUSE,
+            )
+            return
+        except TemporaryFailure as exc:
+            log.info("stale-client records for %s not written: %s", dn, exc)
+            return
+        if client is None:
             return
         self._auditor.emit(
             AuditEvent(
                 time=ctx.now,
                 action="stale-client",
-                user=state.username,
+                user=fresh.username,
                 outcome="recorded",
                 service=ctx.service,
                 remote=ctx.remote,
@@ -129,7 +146,10 @@ class StaleClients:
             )
         )
         if self._notices is not None and client.told:
-            self._notices.tell(state.username, client)
+            self._notices.tell(fresh.username, client)
+
+    def _per_day(self) -> int:
+        return self._notices.per_day if self._notices is not None else 0
 
     def dismiss(self, username: str, stale_id: str, *, actor: str | None = None) -> None:
         self._auditor.change_account(

@@ -81,6 +81,7 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "webmail-check": ("user", "credential", "remote"),
     "webmail-end": ("user", "credential", "remote"),
     "webmail-session-revoke": ("user", "session_id"),
+    "stale-client-dismiss": ("user", "stale_id"),
     "unlock": ("user",),
     "session-end": ("user", "session"),
     "password-change": ("user", "old", "new", "keep_device", *_CONTEXT),
