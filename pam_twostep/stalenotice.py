@@ -99,22 +99,18 @@ class StaleNotices:
         now = self._clock()
         with self._lock:
             sent = [t for t in self._sent.get(username, ()) if t > now - 86400]
-            if len(sent) >= self._config.per_day:
-                over = True
-            else:
-                over = False
-                self._sent[username] = [*sent, now]
-                if len(self._sent) > _MAX_USERS:
+            over = len(sent) >= self._config.per_day
+            mine = self._waiting.get(username, 0)
+            full = self._pending >= _MAX_PENDING or mine >= _PER_USER
+            if not over and not full:
+                if len(self._sent) >= _MAX_USERS:
                     self._sent.clear()
+                self._sent[username] = [*sent, now]
+                self._pending += 1
+                self._waiting[username] = mine + 1
         if over:  # the entry's count is the rule; this process's holds against races
             self._record(username, client, "error", "per-day")
             return
-        with self._lock:
-            mine = self._waiting.get(username, 0)
-            full = self._pending >= _MAX_PENDING or mine >= _PER_USER
-            if not full:
-                self._pending += 1
-                self._waiting[username] = mine + 1
         if full:
             self._record(username, client, "error", "queue-full")
             return

@@ -136,3 +136,16 @@ def test_stale_client_records_are_read_leniently() -> None:
     )
     assert state.retired == ()
     assert 1 <= len(state.stale_clients) <= 100 and state.stale_clients[0].label == "Phone"
+
+
+def test_damaged_stale_values_are_left_out_and_offered_for_deletion() -> None:
+    unhashable = b'{"h":"x","id":"x","kind":"passcode","label":"x","t":1,"why":[]}'
+    cred = b'{"addr":"","cred":[],"first":1,"gone":false,"id":"abcdefgh","label":"",'
+    state = parse_account(
+        entry(twostepRetired=(unhashable, b"\xff"), twostepStaleClient=(cred + b"}",)),
+        "alice",
+        "uid",
+    )
+    assert state.retired == () and state.stale_clients == ()
+    assert state.unreadable[Attr.RETIRED] == (unhashable.decode(),)  # not b"\xff": unnameable
+    assert len(state.unreadable[Attr.STALE_CLIENT]) == 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import pytest
 from support.states import KEYS, NOW, enabled_state, interactive, mail, plain_state, with_passcode
 
-from pam_twostep.core.account import AccountState, Attr
+from pam_twostep.core.account import AccountState, Attr, RawEntry
 from pam_twostep.core.changes import Modify, Op
 from pam_twostep.core.decision import (
     Attempt,
@@ -40,9 +40,11 @@ OTHER_STAMP = "1" * 32
 
 
 def _apply(state: AccountState, *modifies: Modify) -> AccountState:
-    """What the directory would hold after these modifies (the two new attributes)."""
-    retired = [r.dump() for r in state.retired]
+    """What the directory would hold after these modifies (the two new attributes),
+    read back as ``parse_account`` reads them."""
+    retired = [r.dump() for r in state.retired] + list(state.unreadable.get(Attr.RETIRED, ()))
     stale = [c.dump() for c in state.stale_clients]
+    stale += list(state.unreadable.get(Attr.STALE_CLIENT, ()))
     for modify in modifies:
         for change in modify.changes:
             target = {Attr.RETIRED: retired, Attr.STALE_CLIENT: stale}.get(change.attribute)
@@ -55,11 +57,27 @@ def _apply(state: AccountState, *modifies: Modify) -> AccountState:
                     target.remove(value)  # raises, as the directory would refuse
             else:
                 target[:] = list(change.values)
-    return replace(
-        state,
-        retired=tuple(load_retired(v) for v in retired),
-        stale_clients=tuple(StaleClient.load(v) for v in stale),
+    entry = RawEntry(
+        state.dn,
+        {
+            "twostepretired": tuple(v.encode() for v in retired),
+            "twostepstaleclient": tuple(v.encode() for v in stale),
+        },
     )
+    parsed = _lenient_view(entry)
+    return replace(state, **parsed)
+
+
+def _lenient_view(entry: RawEntry) -> dict[str, object]:
+    from pam_twostep.core.account import _lenient
+
+    retired, junk_retired = _lenient(entry, Attr.RETIRED, load_retired, lambda r: r.dump())
+    stale, junk_stale = _lenient(entry, Attr.STALE_CLIENT, StaleClient.load, StaleClient.dump)
+    return {
+        "retired": retired,
+        "stale_clients": stale,
+        "unreadable": {Attr.RETIRED: junk_retired, Attr.STALE_CLIENT: junk_stale},
+    }
 
 
 @dataclass(frozen=True)
@@ -397,3 +415,17 @@ def test_a_verifier_of_a_password_changed_meanwhile_is_not_kept() -> None:
     assert run_accept.outcome.value == "accept" and observed.remembered
     changed = replace(state, stamp=OTHER_STAMP)  # the job runs after a password change
     assert not remember(changed, observed.remembered, NOW + 5)
+
+
+def test_junk_in_front_is_deleted_not_grown_past() -> None:
+    """Damage the parser leaves out is deleted by the next write, so it cannot crowd
+    the records out or grow until the entry is unreadable."""
+    state, plain = _revoked()
+    junk = tuple(f'{{"junk":{n}}}' for n in range(120))
+    state = replace(state, unreadable={Attr.RETIRED: junk, Attr.STALE_CLIENT: junk})
+    seen, after = _login(state, mail(plain))
+    assert seen.new is not None
+    assert set(junk) <= {v for c in seen.stale.changes if c.op is Op.DELETE for v in c.values}
+    assert after.unreadable[Attr.STALE_CLIENT] == () and len(after.stale_clients) == 1
+    cleaned = _apply(state, remember(state, (), NOW))
+    assert cleaned.unreadable[Attr.RETIRED] == () and cleaned.retired == state.retired

@@ -130,6 +130,8 @@ class AccountState:
     retired: tuple[RetiredPasscode | PasswordVerifier, ...] = ()
     """Credentials that once worked (``core.staleclients``)."""
     stale_clients: tuple[StaleClient, ...] = ()
+    unreadable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Values of the leniently read attributes left out, for their writers to delete."""
     locked_at: int | None = None
     policy_dn: str | None = None
     overrides: Mapping[str, bool | int] = field(default_factory=dict)
@@ -239,21 +241,25 @@ _MAX_LENIENT = 100
 
 def _lenient(
     entry: RawEntry, name: str, load: Callable[[str], _T], dump: Callable[[_T], str]
-) -> tuple[_T, ...]:
+) -> tuple[tuple[_T, ...], tuple[str, ...]]:
     """Records that never decide an outcome (stale clients and what recognises them),
-    read leniently: a value that does not parse, or beyond the first ``_MAX_LENIENT``,
-    is left out rather than making the whole entry unreadable (the writers keep far
-    fewer; more is damage or a race, and must not lock its owner out)."""
+    read leniently: (the records, the values to drop). A value that does not parse, or
+    a record beyond the first ``_MAX_LENIENT``, is left out rather than making the whole
+    entry unreadable, and handed to the writers to delete, so damage does not grow."""
     result: list[_T] = []
-    for value in entry.get(name)[:_MAX_LENIENT]:
+    drop: list[str] = []
+    for value in entry.get(name):
+        text = value.decode("utf-8", "replace")
         try:
-            text = value.decode("ascii")
-            record = load(text)
-        except ValueError:  # UnicodeDecodeError is one
+            record = load(value.decode("ascii"))
+        except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+            record = None
+        if record is None or dump(record) != text or len(result) >= _MAX_LENIENT:
+            if "\ufffd" not in text:  # one we could not name exactly cannot be deleted
+                drop.append(text)
             continue
-        if dump(record) == text:
-            result.append(record)
-    return tuple(result)
+        result.append(record)
+    return tuple(result), tuple(drop)
 
 
 def _dump_retired(record: RetiredPasscode | PasswordVerifier) -> str:
@@ -324,6 +330,10 @@ def parse_account(entry: RawEntry, username: str, username_attribute: str) -> Ac
     except UnicodeDecodeError:
         raise CorruptEntry(Attr.POLICY, "not UTF-8") from None
 
+    retired, junk_retired = _lenient(entry, Attr.RETIRED, load_retired, _dump_retired)
+    stale_clients, junk_stale = _lenient(
+        entry, Attr.STALE_CLIENT, StaleClient.load, StaleClient.dump
+    )
     return AccountState(
         dn=entry.dn,
         username=canonical,
@@ -341,8 +351,9 @@ def parse_account(entry: RawEntry, username: str, username_attribute: str) -> Ac
         web_sessions=_records(entry, Attr.WEB_SESSION, WebSession.load, WebSession.dump),
         usage=_records(entry, Attr.USAGE, Usage.load, Usage.dump),
         failures=_records(entry, Attr.FAILURE, Failure.load, Failure.dump),
-        retired=_lenient(entry, Attr.RETIRED, load_retired, _dump_retired),
-        stale_clients=_lenient(entry, Attr.STALE_CLIENT, StaleClient.load, StaleClient.dump),
+        retired=retired,
+        stale_clients=stale_clients,
+        unreadable={Attr.RETIRED: junk_retired, Attr.STALE_CLIENT: junk_stale},
         locked_at=locked_at,
         policy_dn=policy_dn,
         overrides=overrides_from_ldap(entry.attributes),

@@ -155,7 +155,7 @@ def _rewrite(state: AccountState, records: Sequence[_Retired]) -> Modify:
     most once, so two steps of one change can never refuse each other."""
     old = [r.dump() for r in state.retired]
     new = [r.dump() for r in records]
-    drop = [v for v in old if v not in new]
+    drop = [v for v in old if v not in new] + list(state.unreadable.get(Attr.RETIRED, ()))
     add = list(dict.fromkeys(v for v in new if v not in old))
     changes = []
     if drop:
@@ -320,9 +320,10 @@ def recorded(
     )
     drop = [c for c in state.stale_clients if c not in live]
     drop += [c for c in live if c not in today][: max(0, len(live) + 1 - MAX_STALE)]
+    dropped = [*(c.dump() for c in drop), *state.unreadable.get(Attr.STALE_CLIENT, ())]
     changes = [Change.add(Attr.STALE_CLIENT, record.dump())]
-    if drop:
-        changes.insert(0, Change.delete(Attr.STALE_CLIENT, *(c.dump() for c in drop)))
+    if dropped:
+        changes.insert(0, Change.delete(Attr.STALE_CLIENT, *dropped))
     return Modify(tuple(changes)), record
 
 
@@ -336,7 +337,7 @@ def remember(state: AccountState, remembered: Sequence[_Retired], now: int) -> M
                 records = _with_verifier(records, item, now)
         elif item.id not in {r.id for r in _retired_passcodes(records)}:
             records.append(item)
-    if records == list(state.retired):
+    if records == list(state.retired) and not state.unreadable.get(Attr.RETIRED):
         return Modify(())
     return _rewrite(state, _bounded(records, now))
 

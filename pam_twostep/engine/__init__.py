@@ -99,7 +99,6 @@ class Engine:
             notices,
             clock=clock,
             random=random,
-            timeout=config.ldap.timeout,
             later=later,
         )
         self.logins = Authenticator(

@@ -44,13 +44,11 @@ class StaleClients:
         *,
         clock: Callable[[], float],
         random: Random,
-        timeout: float,
         later: Later | None = None,
     ) -> None:
         """``later``: runs the writes off the request path (twostepd's ``Background``);
         None: at once (tests, tools)."""
         self._clock = clock
-        self._timeout = timeout
         self._later = later
         self._paused_until = 0.0
         self._store = store
@@ -86,30 +84,27 @@ class StaleClients:
         (with two-step on, mail never checks the password, and must not start to)."""
         if observed.match is None and not observed.remembered:
             return
-        if self._later is None:  # the login's turn is ours already
-            self._write(state.dn, observed, ctx)
+        if self._later is None:
+            self._write(state, observed, ctx)
         else:
-            self._later(lambda: self._in_turn(state.dn, observed, ctx))
+            self._later(lambda: self._write(state, observed, ctx))
 
-    def _in_turn(self, dn: str, observed: Observed, ctx: Context) -> None:
-        try:
-            with self._store.turns.turn(dn, self._timeout):
-                self._write(dn, observed, ctx)
-        except TemporaryFailure as exc:
-            log.info("stale-client records for %s not written: %s", dn, exc)
+    def _write(self, login: AccountState, observed: Observed, ctx: Context) -> None:
+        """Read the entry again and write from what it holds now (other logins may have
+        recorded, a password may have changed, since). No turn is taken: a login must
+        not wait on this, or its timing would tell what matched; one worker per process
+        keeps these jobs in order, and their writes delete exactly what they read.
 
-    def _write(self, dn: str, observed: Observed, ctx: Context) -> None:
-        """Read the entry again in its turn and write from what it holds now (other
-        logins may have recorded, a password may have changed, since). The owner is
-        audited and told of a new stale client only once it landed. A directory that
-        refuses the attributes (a schema or ACL that predates them) is left alone for
-        ``_PAUSE`` seconds rather than asked at every login."""
+        The owner is audited and told of a new stale client only once it landed, under
+        the name the login used. A directory that refuses the attributes (a schema or
+        ACL that predates them) is left alone for ``_PAUSE`` seconds rather than asked
+        at every login."""
         if self._clock() < self._paused_until:
             return
         try:
-            fresh = self._store.read_account(dn)
-            if fresh is None:
-                return
+            fresh = self._store.read_account(login.dn)
+            if fresh is None or fresh.uuid != login.uuid:
+                return  # gone, or another entry at that name since
             self._store.write(fresh, staleclients.remember(fresh, observed.remembered, ctx.now))
             if observed.match is None:
                 return
@@ -129,7 +124,7 @@ class StaleClients:
             )
             return
         except TemporaryFailure as exc:
-            log.info("stale-client records for %s not written: %s", dn, exc)
+            log.info("stale-client records for %s not written: %s", login.username, exc)
             return
         if client is None:
             return
@@ -137,7 +132,7 @@ class StaleClients:
             AuditEvent(
                 time=ctx.now,
                 action="stale-client",
-                user=fresh.username,
+                user=login.username,
                 outcome="recorded",
                 service=ctx.service,
                 remote=ctx.remote,
@@ -146,7 +141,7 @@ class StaleClients:
             )
         )
         if self._notices is not None and client.told:
-            self._notices.tell(fresh.username, client)
+            self._notices.tell(login.username, client)
 
     def _per_day(self) -> int:
         return self._notices.per_day if self._notices is not None else 0
