@@ -9,7 +9,7 @@ import pytest
 from support.states import NOW, STAMP, enabled_state, plain_state, with_passcode
 
 from pam_twostep.core.account import Attr
-from pam_twostep.core.changes import Op
+from pam_twostep.core.changes import Change, Op
 from pam_twostep.core.errors import NotFound, RefusalReason, Refused
 from pam_twostep.core.management import (
     add_passcode,
@@ -106,3 +106,10 @@ def test_status_hides_dead_records() -> None:
     shown = status(state, Policy(), None, NOW)
     assert [p.label for p in shown.passcodes] == ["New"]
     assert shown.backup_codes == 0 and not shown.locked
+
+
+def test_reset_forgets_stale_client_records_even_unreadable_ones() -> None:
+    junk = {Attr.RETIRED: ('{"junk":1}',), Attr.STALE_CLIENT: ()}
+    changes = reset_modify(replace(enabled_state(), unreadable=junk)).changes
+    assert Change.replace(Attr.RETIRED) in changes
+    assert Change.replace(Attr.STALE_CLIENT) not in changes  # the schema may lack it

@@ -236,9 +236,13 @@ def reset_modify(state: AccountState) -> Modify:
     """As if two-step had never been used, but for the policy assignment and overrides.
     Retired credentials and stale clients only when there are some (as webmail sessions:
     a directory whose schema predates them has no such attribute)."""
-    remembered = (
-        *((Change.replace(Attr.RETIRED),) if state.retired else ()),
-        *((Change.replace(Attr.STALE_CLIENT),) if state.stale_clients else ()),
+    remembered = tuple(
+        Change.replace(name)
+        for name, records in (
+            (Attr.RETIRED, state.retired),
+            (Attr.STALE_CLIENT, state.stale_clients),
+        )
+        if records or state.unreadable.get(name)
     )
     return Modify(
         (
