@@ -313,7 +313,11 @@ class Bench:
                 if block.driver != "ldap" and daemon is self.daemon:
                     row.setdefault("audit", {"accepted": 0, "events": 0})
                     row["audit"]["accepted"] += logins
-                    row["audit"]["events"] += self._audited(events_before, logins)
+                    events = self._audited(events_before, logins)
+                    if events < 0 or row["audit"]["events"] < 0:  # the host's: not counted
+                        row["audit"]["events"] = -1
+                    else:
+                        row["audit"]["events"] += events
             if imap:
                 row["imap"] = self.measure(
                     lambda u=user, s=secret, d=dovecot: imap_login(d.imap_port, u, s, "127.0.0.3"),
