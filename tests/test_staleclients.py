@@ -121,7 +121,6 @@ def _login(
         password=password,
         bound=bound,
         keys=keys,
-        random=secrets.token_bytes,
     )
     fresh = _apply(state, *observed.decision.followups)
     retired = remember(fresh, observed.remembered, now)
@@ -380,7 +379,6 @@ def test_logins_decided_at_once_record_from_the_entry_as_written() -> None:
             password=PasswordCheck.NOT_CHECKED,
             bound=False,
             keys=KEYS,
-            random=secrets.token_bytes,
         )
         pending.append((observed, ctx))
         pending.append((observed, ctx))  # the same login's job twice: no duplicate
@@ -394,25 +392,26 @@ def test_logins_decided_at_once_record_from_the_entry_as_written() -> None:
 
 def test_a_verifier_of_a_password_changed_meanwhile_is_not_kept() -> None:
     state = plain_state()
-    observed = observe(
-        run_accept := decide(
-            state,
-            Policy(),
-            interactive("before"),
-            Context("sshd", "", NOW),
-            password=PasswordCheck.RIGHT,
-            keys=KEYS,
-            random=secrets.token_bytes,
-        ),
+    ctx = Context("sshd", "", NOW)
+    accepted = decide(
         state,
+        Policy(),
         interactive("before"),
-        Context("sshd", "", NOW),
+        ctx,
         password=PasswordCheck.RIGHT,
-        bound=True,
         keys=KEYS,
         random=secrets.token_bytes,
     )
-    assert run_accept.outcome.value == "accept" and observed.remembered
+    observed = observe(
+        accepted,
+        state,
+        interactive("before"),
+        ctx,
+        password=PasswordCheck.RIGHT,
+        bound=True,
+        keys=KEYS,
+    )
+    assert accepted.outcome.value == "accept" and observed.remembered
     changed = replace(state, stamp=OTHER_STAMP)  # the job runs after a password change
     assert not remember(changed, observed.remembered, NOW + 5)
 

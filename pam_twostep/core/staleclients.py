@@ -15,13 +15,18 @@ Pure, like the decision it follows. Recognition needs a credential that once wor
   off).
 
 A denied login whose secret matches one of these is a stale client: recorded per
-credential, address and service (``StaleClient``: which credential, never what was
-sent), its failure counted once: the first time, as any failure; after that not at all,
-whatever the window. The record's "last tried" is refreshed at most every
-``STALE_INTERVAL``, so a client retrying every minute writes nothing most of the time.
-A different wrong secret matches nothing and is an ordinary failure: an attacker
-guessing is never shown as a stale client. Records go ``STALE_KEEP`` after the last
-try; at most ``MAX_STALE`` are kept, the oldest tried dropped first.
+credential, network and service (``StaleClient``: which credential, never what was
+sent). A revoked passcode's failure counts the first time, as any failure, and after
+that not at all, whatever the window; a password's counts as any repeated secret does
+(once per window), so that what a login writes never tells a password from a guess.
+The record's "last tried" is refreshed at most every ``STALE_INTERVAL``, so a client
+retrying every minute writes nothing most of the time. A different wrong secret
+matches nothing and is an ordinary failure: an attacker guessing is never shown as a
+stale client. Records go ``STALE_KEEP`` after the last try; at most ``MAX_STALE`` are
+kept and as many recorded anew in a day, the oldest tried dropped first.
+
+``observe`` runs with the login; ``remember`` and ``recorded`` compute the writes from
+the entry read again when they are made (in twostepd, in the background).
 """
 
 from __future__ import annotations
@@ -165,12 +170,20 @@ def _rewrite(state: AccountState, records: Sequence[_Retired]) -> Modify:
     return Modify(tuple(changes))
 
 
+def _retirements(
+    records: Sequence[_Retired], passcodes: Sequence[Passcode], now: int, why: str
+) -> list[RetiredPasscode]:
+    """What recognises ``passcodes``, for those ``records`` do not know yet."""
+    known = {r.id for r in _retired_passcodes(records)}
+    return [
+        RetiredPasscode(p.id, p.label, p.digest, now, why) for p in passcodes if p.id not in known
+    ]
+
+
 def _plus_passcodes(
     records: Sequence[_Retired], passcodes: Sequence[Passcode], now: int, why: str
 ) -> list[_Retired]:
-    known = {r.id for r in _retired_passcodes(records)}
-    added = [RetiredPasscode(p.id, p.label, p.digest, now, why) for p in passcodes]
-    return [*records, *(r for r in added if r.id not in known)]
+    return [*records, *_retirements(records, passcodes, now, why)]
 
 
 def _verifier(
@@ -366,29 +379,21 @@ def observe(
     password: PasswordCheck,
     bound: bool,
     keys: Keyring,
-    random: Random,
-    notify_per_day: int = 0,
 ) -> Observed:
     """What stale-client bookkeeping goes with ``decision``: its commit dropped for a
     stale client already counted, and the writes of ``Observed``, which the caller makes
     apart from the login's (their success or failure must not show in its timing).
 
     ``bound``: ``password`` comes from a bind with ``attempt.secret`` (not from a
-    continuation). ``notify_per_day``: owners may be told of this many new stale clients
-    a day (0: telling is off)."""
+    continuation)."""
     remembered: list[_Retired] = []
     seen = password is PasswordCheck.RIGHT and bound and bool(attempt.secret)
     if seen and _needs_verifier(state, keys):
         made = _verifier(state, state.stamp, attempt.secret, keys, ctx.now)
         remembered += [made] if made is not None else []
     if decision.outcome is Outcome.ACCEPT:
-        known = {r.id for r in _retired_passcodes(state.retired)}
         for why, dead in _swept(state, ctx.now):
-            remembered += [
-                RetiredPasscode(p.id, p.label, p.digest, ctx.now, why)
-                for p in dead
-                if p.id not in known
-            ]
+            remembered += _retirements(state.retired, dead, ctx.now, why)
     observed = Observed(decision, remembered=tuple(remembered))
     if (
         decision.outcome is not Outcome.DENY

@@ -75,7 +75,6 @@ class StaleClients:
             password=password,
             bound=bound,
             keys=self._keys,
-            random=self._random,
         )
 
     def seen(self, state: AccountState, observed: Observed, ctx: Context) -> None:
