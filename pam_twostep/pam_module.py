@@ -15,7 +15,7 @@ two-step is on), ``interactive`` (password then code; the default unless twostep
 ``services.mail`` lists the PAM service), ``try_first_pass`` / ``use_first_pass`` (take
 the password an earlier module asked for), ``socket=PATH``, ``timeout=SECONDS``,
 ``enroll_url=URL`` (told to users whose policy requires two-step and who have not set
-it up).
+it up, and to those it will be required of from a date: ``core.rollout``).
 
 Trusted devices: an application that remembers a device sets ``TWOSTEP_DEVICE_TOKEN``
 with pam_putenv before pam_authenticate; a valid token skips the code. To have a device
@@ -37,6 +37,7 @@ not ask). ``account`` and ``setcred`` succeed (there is nothing to add there);
 # a module; on 3.13 it is built in, so this, the smallest extension on both, takes its
 # place. Measured in tests/test_pam_module.py::test_200_transactions_in_one_process.
 import _contextvars  # noqa: F401
+import time  # built in (no file to read): only the reminder's date needs it
 
 from . import wire
 
@@ -119,6 +120,23 @@ def _env(pamh: "Any", name: str) -> str | None:
     return str(value) if value else None
 
 
+def _remind(pamh: "Any", flags: int, reply: "dict[str, object]", options: _Options) -> None:
+    """A sign-in its policy will refuse from a date on: say so, and where to act."""
+    when = reply.get("required_from")
+    if not isinstance(when, int) or isinstance(when, bool) or not 0 < when < 253402300800:
+        return
+    moment = time.gmtime(when)
+    day = time.strftime("%Y-%m-%d" if moment[3:6] == (0, 0, 0) else "%Y-%m-%d %H:%M UTC", moment)
+    where = f" at {options.enroll_url}" if options.enroll_url else ""
+    _say(
+        pamh,
+        flags,
+        pamh.PAM_TEXT_INFO,
+        f"Two-step verification will be required for this account from {day}. "
+        f"Set it up{where} before then.",
+    )
+
+
 def _deny(
     pamh: "Any", flags: int, reply: "dict[str, object]", options: _Options, interactive: bool
 ) -> int:
@@ -195,6 +213,8 @@ def _authenticate(pamh: "Any", flags: int, argv: list[str]) -> int:
         new_token = reply.get("device_token")
         if isinstance(new_token, str):
             pamh.env[NEW_DEVICE_TOKEN] = new_token
+        if options.flow != "mail":
+            _remind(pamh, flags, reply, options)
         return int(pamh.PAM_SUCCESS)
     if result == "deny":
         return _deny(pamh, flags, reply, options, interactive=options.flow != "mail")

@@ -378,6 +378,34 @@ def test_policies(run: Run) -> None:
     assert "required" in run("policy", "show", name)[1]
 
 
+def test_grace_period_dates(run: Run) -> None:
+    """Issue 18: dates typed as a person writes them, shown back so, and in the status of
+    an account they apply to; a date that is not one is refused before anything is written."""
+    name = f"rollout{int(time.time() * 1000) % 10**8}"
+    ahead = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 10 * 86400))
+    code, data = run.json(
+        "policy", "create", name, "required=yes", f"required_from={ahead}",
+        f"mail_password_until={ahead}T12:00:00+02:00",
+    )  # fmt: skip
+    assert code == 0, data
+    assert data["policy"]["effective"]["required_from"] % 86400 == 0
+    assert data["policy"]["effective"]["mail_password_until"] % 86400 == 10 * 3600
+    shown = run("policy", "show", name)[1]
+    assert f"required_from={ahead}" in shown and f"mail_password_until={ahead}T10:00:00Z" in shown
+    assert f"required from {ahead}" in shown
+    for bad in ("required_from=2027-02-30", "required_from=tomorrow", "required_from=1999-01-01"):
+        code, out, err = run("policy", "set", name, bad)
+        assert code == 64 and "required_from" in err and "Traceback" not in err, (bad, out, err)
+    assert run("policy", "assign", "bob", name)[0] == 0
+    code, out, _ = run("status", "bob")
+    assert code == 0 and f"two-step becomes required on {ahead}" in out
+    assert run.json("status", "bob")[1]["required_from"] % 86400 == 0
+    enroll(run, "bob")
+    code, out, _ = run("status", "bob")
+    assert "becomes required" not in out
+    assert f"mail services take the password until {ahead}T10:00:00Z" in out
+
+
 # -- check, QR, lab --------------------------------------------------------------------
 
 

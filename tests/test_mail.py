@@ -103,6 +103,27 @@ def test_passcodes_only_once_two_step_is_on(mail: MailStack, admin: Engine, cloc
     refused_everywhere(mail, "alice", USERS["alice"] + totp(key, clock.now + 30))
 
 
+@pytest.mark.parametrize("days", [1, 0, -1], ids=["day-before", "day-of", "day-after"])
+def test_mail_password_until_a_date(
+    mail: MailStack, admin: Engine, slapd: Slapd, clock: Clock, days: int
+) -> None:
+    """Issue 18: an account that turned two-step on keeps its password at IMAP, POP3 and
+    SMTP until ``mail_password_until`` (its passcodes work all along); from the date on,
+    passcodes only."""
+    enroll(admin, clock.now)
+    passcode = admin.add_passcode("alice", "Phone").passcode
+    until = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(clock.now + days * 86400))
+    slapd.set_attributes(user_dn("alice"), twostepMailPasswordUntil=[until])
+    if days > 0:
+        assert imap(mail, "alice", USERS["alice"]) == "OK"
+        assert pop3(mail, "alice", USERS["alice"]) == "OK"
+        assert smtp(mail, "alice", USERS["alice"]) == 235
+        refused_everywhere(mail, "alice", "wrong password")
+    else:
+        refused_everywhere(mail, "alice", USERS["alice"])
+    assert imap(mail, "alice", passcode) == "OK"
+
+
 def test_scope_revocation_and_expiry(mail: MailStack, admin: Engine, clock: Clock) -> None:
     enroll(admin, clock.now)
     reader = admin.add_passcode("alice", "Reader", services=["imap"]).passcode

@@ -136,6 +136,39 @@ def test_required_policy_tells_how_to_enroll(setup: Setup, admin: Engine, slapd:
     assert errors and "https://mail.example.org/security" in errors[0]
 
 
+def _generalized(epoch: float) -> str:
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(epoch))
+
+
+@pytest.mark.parametrize("days", [1, 0, -1], ids=["day-before", "day-of", "day-after"])
+def test_required_from_a_date_reminds_until_then(
+    setup: Setup, admin: Engine, slapd: Slapd, days: int
+) -> None:
+    """Before ``required_from`` the sign-in goes through with a reminder of the date and
+    of where to enroll; on the date (the same second) and after, it is refused."""
+    when = int(time.time()) + days * 86400 + (5 if days > 0 else 0)
+    slapd.set_attributes(
+        user_dn("bob"),
+        objectClass=["inetOrgPerson", "twostepAccount"],
+        twostepRequired=["TRUE"],
+        twostepRequiredFrom=[_generalized(when)],
+    )
+    with pam_service(setup.lines("enroll_url=https://mail.example.org/security")) as service:
+        result = in_process(service, [{"user": "bob", "answers": [USERS["bob"]]}])[0]
+    texts = [m[1] for m in result["messages"] if m[0] in ("info", "error")]  # type: ignore[index]
+    if days > 0:
+        assert result["code"] == PAM_SUCCESS, result
+        day = time.strftime("%Y-%m-%d", time.gmtime(when))
+        assert texts == [
+            f"Two-step verification will be required for this account from {day} "
+            f"{time.strftime('%H:%M', time.gmtime(when))} UTC. Set it up at "
+            "https://mail.example.org/security before then."
+        ]
+    else:
+        assert result["code"] == PAM_AUTH_ERR
+        assert texts and "is required for this account" in texts[0]
+
+
 def test_locked_unknown_and_unreachable(setup: Setup, admin: Engine, slapd: Slapd) -> None:
     slapd.set_attributes(
         user_dn("carol"),

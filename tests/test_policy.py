@@ -59,6 +59,8 @@ def test_mapping_accepts_durations() -> None:
         ({"lockout_max_failures": 101}, "between 1 and 100"),
         ({"device_lifetime": "1y"}, "device_lifetime: '1y' is not a duration"),
         ({"totp_window": 3}, "totp_window: must be between 0 and 2"),
+        ({"required_from": "soon"}, "required_from: must be a date"),
+        ({"mail_password_until": 5}, "mail_password_until: must be a date between"),
     ],
 )
 def test_mapping_errors_name_the_key(values: dict[str, object], message: str) -> None:
@@ -75,6 +77,10 @@ def test_mapping_errors_name_the_key(values: dict[str, object], message: str) ->
         ({"twostepPasscodeLimit": (b"1e3",)}, "twostepPasscodeLimit"),
         ({"twostepPasscodeLimit": (b"\xff",)}, "twostepPasscodeLimit"),
         ({"twostepLockoutWindow": (b"9" * 40,)}, "twostepLockoutWindow"),
+        ({"twostepRequiredFrom": (b"2027-01-15",)}, "twostepRequiredFrom"),
+        ({"twostepRequiredFrom": (b"19991231000000Z",)}, "twostepRequiredFrom"),
+        ({"twostepMailPasswordUntil": (b"20270230000000Z",)}, "twostepMailPasswordUntil"),
+        ({"twostepMailPasswordUntil": (b"\xff",)}, "twostepMailPasswordUntil"),
     ],
 )
 def test_bad_ldap_values_make_the_entry_corrupt(
@@ -100,6 +106,8 @@ def test_bad_ldap_values_make_the_entry_corrupt(
             "throttle_source_failures": st.integers(0, 100),
             "totp_window": st.integers(0, 2),
             "mail_password": st.booleans(),
+            "required_from": st.integers(946684800, 253402300799),
+            "mail_password_until": st.integers(946684800, 253402300799),
         },
     )
 )

@@ -234,6 +234,33 @@ def test_required_enrollment_from_sign_in_to_backup_codes(
     assert admin.status("bob").enabled and admin.status("bob").backup_codes == 10
 
 
+def test_grace_periods_are_shown_with_their_dates(
+    client: Any, admin: Engine, slapd: Slapd, daemon: Twostepd
+) -> None:
+    """Issue 18: before ``required_from`` the user signs in to Account Security (not to
+    setup) and reads the date; once on, the page says until when mail takes the password."""
+    ahead = time.gmtime(time.time() + 3 * 86400)
+    day, stored = time.strftime("%Y-%m-%d", ahead), time.strftime("%Y%m%d000000Z", ahead)
+    set_policy(
+        daemon,
+        slapd,
+        twostepRequired=["TRUE"],
+        twostepRequiredFrom=[stored],
+        twostepMailPasswordUntil=[stored],
+    )
+    assert sign_in(client).headers["Location"] == "/"
+    page = client.get("/", base_url=HTTPS).get_data(as_text=True)
+    assert f"requires two-step verification from\n    <strong>{day}</strong>" in page
+    assert "mail-password-until" not in page  # two-step is off: mail takes it anyway
+    _, codes = enroll(admin, time.time(), "bob")  # which signs the portal session out
+    leaks.remember(*codes)
+    sign_in(client)
+    assert post(client, "/signin/code", code=codes[0]).headers["Location"] == "/"
+    page = client.get("/", base_url=HTTPS).get_data(as_text=True)
+    assert "required-from" not in page
+    assert f'id="mail-password-until">Until <strong>{day}</strong>' in page
+
+
 def test_the_password_on_a_trusted_browser_cannot_replace_the_authenticator(
     client: Any, admin: Engine
 ) -> None:

@@ -199,6 +199,50 @@ def test_two_step_off_the_password_signs_in_and_mail_takes_it(
     alice.close()
 
 
+def ldap_modify(lab: dict[str, Any], user: str, changes: str, *, check: bool = True) -> None:
+    subprocess.run(
+        [
+            "ldapmodify",
+            "-x",
+            "-H",
+            lab["ldap_uri"],
+            "-D",
+            lab["admin_dn"],
+            "-w",
+            lab["admin_password"],
+        ],
+        input=f"dn: uid={user},ou=people,{lab['base_dn']}\nchangetype: modify\n{changes}",
+        text=True,
+        check=check,
+        capture_output=True,
+    )
+
+
+def test_a_date_ahead_for_required_reminds_after_sign_in(lab: dict[str, Any], browser: Any) -> None:
+    """``required_from`` (issue 18): before the date the sign-in goes on to the inbox, and
+    the first page says from when two-step is required; not on the pages after."""
+    when = time.strftime("%Y%m%d000000Z", time.gmtime(time.time() + 2 * 86400))
+    # an earlier sign-in may have given alice the class already (its password verifier)
+    ldap_modify(lab, "alice", "add: objectClass\nobjectClass: twostepAccount\n", check=False)
+    ldap_modify(
+        lab,
+        "alice",
+        "replace: twostepRequired\ntwostepRequired: TRUE\n-\n"
+        f"replace: twostepRequiredFrom\ntwostepRequiredFrom: {when}\n",
+    )
+    alice = Webmail(browser, lab, "alice")
+    try:
+        assert alice.sign_in(password_of(lab, "alice")) == "inbox"
+        day = f"{when[:4]}-{when[4:6]}-{when[6:8]}"
+        assert f"will be required for your account from {day}" in alice.message()
+        alice.page.reload()
+        alice.where()
+        assert "will be required" not in alice.message()
+    finally:
+        alice.close()
+        ldap_modify(lab, "alice", "delete: twostepRequired\n-\ndelete: twostepRequiredFrom\n")
+
+
 def test_the_webmail_story(lab: dict[str, Any], browser: Any) -> None:
     password = password_of(lab, "bob")
     key, step, _codes = enrol_in_portal(browser, lab, "bob")
@@ -321,23 +365,7 @@ def test_wrong_codes_count_and_lock_and_hostile_input_is_answered(
     assert "That took too long" in body
 
     # Wrong codes count towards lock-out; then the account is locked, and told so.
-    subprocess.run(
-        [
-            "ldapmodify",
-            "-x",
-            "-H",
-            lab["ldap_uri"],
-            "-D",
-            lab["admin_dn"],
-            "-w",
-            lab["admin_password"],
-        ],
-        input=f"dn: uid=carol,ou=people,{lab['base_dn']}\nchangetype: modify\n"
-        "replace: twostepLockoutMaxFailures\ntwostepLockoutMaxFailures: 3\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    ldap_modify(lab, "carol", "replace: twostepLockoutMaxFailures\ntwostepLockoutMaxFailures: 3\n")
     assert carol.sign_in(password) == "code"
     for n in range(2):
         assert carol.enter_code(f"00000{n}") == "code"

@@ -13,7 +13,9 @@ import datetime
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..core.dates import format_date
 from ..core.duration import format_duration
+from ..core.policy import policy_to_text
 from ..staletext import describe
 
 if TYPE_CHECKING:  # migrate is imported by ``twostep import`` alone
@@ -74,16 +76,32 @@ def _policy_line(policy: dict[str, Any]) -> str:
     offered = (
         "required" if policy["required"] else "available" if policy["available"] else "unavailable"
     )
+    if policy["required"] and policy.get("required_from"):
+        offered += f" from {format_date(policy['required_from'])}"
+    grace = (
+        f", mail takes the password until {format_date(policy['mail_password_until'])}"
+        if policy.get("mail_password") and policy.get("mail_password_until")
+        else ""
+    )
     return (
         f"{offered}, "
         f"{policy['backup_codes']} backup codes, {passcodes}, {devices}, lock after "
         f"{policy['lockout_max_failures']} failures in {format_duration(policy['lockout_window'])} "
-        f"for {duration}"
+        f"for {duration}{grace}"
     )
 
 
+def _setting(name: str, value: Any) -> str:
+    try:
+        return policy_to_text(name, value)
+    except (KeyError, TypeError, ValueError):  # a newer daemon's setting: as it came
+        return str(value)
+
+
 def _policy_text(policy: dict[str, Any]) -> str:
-    settings = ", ".join(f"{k}={v}" for k, v in sorted(policy["settings"].items())) or "none"
+    settings = (
+        ", ".join(f"{k}={_setting(k, v)}" for k, v in sorted(policy["settings"].items())) or "none"
+    )
     return (
         f"{policy['name']}{' (default)' if policy['default'] else ''}: {policy['dn']}\n"
         f"  sets: {settings}\n  in force: {_policy_line(policy['effective'])}"
@@ -150,6 +168,13 @@ def _status_text(status: dict[str, Any]) -> str:
         lines.append(f"backup codes left: {status['backup_codes']}")
     if status["pending_enrollment_expires"]:
         lines.append(f"enrollment pending until {_when(status['pending_enrollment_expires'])}")
+    if status.get("required_from"):
+        lines.append(f"two-step becomes required on {format_date(status['required_from'])}")
+    if status.get("mail_password_until"):
+        lines.append(
+            "mail services take the password until "
+            f"{format_date(status['mail_password_until'])}, then passcodes only"
+        )
     lines.append(_passcodes_text(status["passcodes"]))
     lines.append(_devices_text(status["devices"]))
     if status.get("webmail_sessions"):

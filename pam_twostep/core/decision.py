@@ -18,7 +18,7 @@ is on and the device is not trusted, a verification code or a backup code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from .account import AccountState, Attr
@@ -37,7 +37,8 @@ from .hashing import digest_matches, fast_digest, verify_backup_codes
 from .keyring import Keyring
 from .lockout import address_wait, clear_changes, lock_state, missing_lock, record_failure
 from .policy import Policy
-from .records import Device, check_label, normalize_address
+from .records import Device, Passcode, check_label, normalize_address
+from .rollout import mail_password_accepted, reminder, required_now
 from .totp import StepMatch, match_step
 from .usage import USAGE_INTERVAL, usage_note
 from .websessions import SERVICES as WEB_SESSION_SERVICES
@@ -175,6 +176,9 @@ class Decision:
     """Locked or throttled: when the refusal ends (None while locked until an unlock)."""
     fields: Mapping[str, str] = field(default_factory=dict)
     """Userdb fields for the mail server (home, uid, ...), filled in by the engine."""
+    required_from: int | None = None
+    """An interactive sign-in without two-step that its policy will refuse from this
+    date (``core.rollout.reminder``): the client reminds the user."""
 
     def __repr__(self) -> str:
         return (
@@ -236,8 +240,23 @@ def wants_password(
         # a webmail session credential is never a password to try on the directory
         if is_session_token(attempt.secret):
             return False
-        return not state.enabled and policy.mail_password
+        if not mail_password_accepted(state, policy, now):
+            return False
+        # in a grace period a passcode is still tried first: it costs no bind
+        return not state.enabled or _passcode_of(state, normalize(attempt.secret)) is None
     return True
+
+
+def _passcode_of(state: AccountState, presented: str) -> Passcode | None:
+    """The passcode ``presented`` is, made under the current password; else None."""
+    if classify(presented, 0) is not CodeKind.PASSCODE:
+        return None
+    digest = fast_digest("passcode", presented)
+    found = None
+    for passcode in state.passcodes:  # every one, no early exit: right and wrong cost the same
+        if digest_matches(passcode.digest, digest):
+            found = passcode
+    return found if found is not None and found.stamp == state.stamp else None
 
 
 def _deny(
@@ -346,25 +365,15 @@ def _decide_mail(
             return _deny(
                 state, policy, ctx, Reason.PASSWORD_NOT_ACCEPTED, "password", attempt.secret, random
             )
-        if password is PasswordCheck.RIGHT:
-            return _accept(state, ctx, Method.PASSWORD)
-        if password is PasswordCheck.WRONG:
-            return _deny(
-                state, policy, ctx, Reason.WRONG_PASSWORD, "password", attempt.secret, random
-            )
-        raise ValueError("the password was not checked")
+        return _decide_mail_password(state, policy, attempt, ctx, password, random)
 
     presented = normalize(attempt.secret)
+    found = _passcode_of(state, presented) if policy.passcodes else None
+    if found is None and mail_password_accepted(state, policy, ctx.now):
+        return _decide_mail_password(state, policy, attempt, ctx, password, random)
     if not policy.passcodes:
         return _deny(state, policy, ctx, Reason.PASSCODES_DISABLED, "passcode", presented, random)
-    if classify(presented, 0) is not CodeKind.PASSCODE:
-        return _deny(state, policy, ctx, Reason.WRONG_PASSCODE, "passcode", presented, random)
-    digest = fast_digest("passcode", presented)
-    found = None
-    for passcode in state.passcodes:  # every one, no early exit: right and wrong cost the same
-        if digest_matches(passcode.digest, digest):
-            found = passcode
-    if found is None or found.stamp != state.stamp:
+    if found is None:
         return _deny(state, policy, ctx, Reason.WRONG_PASSCODE, "passcode", presented, random)
     if found.expires and found.expires <= ctx.now:
         return _deny(
@@ -389,6 +398,22 @@ def _decide_mail(
             label=found.label,
         )
     return _accept(state, ctx, Method.PASSCODE, used=found.id, label=found.label)
+
+
+def _decide_mail_password(
+    state: AccountState,
+    policy: Policy,
+    attempt: Attempt,
+    ctx: Context,
+    password: PasswordCheck,
+    random: Random,
+) -> Decision:
+    """Where mail takes the password (``core.rollout.mail_password_accepted``)."""
+    if password is PasswordCheck.RIGHT:
+        return _accept(state, ctx, Method.PASSWORD)
+    if password is PasswordCheck.WRONG:
+        return _deny(state, policy, ctx, Reason.WRONG_PASSWORD, "password", attempt.secret, random)
+    raise ValueError("the password was not checked")
 
 
 def _decide_web_session(state: AccountState, attempt: Attempt, ctx: Context) -> Decision:
@@ -458,9 +483,10 @@ def _decide_interactive(
     if password is not PasswordCheck.RIGHT:
         raise ValueError("the password was not checked")
     if not state.enabled:
-        if policy.required:
+        if required_now(policy, ctx.now):
             return Decision(Outcome.DENY, state.username, reason=Reason.ENROLLMENT_REQUIRED)
-        return _accept(state, ctx, Method.PASSWORD)
+        accepted = _accept(state, ctx, Method.PASSWORD)
+        return replace(accepted, required_from=reminder(state, policy, ctx.now))
 
     device = _trusted_device(state, policy, attempt.device_token, ctx.now)
     if device is not None:

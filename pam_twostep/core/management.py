@@ -19,6 +19,7 @@ from .hashing import fast_digest
 from .lockout import lock_state, unlock_modify
 from .policy import Policy
 from .records import Device, Passcode, check_label, check_service_name
+from .rollout import mail_password_accepted, reminder
 from .stale_records import StaleClient
 from .staleclients import retire_passcodes, shown
 from .websessions import end_all, live_sessions
@@ -301,6 +302,10 @@ class AccountStatus:
     web_sessions: tuple[WebSessionInfo, ...] = ()
     stale_clients: tuple[StaleClient, ...] = ()
     """Clients still presenting a retired credential (``core.staleclients``)."""
+    required_from: int | None = None
+    """Two-step becomes required for this account then (still ahead, not yet on)."""
+    mail_password_until: int | None = None
+    """Two-step is on and mail still takes the password until then (``core.rollout``)."""
 
 
 def status(state: AccountState, policy: Policy, policy_dn: str | None, now: int) -> AccountStatus:
@@ -328,6 +333,12 @@ def status(state: AccountState, policy: Policy, policy_dn: str | None, now: int)
         locked=lock.locked,
         locked_until=lock.until,
         recent_failures=lock.recent,
+        required_from=reminder(state, policy, now),
+        mail_password_until=(
+            policy.mail_password_until
+            if state.enabled and mail_password_accepted(state, policy, now)
+            else None
+        ),
         pending_expires=(
             state.pending.expires if state.pending and state.pending.expires > now else None
         ),

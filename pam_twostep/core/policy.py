@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .dates import format_date, from_generalized_time, parse_date, to_generalized_time
 from .duration import parse_duration
 from .errors import CorruptEntry
 
@@ -24,6 +25,7 @@ __all__ = [
     "overrides_from_mapping",
     "overrides_from_strings",
     "policy_to_ldap",
+    "policy_to_text",
     "resolve_policy",
 ]
 
@@ -67,9 +69,17 @@ class Policy:
     """Time steps accepted either side of now."""
     mail_password: bool = True
     """While two-step is off, mail services accept the account password."""
+    required_from: int = 0
+    """When ``required`` takes effect (epoch seconds, ``core.dates``); before it, users
+    without two-step still sign in and are reminded of the date. 0: at once. Without
+    ``required`` it does nothing (an account exempted with ``required: false`` stays so)."""
+    mail_password_until: int = 0
+    """Until then mail services still accept the password of an account with two-step on,
+    so a newly enrolled user has time to create passcodes; only where ``mail_password``
+    is on. 0: passcodes only, from the moment two-step is on (``core.rollout``)."""
 
 
-_Kind = Literal["bool", "int", "duration"]
+_Kind = Literal["bool", "int", "duration", "date"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("throttle_source_failures", "twostepThrottleSourceFailures", "int", 0, 100),
     _Field("totp_window", "twostepTOTPWindow", "int", 0, 2),
     _Field("mail_password", "twostepMailPassword", "bool"),
+    _Field("required_from", "twostepRequiredFrom", "date"),
+    _Field("mail_password_until", "twostepMailPasswordUntil", "date"),
 )
 
 POLICY_ATTRIBUTES: tuple[str, ...] = tuple(f.attribute for f in _FIELDS)
@@ -121,6 +133,8 @@ def _from_python(field: _Field, value: object) -> bool | int:
         return value
     if field.kind == "duration":
         return _check_range(field, parse_duration(value))
+    if field.kind == "date":
+        return parse_date(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be a whole number")
     return _check_range(field, value)
@@ -146,6 +160,8 @@ def overrides_from_mapping(values: Mapping[str, object]) -> dict[str, bool | int
 
 def _from_ldap(field: _Field, raw: bytes) -> bool | int:
     text = raw.decode("ascii")
+    if field.kind == "date":
+        return from_generalized_time(text)
     if field.kind == "bool":
         if text not in ("TRUE", "FALSE"):
             raise ValueError("not an LDAP boolean")
@@ -203,7 +219,7 @@ def overrides_from_strings(values: Mapping[str, str]) -> dict[str, bool | int | 
             if not text.isascii() or not text.lstrip("-").isdigit():
                 raise ValueError(f"{key}: must be a whole number")
             typed[key] = int(text)
-        else:
+        else:  # durations and dates parse from text
             typed[key] = text
     result: dict[str, bool | int | None] = dict(overrides_from_mapping(typed))
     result.update(removed)
@@ -220,10 +236,23 @@ def policy_to_ldap(values: Mapping[str, bool | int]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in values.items():
         field = _BY_NAME[key]
-        out[field.attribute] = (
-            ("TRUE" if value else "FALSE") if field.kind == "bool" else str(int(value))
-        )
+        if field.kind == "bool":
+            out[field.attribute] = "TRUE" if value else "FALSE"
+        elif field.kind == "date":
+            out[field.attribute] = to_generalized_time(int(value))
+        else:
+            out[field.attribute] = str(int(value))
     return out
+
+
+def policy_to_text(name: str, value: bool | int) -> str:
+    """A setting's value as a person writes it back (``2027-01-15`` for a date)."""
+    field = _BY_NAME[name]
+    if field.kind == "date":
+        return format_date(int(value)) or "not set"
+    if field.kind == "bool":
+        return "true" if value else "false"
+    return str(int(value))
 
 
 def resolve_policy(*layers: Mapping[str, bool | int]) -> Policy:

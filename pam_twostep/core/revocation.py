@@ -24,6 +24,7 @@ from .account import AccountState
 from .lockout import lock_state
 from .policy import Policy
 from .records import normalize_address
+from .rollout import mail_password_accepted
 from .websessions import live_sessions
 
 __all__ = [
@@ -102,18 +103,17 @@ def live_credentials(
     if locked_counts and lock_state(state, policy, now).locked:
         return {}
     found: list[Credential] = []
-    if state.enabled:
-        if policy.passcodes:
-            for passcode in state.live_passcodes(now):
-                note = state.usage_of(passcode.id)
-                found.append(
-                    Credential(
-                        f"passcode:{passcode.id}",
-                        passcode.label,
-                        (note.address,) if note is not None and note.address else (),
-                    )
+    if state.enabled and policy.passcodes:
+        for passcode in state.live_passcodes(now):
+            note = state.usage_of(passcode.id)
+            found.append(
+                Credential(
+                    f"passcode:{passcode.id}",
+                    passcode.label,
+                    (note.address,) if note is not None and note.address else (),
                 )
-    elif policy.mail_password:
+            )
+    if mail_password_accepted(state, policy, now):
         found.append(Credential(f"password:{state.stamp}", "the password", ()))
     for session in live_sessions(state, now):
         found.append(Credential(f"webmail:{session.id}", "a webmail session", session.bind))

@@ -24,6 +24,7 @@ from ..core.errors import Conflict, DirectoryUnavailable, RefusalReason, Refused
 from ..core.keyring import Keyring
 from ..core.lockout import address_wait, lock_state, record_failure
 from ..core.revocation import Ended
+from ..core.rollout import required_now
 from ._audited import AccountChange, Auditor, Cleanup
 from ._inputs import check_username, context
 from ._ports import DirectoryPort
@@ -401,7 +402,7 @@ class AccountManager:
                     RefusalReason.NOT_ENABLED, "two-step verification is not on for this account"
                 )
             if not admin:
-                if loaded.policy.required:
+                if required_now(loaded.policy, now):
                     raise Refused(
                         RefusalReason.REQUIRED_BY_POLICY,
                         "policy requires two-step verification for this account",

@@ -52,6 +52,8 @@ def decision_reply(decision: Decision) -> Reply:
             reply["device"] = decision.device
         if decision.device_token:
             reply["device_token"] = decision.device_token
+        if decision.required_from is not None:
+            reply["required_from"] = decision.required_from
     elif decision.reason is not None:
         reply["reason"] = decision.reason.value
     return reply
@@ -111,6 +113,8 @@ def status_reply(status: AccountStatus) -> dict[str, object]:
         "locked_until": status.locked_until,
         "recent_failures": status.recent_failures,
         "pending_enrollment_expires": status.pending_expires,
+        "required_from": status.required_from,
+        "mail_password_until": status.mail_password_until,
     }
 
 

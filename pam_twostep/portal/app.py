@@ -26,6 +26,7 @@ from .. import qr, wire
 from ..config import Config
 from ..continuation import LIFETIME as CONTINUATION_LIFETIME
 from ..core.codes import group, split_device_token
+from ..core.dates import format_date
 from ..core.errors import ConfigError
 from ..secretfile import read_secret_file
 from . import security, stale_clients, webmail
@@ -608,6 +609,7 @@ def create_app(
         )
         return redirect(url_for("account"))
 
+    app.add_template_filter(format_date, "date")
     webmail.register(app, for_user, signed_in)
     stale_clients.register(app, for_user, signed_in)
     return app

@@ -173,6 +173,11 @@ class twostep extends rcube_plugin
         if (isset($reply['device_token']) && is_string($reply['device_token'])) {
             $this->set_device_cookie($reply['device_token']);
         }
+        if (isset($reply['required_from']) && is_int($reply['required_from'])
+            && $reply['required_from'] > 0) {
+            // shown on the first page after sign-in (startup), once
+            $_SESSION['twostep_required_from'] = $reply['required_from'];
+        }
         if (isset($reply['mail_credential']) && is_string($reply['mail_credential'])) {
             $args['pass'] = $reply['mail_credential'];
             $this->credential_in_use = true;
@@ -316,6 +321,10 @@ class twostep extends rcube_plugin
     /** Each page of a signed-in session: is its mail credential still live? */
     public function startup($args)
     {
+        if (!empty($_SESSION['user_id']) && !empty($_SESSION['twostep_required_from'])
+            && $args['task'] === 'mail' && empty($args['action'])) {
+            $this->remind((int) $_SESSION['twostep_required_from']);
+        }
         if (empty($_SESSION['user_id']) || empty($_SESSION['twostep_credential'])
             || $args['task'] === 'logout' || $args['task'] === 'login') {
             return $args;
@@ -343,6 +352,19 @@ class twostep extends rcube_plugin
         header('Retry-After: 30');
         echo rcube::Q($this->gettext('unavailable'));
         exit;
+    }
+
+    /** An account its policy will require two-step of from a date on (core.rollout). */
+    private function remind($when)
+    {
+        $this->rc->session->remove('twostep_required_from');
+        $day = gmdate($when % 86400 === 0 ? 'Y-m-d' : 'Y-m-d H:i \U\T\C', $when);
+        $url = (string) $this->rc->config->get('twostep_portal_url', '');
+        $text = $this->gettext([
+            'name' => $url !== '' ? 'remindportal' : 'remind',
+            'vars' => ['date' => $day, 'url' => $url],
+        ]);
+        $this->rc->output->show_message($text, 'warning', null, true, 60);
     }
 
     private function end_session()
