@@ -52,6 +52,11 @@ COMMANDS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "keys": ("cmd_keys", ()),
     "keys status": ("cmd_keys", ()),
     "keys reseal": ("cmd_keys", ("--progress/--no-progress", "--batch")),
+    "report": ("cmd_report", ()),
+    "report readiness": (
+        "cmd_report",
+        ("--policy", "--audit", "--since", "--csv", "--progress/--no-progress"),
+    ),
     "check": ("cmd_check", ("--user",)),
     "import": (None, ()),
     "import google-authenticator": (

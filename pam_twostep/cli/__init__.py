@@ -14,7 +14,7 @@ Exit codes (sysexits.h where one fits):
 """
 
 # The commands are grouped as the engine's concerns are, one module each (accounts,
-# policies, keys, imports, check, and local for what runs here); each adds its commands
+# policies, keys, report, imports, check, and local for what runs here); each adds its commands
 # with register(). The text above is also the epilog of ``twostep --help``.
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import accounts, check, imports, keys, local, policies, staleclients, webmail
+from . import accounts, check, imports, keys, local, policies, report, staleclients, webmail
 from ._base import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -39,7 +39,7 @@ from ._base import (
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_REFUSED", "EXIT_TEMPFAIL", "EXIT_USAGE", "main"]
 
-_GROUPS = (accounts, webmail, staleclients, policies, keys, check, imports, local)
+_GROUPS = (accounts, webmail, staleclients, policies, keys, report, check, imports, local)
 """In the order ``twostep --help`` lists their commands."""
 
 

@@ -18,6 +18,7 @@ handler the ``logins``):
 ``engine.imports``        ``Importer``: import_account
 ``engine.webmail``        ``WebmailSessions``: start, check, end, revoke
 ``engine.stale_clients``  ``StaleClients``: dismiss (and what logins record)
+``engine.readiness``      ``Readiness``: every account, a page at a time, for a report
 ========================  =========================================================
 
 The methods on ``Engine`` itself are thin delegates, kept so that callers written
@@ -38,6 +39,7 @@ from ..core.candidate import Candidate
 from ..core.codes import Random
 from ..core.decision import Attempt, Decision
 from ..core.keyring import Keyring
+from ..core.readiness import ReadinessPage
 from ..core.revocation import Ended
 from ..directory import Directory
 from ._audited import Auditor
@@ -49,6 +51,7 @@ from .imports import Importer
 from .keys import KeyRotation
 from .logins import Authenticator
 from .policies import PolicyAdmin, PolicyEntry
+from .readiness import Readiness
 from .revocations import Revoker
 from .staleclients import Later, StaleClients
 from .webmail import WebmailSessions
@@ -129,6 +132,7 @@ class Engine:
             config, directory, store, auditor, self.policies, keyring, random=random
         )
         self.webmail = WebmailSessions(store, auditor, revoker, clock=clock, random=random)
+        self.readiness = Readiness(config, directory, store, clock=clock)
 
     @property
     def login_count(self) -> int:
@@ -313,6 +317,9 @@ class Engine:
         self, *, actor: str | None = None, after: str | None = None, limit: int | None = None
     ) -> rotation.ResealReport:
         return self.keys.reseal_keys(actor=actor, after=after, limit=limit)
+
+    def readiness_page(self, *, after: str | None = None, limit: int = 200) -> ReadinessPage:
+        return self.readiness.readiness(after=after, limit=limit)
 
     def import_account(
         self,

@@ -29,7 +29,7 @@ the sign-out of any of the account's portal sessions (``session-end``; issue 14 
 
 The package follows the engine's groups: ``logins`` (auth, lookup, ping, stats),
 ``sessions`` (the portal's session proofs, ``session-end``), ``accounts``, ``policies``,
-``keys``, ``imports``, ``webmail`` and ``staleclients``, each with its slice of
+``keys``, ``imports``, ``webmail``, ``staleclients`` and ``readiness``, each with its slice of
 ``OPS``; requests are validated into one frozen dataclass per kind (``_schema``),
 replies built in ``_replies``, and each handler is given only the part of the engine
 its operation needs (``_parts``).
@@ -43,7 +43,17 @@ from collections.abc import Mapping
 from ..access import Peer, Right
 from ..continuation import Continuations
 from ..core.errors import DirectoryIncomplete, TemporaryFailure
-from . import accounts, imports, keys, logins, policies, sessions, staleclients, webmail
+from . import (
+    accounts,
+    imports,
+    keys,
+    logins,
+    policies,
+    readiness,
+    sessions,
+    staleclients,
+    webmail,
+)
 from ._ops import Handler, Op
 from ._parts import Caller, Parts
 from ._replies import Reply, error, policy_reply, status_reply
@@ -77,6 +87,7 @@ OPS: dict[str, Op] = {
     **policies.OPS,
     **webmail.OPS,
     **staleclients.OPS,
+    **readiness.OPS,
 }
 """Every operation: the right it takes, and its handler (the admin form where there are
 two)."""

@@ -19,6 +19,7 @@ from ..core.decision import Attempt, Decision
 from ..core.enrollment import EnrollmentStart
 from ..core.management import AccountStatus, NewPasscode
 from ..core.policy import Policy
+from ..core.readiness import ReadinessPage
 from ..core.revocation import Ended
 from ..core.rotation import KeyUsage, ResealReport
 
@@ -32,6 +33,7 @@ __all__ = [
     "Parts",
     "Policies",
     "PolicyRecord",
+    "Readiness",
     "SessionGenerations",
     "StaleClients",
     "Webmail",
@@ -205,6 +207,12 @@ class Keys(Protocol):
     ) -> ResealReport: ...
 
 
+class Readiness(Protocol):
+    """Every account, a page at a time, for ``twostep report readiness``."""
+
+    def readiness(self, *, after: str | None = None, limit: int = 200) -> ReadinessPage: ...
+
+
 class Imports(Protocol):
     """Bringing an authenticator over from another system."""
 
@@ -260,6 +268,9 @@ class Parts(Protocol):
 
     @property
     def imports(self) -> Imports: ...
+
+    @property
+    def readiness(self) -> Readiness: ...
 
     @property
     def webmail(self) -> Webmail: ...

@@ -20,6 +20,7 @@ from typing import TypeVar, cast
 
 __all__ = [
     "SESSION",
+    "AccountPage",
     "Auth",
     "Disable",
     "EnrollBegin",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 _MAX_TEXT = 1024
+_LARGEST = (1 << 40) - 1
+"""The largest whole number a field takes unless it says otherwise."""
 _WIRE = "twostep.wire"
 """The metadata key holding a dataclass field's ``_Field``."""
 
@@ -63,6 +66,8 @@ class _Field:
     max_length: int = _MAX_TEXT
     minimum: int = 1
     """The smallest int taken."""
+    maximum: int = _LARGEST
+    """The largest int taken."""
 
 
 SESSION = _Field(str, True, 128)
@@ -84,9 +89,10 @@ def _validate(request: Mapping[str, object], schema: Mapping[str, _Field]) -> di
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int)
-                or not spec.minimum <= value < 1 << 40
+                or not spec.minimum <= value <= spec.maximum
             ):
-                raise Malformed(f"{name}: not a whole number from {spec.minimum}")
+                most = f" to {spec.maximum}" if spec.maximum != _LARGEST else ""
+                raise Malformed(f"{name}: not a whole number from {spec.minimum}{most}")
         elif spec.kind is dict:
             if not isinstance(value, dict) or len(value) > 64:
                 raise Malformed(f"{name}: not an object")
@@ -108,8 +114,8 @@ def _text(max_length: int = _MAX_TEXT) -> dict[str, object]:
     return {_WIRE: _Field(str, max_length=max_length)}
 
 
-def _number(minimum: int = 1) -> dict[str, object]:
-    return {_WIRE: _Field(int, minimum=minimum)}
+def _number(minimum: int = 1, maximum: int = _LARGEST) -> dict[str, object]:
+    return {_WIRE: _Field(int, minimum=minimum, maximum=maximum)}
 
 
 def _flag() -> dict[str, object]:
@@ -178,6 +184,14 @@ class KeysReseal(Request):
 
     after: str | None = field(default=None, metadata=_text(4096))
     limit: int | None = field(default=None, metadata=_number())
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountPage(Request):
+    """One page of every account: ``limit`` of them after the one named ``after``."""
+
+    after: str | None = field(default=None, metadata=_text(4096))
+    limit: int = field(default=200, metadata=_number(1, 500))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -102,6 +102,7 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     ),
     "keys-status": (),
     "keys-reseal": (),
+    "readiness": ("after", "limit"),
     "policy-list": (),
     "policy-show": ("name",),
     "policy-create": ("name", "settings"),
@@ -188,7 +189,7 @@ def _typed(fdp: atheris.FuzzedDataProvider, name: str) -> object:
     """A value of the type the field takes: the parser lets it through to the handler."""
     if name in ("secured", "trust_device", "apply", "replace"):
         return fdp.ConsumeBool()
-    if name in ("lifetime", "digits", "period", "last_step", "window"):
+    if name in ("lifetime", "digits", "period", "last_step", "window", "limit"):
         return fdp.ConsumeIntInRange(-10, 10**9)
     if name == "settings":
         keys = ["required", "backup_codes", "passcode_limit", "lockout_window", "x", ""]
