@@ -105,6 +105,10 @@ def test_full_config() -> None:
         ("totp.enrollment_lifetime", "30s", "between 1 minute"),
         ("policy.defaults", {"backup_codes": 99}, "policy.defaults.backup_codes"),
         ("policy.defaults", {"bogus": 1}, "policy.defaults.bogus: unknown"),
+        ("policy.defaults", {"required_from": "2027-02-30"}, "not a date on the calendar"),
+        ("policy.defaults", {"required_from": "15.01.2027"}, "policy.defaults.required_from"),
+        ("policy.defaults", {"mail_password_until": True}, "must be a date"),
+        ("policy.defaults", {"mail_password_until": "1970-01-01"}, "between 2000-01-01"),
         ("services.mail", ["IMAP"], "services.mail"),
         ("audit.facility", "kern", "audit.facility"),
         ("logging.level", "loud", "logging.level"),
@@ -382,3 +386,117 @@ def test_arbitrary_values_give_config_errors_only(path: str, value: object) -> N
         parse_config(with_(path, value))
     except ConfigError as exc:
         assert path.split(".", 1)[0] in str(exc)
+
+
+# -- mail_settings (the portal's set-up downloads, issue 18) ----------------------------
+
+MAIL = {"imap": {"host": "mail.example.org"}, "smtp": {"host": "mail.example.org"}}
+
+
+def test_mail_settings_are_off_unless_given() -> None:
+    assert parse_config(GOOD).mail_settings is None
+    assert parse_config(with_("mail_settings", None)).mail_settings is None
+
+
+def test_mail_settings_defaults_follow_the_security() -> None:
+    settings = parse_config(with_("mail_settings", MAIL)).mail_settings
+    assert settings is not None
+    assert (settings.imap.port, settings.imap.security) == (993, "ssl")
+    assert (settings.smtp.port, settings.smtp.security) == (465, "ssl")
+    assert settings.address == "{user}" and settings.display_name is None
+    starttls = {
+        "address": "{user}@example.org",
+        "display_name": "Example Mail",
+        "imap": {"host": "imap.example.org", "security": "starttls"},
+        "smtp": {"host": "smtp.example.org", "security": "starttls"},
+    }
+    settings = parse_config(with_("mail_settings", starttls)).mail_settings
+    assert settings is not None
+    assert (settings.imap.port, settings.smtp.port) == (143, 587)
+    assert settings.display_name == "Example Mail"
+    lab = {
+        "imap": {"host": "127.0.0.1", "port": 10143, "security": "none"},
+        "smtp": {"host": "::1", "port": 10025, "security": "none"},
+    }
+    settings = parse_config(with_("mail_settings", lab)).mail_settings
+    assert settings is not None and settings.imap.port == 10143 and settings.smtp.host == "::1"
+
+
+@pytest.mark.parametrize(
+    ("mail", "message"),
+    [
+        ({"imap": MAIL["imap"]}, r"mail_settings\.smtp: required"),
+        ({"smtp": MAIL["smtp"]}, r"mail_settings\.imap: required"),
+        ({}, r"mail_settings\.imap: required"),
+        ({**MAIL, "adress": "{user}"}, r"mail_settings\.adress: unknown key"),
+        ({**MAIL, "imap": {"host": "h.example.org", "tls": True}}, r"imap\.tls: unknown key"),
+        ({**MAIL, "imap": {"port": 993}}, r"mail_settings\.imap\.host: required"),
+        ({**MAIL, "smtp": "mail.example.org"}, r"mail_settings\.smtp: must be a mapping"),
+        ({**MAIL, "imap": {"host": "mail.example.org", "security": "tls"}}, "ssl, starttls"),
+        ({**MAIL, "imap": {"host": "mail.example.org", "security": True}}, "ssl, starttls"),
+        ({**MAIL, "imap": {"host": "mail.example.org", "port": 0}}, r"imap\.port: must be"),
+        ({**MAIL, "smtp": {"host": "mail.example.org", "port": "587"}}, r"smtp\.port: must"),
+        ({**MAIL, "imap": {"host": "mail.example.org", "security": "none"}}, "clear text"),
+        ({**MAIL, "smtp": {"host": "10.0.0.1", "security": "none"}}, "clear text"),
+        ({**MAIL, "imap": {"host": "evil</hostname>"}}, r"imap\.host: .* not a host"),
+        ({**MAIL, "imap": {"host": "a b.example.org"}}, r"imap\.host"),
+        ({**MAIL, "imap": {"host": "-x.example.org"}}, r"imap\.host"),
+        ({**MAIL, "address": "{user}@{user}.org"}, r"mail_settings\.address"),
+        ({**MAIL, "address": "someone@example.org"}, r"mail_settings\.address"),
+        ({**MAIL, "address": "{user} <{user}@example.org>"}, r"mail_settings\.address"),
+        ({**MAIL, "address": "{user}@exa mple.org"}, r"mail_settings\.address"),
+        ({**MAIL, "address": "{user}@example.org\n"}, r"mail_settings\.address"),
+        ({**MAIL, "address": "{username}@example.org"}, r"mail_settings\.address"),
+        ({**MAIL, "display_name": ""}, r"mail_settings\.display_name"),
+        ({**MAIL, "display_name": "x" * 65}, r"mail_settings\.display_name: at most 64"),
+        ({**MAIL, "display_name": "Mail\x00"}, r"mail_settings\.display_name"),
+        ("yes", r"mail_settings: must be a mapping"),
+    ],
+)
+def test_mail_settings_errors_name_the_key(mail: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(with_("mail_settings", mail))
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(
+        [
+            "mail_settings",
+            "mail_settings.address",
+            "mail_settings.display_name",
+            "mail_settings.imap",
+            "mail_settings.imap.host",
+            "mail_settings.imap.port",
+            "mail_settings.smtp.security",
+        ]
+    ),
+    _tree,
+)
+def test_arbitrary_mail_settings_give_config_errors_only(path: str, value: object) -> None:
+    data = with_("mail_settings", copy.deepcopy(MAIL))
+    node: Any = data
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
+    node[last] = value
+    try:
+        parse_config(data)
+    except ConfigError as exc:
+        assert "mail_settings" in str(exc)
+
+
+def test_policy_dates_as_yaml_writes_them() -> None:
+    """Issue 18: YAML turns a bare date into a ``datetime.date`` and a time with an
+    offset into a ``datetime``; both are taken, a time without its offset is not."""
+    base = yaml.safe_dump(GOOD) + "policy:\n  defaults:\n"
+    text = (
+        base + "    required_from: 2027-01-15\n    mail_password_until: 2027-02-01T09:00:00+01:00\n"
+    )
+    config = parse_config(yaml.safe_load(text))
+    assert config.policy.defaults == {
+        "required_from": 1799971200,
+        "mail_password_until": 1801468800,
+    }
+    with pytest.raises(ConfigError, match="UTC offset"):
+        parse_config(yaml.safe_load(base + "    required_from: 2027-01-15 09:00:00\n"))

@@ -12,7 +12,9 @@ by section and loads the secrets.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +57,7 @@ from ._values import (
 from .model import (
     DEFAULT_MAIL_SERVICES,
     DEFAULT_PATH,
+    MAIL_PORTS,
     AccessList,
     AuditConfig,
     Config,
@@ -62,7 +65,10 @@ from .model import (
     KeysConfig,
     LdapConfig,
     MailHost,
+    MailSecurity,
+    MailServer,
     MailSessionsConfig,
+    MailSettingsConfig,
     PolicyConfig,
     PortalConfig,
     Secrets,
@@ -106,6 +112,16 @@ _SYSLOG_FACILITIES = (
     *(f"local{i}" for i in range(8)),
 )
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_MAIL_SECURITY: dict[object, MailSecurity] = {"ssl": "ssl", "starttls": "starttls", "none": "none"}
+_MAIL_HOST = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+_ADDRESS = re.compile(
+    r"[^\s<>,;:\"()\[\]\\{}@]{1,64}(@[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)?"
+)
+"""One address (``{user}`` put in): a local part without what would need quoting, and
+optionally a domain."""
 
 
 def parse_config(data: object, source: Path | None = None) -> Config:
@@ -245,6 +261,7 @@ def parse_config(data: object, source: Path | None = None) -> Config:
     stale_clients = top.section("stale_clients")
     stale_notice_config = _stale_notice(stale_clients.section("notify"))
     stale_clients.done()
+    mail_settings_config = _mail_settings(top.raw("mail_settings"))
 
     logging_section = top.section("logging")
     log_level = logging_section.take("level", _choice(_LOG_LEVELS), Config.log_level)
@@ -264,6 +281,7 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         portal=portal_config,
         mail_sessions=mail_sessions_config,
         stale_notice=stale_notice_config,
+        mail_settings=mail_settings_config,
         log_level=log_level,
         source=source,
     )
@@ -303,6 +321,64 @@ def _stale_notice(section: _Section) -> StaleNoticeConfig:
     )
     section.done()
     return config
+
+
+def _mail_settings(data: object) -> MailSettingsConfig | None:
+    """``mail_settings``: absent (or empty), the portal offers no configuration download;
+    present, both servers are required, since the profiles set up IMAP and SMTP."""
+    if data is None:
+        return None
+    section = _Section(data, "mail_settings")
+    address = section.take("address", _string, MailSettingsConfig.address)
+    if address.count("{user}") != 1 or not _ADDRESS.fullmatch(address.replace("{user}", "u")):
+        raise ConfigError(
+            "mail_settings.address: {user} once, in an address like {user}@example.org"
+        )
+    display_name = section.take("display_name", _string, MailSettingsConfig.display_name)
+    if display_name is not None and len(display_name) > 64:
+        raise ConfigError("mail_settings.display_name: at most 64 characters")
+    config = MailSettingsConfig(
+        imap=_mail_server(section.raw("imap"), "imap"),
+        smtp=_mail_server(section.raw("smtp"), "smtp"),
+        address=address,
+        display_name=display_name,
+    )
+    section.done()
+    return config
+
+
+def _mail_server(data: object, protocol: str) -> MailServer:
+    where = f"mail_settings.{protocol}"
+    if data is None:
+        raise ConfigError(f"{where}: required (host, and port and security if not the usual)")
+    section = _Section(data, where)
+    host = section.require("host", _string)
+    if not (_MAIL_HOST.fullmatch(host) or _is_address(host)):
+        raise ConfigError(f"{where}.host: {host[:80]!r} is not a host name or address")
+    security = section.take("security", _mail_security, MailServer.security)
+    port = section.take("port", _integer(1, 65535), MAIL_PORTS[protocol, security])
+    section.done()
+    if security == "none" and not _is_loopback(host):
+        raise ConfigError(
+            f"{where}.security: none would send passwords in clear text to {host}; "
+            "use ssl or starttls (none is for a loopback host, the lab)"
+        )
+    return MailServer(host, port, security)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _mail_security(value: object, where: str) -> MailSecurity:
+    try:
+        return _MAIL_SECURITY[value]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{where}: must be one of ssl, starttls, none") from None
 
 
 def config_path(explicit: str | None = None) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..core.keyring import Keyring
 from ..core.totp import TotpParams
@@ -23,7 +24,11 @@ __all__ = [
     "KeysConfig",
     "LdapConfig",
     "MailHost",
+    "MAIL_PORTS",
+    "MailSecurity",
+    "MailServer",
     "MailSessionsConfig",
+    "MailSettingsConfig",
     "StaleNoticeConfig",
     "PolicyConfig",
     "PortalConfig",
@@ -218,6 +223,45 @@ class StaleNoticeConfig:
     timeout: float = 10.0
 
 
+MailSecurity = Literal["ssl", "starttls", "none"]
+"""How a mail client reaches a server: TLS from the first byte, STARTTLS, or in clear
+(loopback only: the lab)."""
+
+MAIL_PORTS: Mapping[tuple[str, MailSecurity], int] = {
+    ("imap", "ssl"): 993,
+    ("imap", "starttls"): 143,
+    ("imap", "none"): 143,
+    ("smtp", "ssl"): 465,
+    ("smtp", "starttls"): 587,
+    ("smtp", "none"): 587,
+}
+"""The port a ``mail_settings`` server gets when none is given, by protocol and security."""
+
+
+@dataclass(frozen=True)
+class MailServer:
+    """Where a mail client finds one server (``mail_settings.imap``, ``.smtp``)."""
+
+    host: str
+    port: int
+    """Given, or ``MAIL_PORTS`` for the protocol and security."""
+    security: MailSecurity = "ssl"
+
+
+@dataclass(frozen=True)
+class MailSettingsConfig:
+    """What the portal puts in a configuration download (``mailprofiles``) besides the
+    user name and the new passcode: the servers a mail client should use. Absent, the
+    portal offers no download."""
+
+    imap: MailServer
+    smtp: MailServer
+    address: str = "{user}"
+    """The email address; ``{user}`` is the account's user name (``{user}@example.org``)."""
+    display_name: str | None = None
+    """How the account is named in the mail client; None: by its address."""
+
+
 @dataclass(frozen=True)
 class Config:
     ldap: LdapConfig
@@ -233,6 +277,8 @@ class Config:
     portal: PortalConfig = PortalConfig()
     mail_sessions: MailSessionsConfig = MailSessionsConfig()
     stale_notice: StaleNoticeConfig = StaleNoticeConfig()
+    mail_settings: MailSettingsConfig | None = None
+    """Server settings for the portal's configuration downloads; None: none offered."""
     log_level: str = "info"
     source: Path | None = None
 

@@ -29,7 +29,7 @@ from ..core.codes import group, split_device_token
 from ..core.dates import format_date
 from ..core.errors import ConfigError
 from ..secretfile import read_secret_file
-from . import security, stale_clients, webmail
+from . import profiles, security, stale_clients, webmail
 from .mail_sessions import ended_note
 from .twostepd import Ask, Refusal, SessionEnded, Twostepd, Unavailable
 
@@ -500,6 +500,7 @@ def create_app(
             grouped=group(compact, 4, " "),
             compact=compact,
             services=[name for value, name in _MAIL_SERVICES if value in wanted],
+            download=offer_download(made),
         )
 
     @app.post("/passcodes/revoke")
@@ -612,4 +613,5 @@ def create_app(
     app.add_template_filter(format_date, "date")
     webmail.register(app, for_user, signed_in)
     stale_clients.register(app, for_user, signed_in)
+    offer_download = profiles.register(app, config, for_user, signed_in, clock)
     return app
