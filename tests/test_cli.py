@@ -404,6 +404,11 @@ def test_grace_period_dates(run: Run) -> None:
     code, out, _ = run("status", "bob")
     assert "becomes required" not in out
     assert f"mail services take the password until {ahead}T10:00:00Z" in out
+    code, out, _ = run("end-mail-password", "bob")
+    assert code == 0 and "passcodes only, from now" in out, out
+    assert "mail services take the password" not in run("status", "bob")[1]
+    code, out, err = run("end-mail-password", "bob")  # nothing left to end
+    assert code == 1 and "already refuse" in err and "Traceback" not in err
 
 
 # -- check, QR, lab --------------------------------------------------------------------

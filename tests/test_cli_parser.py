@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "reset": ("cmd_reset", ("user",)),
     "codes": ("cmd_codes", ("user", "--regenerate")),
     "unlock": ("cmd_unlock", ("user",)),
+    "end-mail-password": ("cmd_end_mail_password", ("user",)),
     "passcode": ("cmd_passcode", ()),
     "passcode add": ("cmd_passcode", ("user", "label", "--services", "--expires")),
     "passcode list": ("cmd_passcode", ("user",)),

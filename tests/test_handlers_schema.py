@@ -123,6 +123,7 @@ OP_REQUESTS = {
     "device-revoke-others": "ForDevice",
     "device-revoke-all": "ForUser",
     "unlock": "ForUser",
+    "mail-password-end": "ForUser",
     "password-change": "PasswordChange",
     "import-account": "ImportAccount",
     "keys-status": "NoFields",

@@ -122,6 +122,10 @@ def test_mail_password_until_a_date(
     else:
         refused_everywhere(mail, "alice", USERS["alice"])
     assert imap(mail, "alice", passcode) == "OK"
+    if days > 0:  # the user ends the grace for their own account: passcodes only at once
+        admin.end_mail_password("alice")
+        refused_everywhere(mail, "alice", USERS["alice"])
+        assert imap(mail, "alice", passcode) == "OK"
 
 
 def test_scope_revocation_and_expiry(mail: MailStack, admin: Engine, clock: Clock) -> None:

@@ -259,6 +259,15 @@ def test_grace_periods_are_shown_with_their_dates(
     page = client.get("/", base_url=HTTPS).get_data(as_text=True)
     assert "required-from" not in page
     assert f'id="mail-password-until">Until <strong>{day}</strong>' in page
+    assert 'href="/disable"' in page  # not required yet: it may be turned off again
+    ended = post(client, "/mail-password/end")
+    assert ended.headers["Location"] == "/"
+    page = client.get("/", base_url=HTTPS).get_data(as_text=True)
+    assert "no longer signs your mail programs in" in page
+    assert "mail-password-until" not in page
+    again = post(client, "/mail-password/end")  # nothing left to end: said, not an error
+    assert again.headers["Location"] == "/"
+    assert "already refuse" in client.get("/", base_url=HTTPS).get_data(as_text=True)
 
 
 def test_the_password_on_a_trusted_browser_cannot_replace_the_authenticator(

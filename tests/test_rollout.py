@@ -5,14 +5,28 @@ Each date is the start of a day; "the day of" is that very second, when the grac
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from support.states import NOW, enabled_state, interactive, mail, plain_state, run, with_passcode
 
-from pam_twostep.core.dates import format_date, parse_date
+from pam_twostep.core.account import Attr
+from pam_twostep.core.codes import new_passcode
+from pam_twostep.core.dates import format_date, from_generalized_time, parse_date
 from pam_twostep.core.decision import Method, Outcome, PasswordCheck, Reason, wants_password
+from pam_twostep.core.errors import RefusalReason, Refused
+from pam_twostep.core.hashing import fast_digest
 from pam_twostep.core.policy import Policy
+from pam_twostep.core.records import Failure
 from pam_twostep.core.revocation import live_credentials, revocation
-from pam_twostep.core.rollout import mail_password_accepted, reminder, required_now
+from pam_twostep.core.rollout import (
+    end_mail_password,
+    ever_a_passcode,
+    mail_password_accepted,
+    reminder,
+    required_now,
+)
+from pam_twostep.core.stale_records import RetiredPasscode
 
 DAY = 86400
 DATE = parse_date("2027-01-15")
@@ -106,3 +120,95 @@ def test_dates_as_written(text: str, epoch: int, shown: str) -> None:
     assert parse_date(text) == epoch
     assert format_date(epoch) == shown
     assert NOW  # the shared states' clock is unrelated: dates are absolute
+
+
+def _secrets_of_every_kind() -> tuple[object, dict[str, str]]:
+    """An enrolled account holding a live, an expired, an old-password and a retired
+    passcode, and one of each to present, with a password and a stranger's passcode."""
+    state, live = with_passcode(enabled_state(), "Live")
+    state, expired = with_passcode(state, "Expired", expires=DATE - 2 * DAY)
+    state, old = with_passcode(state, "Old", stamp="f" * 32)
+    retired = new_passcode(lambda n: b"\x07" * n)
+    record = RetiredPasscode("r1", "Gone", fast_digest("passcode", retired), DATE - DAY, "revoked")
+    state = replace(state, retired=(record,))
+    stranger = new_passcode(lambda n: b"\x09" * n)
+    return state, {
+        "live": live,
+        "expired": expired,
+        "old": old,
+        "retired": retired,
+        "stranger": stranger,
+        "password": "correct horse",
+    }
+
+
+@pytest.mark.parametrize("passcodes", [True, False], ids=["passcodes", "no-passcodes"])
+@pytest.mark.parametrize("kind", ["live", "expired", "old", "retired", "stranger", "password"])
+def test_in_the_grace_wants_password_and_decide_agree(kind: str, passcodes: bool) -> None:
+    """Whatever is presented, the caller binds exactly when decide needs the answer (a
+    disagreement raises, a temporary failure on every retry); a secret that was ever one
+    of the account's passcodes is decided as one, unbound, and refused unless live."""
+    state, presented = _secrets_of_every_kind()
+    policy = Policy(mail_password_until=DATE, passcodes=passcodes)
+    now = DATE - DAY
+    secret = presented[kind]
+    binds = wants_password(state, policy, mail(secret), now)  # type: ignore[arg-type]
+    assert binds is (kind in ("stranger", "password"))
+    check = PasswordCheck.WRONG if binds else PasswordCheck.NOT_CHECKED
+    decision = run(state, mail(secret), policy=policy, now=now, password=check)  # type: ignore[arg-type]
+    if kind == "live" and passcodes:
+        assert decision.outcome is Outcome.ACCEPT and decision.method is Method.PASSCODE
+    else:
+        assert decision.outcome is Outcome.DENY
+        assert decision.commit  # counted: every refused secret is
+    if binds and kind == "password":
+        right = run(state, mail(secret), policy=policy, now=now)  # type: ignore[arg-type]
+        assert right.method is Method.PASSWORD
+
+
+def test_the_password_at_mail_clears_no_failures_of_the_second_factor() -> None:
+    """With the password alone, a code guesser must not reset the count of the codes
+    they guessed from the same address (the throttle and the lock are what stop them)."""
+    failures = tuple(
+        Failure(DATE - DAY - 60 + i, f"{i:08x}0000", "code", "sshd", "192.0.2.1") for i in range(4)
+    )
+    state = replace(enabled_state(), failures=failures)
+    policy = Policy(mail_password_until=DATE)
+    decision = run(state, mail("pw"), policy=policy, now=DATE - DAY)
+    assert (decision.outcome, decision.method) == (Outcome.ACCEPT, Method.PASSWORD)
+    touched = {c.attribute for m in (decision.commit, *decision.followups) for c in m.changes}
+    assert Attr.FAILURE not in touched
+    # with two-step off the password is the only factor: its success clears as before
+    plain = run(replace(plain_state(), failures=failures), mail("pw"), now=DATE - DAY)
+    assert Attr.FAILURE in {c.attribute for m in plain.followups for c in m.changes}
+
+
+def test_a_user_ends_the_grace_for_their_own_account() -> None:
+    policy = Policy(mail_password_until=DATE)
+    state = enabled_state()
+    now = DATE - 3 * DAY
+    modify = end_mail_password(state, policy, now)
+    [change] = modify.changes
+    assert change.attribute == "twostepMailPasswordUntil"
+    assert from_generalized_time(change.values[0]) == now
+    ended = Policy(mail_password_until=now)  # the account's override, as the entry reads
+    assert not mail_password_accepted(state, ended, now)
+    for refused_state, refused_policy in (
+        (state, ended),
+        (plain_state(), policy),  # two-step off: the password is the only way in
+        (state, Policy()),
+        (state, Policy(mail_password=False, mail_password_until=DATE)),
+    ):
+        with pytest.raises(Refused) as caught:
+            end_mail_password(refused_state, refused_policy, now)
+        assert caught.value.reason is RefusalReason.NO_MAIL_PASSWORD
+
+
+def test_ever_a_passcode_is_no_password_test() -> None:
+    state, presented = _secrets_of_every_kind()
+    assert [k for k, v in presented.items() if ever_a_passcode(state, v)] == [  # type: ignore[arg-type]
+        "live",
+        "expired",
+        "old",
+        "retired",
+    ]

@@ -230,6 +230,14 @@ def cmd_unlock(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_end_mail_password(args: argparse.Namespace, out: Output) -> int:
+    reply = _ask(args, {"op": "mail-password-end", "user": args.user})
+    _changed(
+        out, reply, {"user": args.user}, f"{args.user}: mail services take passcodes only, from now"
+    )
+    return EXIT_OK
+
+
 def register(commands: Commands) -> None:
     """status, enroll, disable, reset, codes, unlock, passcode and device, in that order
     (the order ``twostep --help`` lists them)."""
@@ -258,6 +266,11 @@ def register(commands: Commands) -> None:
     codes = commands.command("codes", cmd_codes, "backup codes left, or a new set")
     codes.add_argument("--regenerate", action="store_true", help="replace them with a new set")
     commands.command("unlock", cmd_unlock, "lift a lock-out and forget the failures")
+    commands.command(
+        "end-mail-password",
+        cmd_end_mail_password,
+        "end the grace in which mail takes the password (passcodes only from now)",
+    )
 
     passcode, actions = commands.group("passcode", "application passcodes for mail programs")
     add = commands.action(actions, "add", help="create a passcode (shown once)")

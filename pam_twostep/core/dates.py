@@ -78,6 +78,7 @@ def from_generalized_time(text: str) -> int:
         raise ValueError("not a GeneralizedTime")
     *parts, zone = match.groups()
     year, month, day, hour, minute, second = (int(g or 0) for g in parts)
+    second = min(second, 59)  # a leap second, which the syntax allows and datetime does not
     offset = 0
     if zone != "Z":
         sign = -1 if zone[0] == "-" else 1

@@ -38,7 +38,7 @@ from .keyring import Keyring
 from .lockout import address_wait, clear_changes, lock_state, missing_lock, record_failure
 from .policy import Policy
 from .records import Device, Passcode, check_label, normalize_address
-from .rollout import mail_password_accepted, reminder, required_now
+from .rollout import ever_a_passcode, mail_password_accepted, reminder, required_now
 from .totp import StepMatch, match_step
 from .usage import USAGE_INTERVAL, usage_note
 from .websessions import SERVICES as WEB_SESSION_SERVICES
@@ -242,8 +242,8 @@ def wants_password(
             return False
         if not mail_password_accepted(state, policy, now):
             return False
-        # in a grace period a passcode is still tried first: it costs no bind
-        return not state.enabled or _passcode_of(state, normalize(attempt.secret)) is None
+        # in a grace period a passcode, even a dead one, is decided as one: no bind
+        return not state.enabled or not ever_a_passcode(state, normalize(attempt.secret))
     return True
 
 
@@ -368,9 +368,10 @@ def _decide_mail(
         return _decide_mail_password(state, policy, attempt, ctx, password, random)
 
     presented = normalize(attempt.secret)
+    if mail_password_accepted(state, policy, ctx.now) and not ever_a_passcode(state, presented):
+        # the grace (core.rollout): the password alone clears no code failures
+        return _decide_mail_password(state, policy, attempt, ctx, password, random, clears=False)
     found = _passcode_of(state, presented) if policy.passcodes else None
-    if found is None and mail_password_accepted(state, policy, ctx.now):
-        return _decide_mail_password(state, policy, attempt, ctx, password, random)
     if not policy.passcodes:
         return _deny(state, policy, ctx, Reason.PASSCODES_DISABLED, "passcode", presented, random)
     if found is None:
@@ -407,10 +408,12 @@ def _decide_mail_password(
     ctx: Context,
     password: PasswordCheck,
     random: Random,
+    *,
+    clears: bool = True,
 ) -> Decision:
     """Where mail takes the password (``core.rollout.mail_password_accepted``)."""
     if password is PasswordCheck.RIGHT:
-        return _accept(state, ctx, Method.PASSWORD)
+        return _accept(state, ctx, Method.PASSWORD, clears=clears)
     if password is PasswordCheck.WRONG:
         return _deny(state, policy, ctx, Reason.WRONG_PASSWORD, "password", attempt.secret, random)
     raise ValueError("the password was not checked")

@@ -108,6 +108,8 @@ class RefusalReason(Enum):
     NO_SUCH_SESSION = "no-such-session"
     NO_SUCH_STALE_CLIENT = "no-such-stale-client"
     NO_SUCH_POLICY = "no-such-policy"
+    NO_MAIL_PASSWORD = "no-mail-password"
+    """Mail services already refuse this account's password (``core.rollout``)."""
     INVALID_INPUT = "invalid-input"
     CONFLICT = "conflict"
 

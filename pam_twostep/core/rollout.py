@@ -12,7 +12,15 @@ class of service:
   ``mail_password`` allows), so the user's mail clients keep working while the user
   creates passcodes; from it on, passcodes only. It applies to every account of the
   policy with two-step on: set it on the class being rolled out, not on one whose users
-  already rely on passcodes (the readiness report shows who they are).
+  already rely on passcodes (the readiness report shows who they are). A user, or an
+  admin, ends it for one account at once (``end_mail_password``: the account's own
+  override, dated now), say after a password leaked.
+
+  In the grace a secret that is, or once was, one of the account's passcodes is decided
+  as a passcode, never tried as the password (``ever_a_passcode``): no bind, so a phone
+  still sending a revoked passcode costs the directory's password policy nothing, and
+  nothing counts twice. A password accepted at mail clears no failures of the second
+  factor: the password alone must not wipe out the count of codes guessed with it.
 
 Every date compares with ``now`` as ``now < date``: on the date itself the grace is over.
 Pure; the callers are ``core.decision`` (logins), ``core.revocation`` (what a change
@@ -22,9 +30,21 @@ takes away) and the status shown to users and admins.
 from __future__ import annotations
 
 from .account import AccountState
-from .policy import Policy
+from .changes import Change, Modify
+from .codes import CodeKind, classify
+from .dates import to_generalized_time
+from .errors import RefusalReason, Refused
+from .hashing import digest_matches, fast_digest
+from .policy import Policy, attribute_of
+from .stale_records import RetiredPasscode
 
-__all__ = ["mail_password_accepted", "reminder", "required_now"]
+__all__ = [
+    "end_mail_password",
+    "ever_a_passcode",
+    "mail_password_accepted",
+    "reminder",
+    "required_now",
+]
 
 
 def required_now(policy: Policy, now: int) -> bool:
@@ -46,3 +66,29 @@ def mail_password_accepted(state: AccountState, policy: Policy, now: int) -> boo
     if not policy.mail_password:
         return False
     return not state.enabled or now < policy.mail_password_until
+
+
+def ever_a_passcode(state: AccountState, presented: str) -> bool:
+    """Whether ``presented`` (normalized) is a passcode of the account's, live, expired,
+    made under an old password or retired. Every record is compared, no early exit."""
+    if classify(presented, 0) is not CodeKind.PASSCODE:
+        return False
+    digest = fast_digest("passcode", presented)
+    digests = [p.digest for p in state.passcodes]
+    digests += [r.digest for r in state.retired if isinstance(r, RetiredPasscode)]
+    found = False
+    for known in digests:
+        found = digest_matches(known, digest) or found
+    return found
+
+
+def end_mail_password(state: AccountState, policy: Policy, now: int) -> Modify:
+    """The account's own ``mail_password_until``, dated now: mail takes passcodes only
+    from this moment, whatever the policy's date (a later, longer one included).
+
+    Raises ``Refused`` when mail refuses the password already."""
+    if not state.enabled or not mail_password_accepted(state, policy, now):
+        raise Refused(
+            RefusalReason.NO_MAIL_PASSWORD, "mail services already refuse this account's password"
+        )
+    return Modify((Change.replace(attribute_of("mail_password_until"), to_generalized_time(now)),))

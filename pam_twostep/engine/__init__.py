@@ -239,6 +239,9 @@ class Engine:
     def unlock(self, username: str, *, actor: str | None = None) -> None:
         self.accounts.unlock(username, actor=actor)
 
+    def end_mail_password(self, username: str, *, actor: str | None = None) -> Ended:
+        return self.accounts.end_mail_password(username, actor=actor)
+
     def reset(self, username: str, *, actor: str | None = None) -> Ended:
         return self.accounts.reset(username, actor=actor)
 

@@ -24,7 +24,7 @@ from ..core.errors import Conflict, DirectoryUnavailable, RefusalReason, Refused
 from ..core.keyring import Keyring
 from ..core.lockout import address_wait, lock_state, record_failure
 from ..core.revocation import Ended
-from ..core.rollout import required_now
+from ..core.rollout import end_mail_password, required_now
 from ._audited import AccountChange, Auditor, Cleanup
 from ._inputs import check_username, context
 from ._ports import DirectoryPort
@@ -363,6 +363,20 @@ class AccountManager:
             actor,
             lambda loaded, now: (None, *management.revoke_all_devices(loaded.state)),
         )
+
+    def end_mail_password(self, username: str, *, actor: str | None = None) -> Ended:
+        """Passcodes only at mail for this account from now, whatever the policy's grace
+        (``core.rollout``); the mail sessions the password opened end."""
+        return self._revoking(
+            "mail-password-end",
+            username,
+            actor,
+            lambda loaded, now: (
+                None,
+                end_mail_password(loaded.state, loaded.policy, now),
+                Modify(()),
+            ),
+        )[1]
 
     # -- the lock, reset, disable, the password ---------------------------------------
 

@@ -131,6 +131,10 @@ def _unlock(accounts: Accounts, v: ForUser, actor: str) -> Reply:
     return {}
 
 
+def _mail_password_end(accounts: Accounts, v: ForUser, actor: str) -> Reply:
+    return ended_reply(accounts.end_mail_password(v.user, actor=actor))
+
+
 def _password_change(accounts: Accounts, v: PasswordChange, actor: str) -> Reply:
     return ended_reply(
         accounts.change_password(
@@ -163,6 +167,7 @@ OPS: dict[str, Op] = {
     ),
     "device-revoke-all": (Right.MANAGE, manage(ForUser, accounts_of, _device_revoke_all)),
     "unlock": (Right.MANAGE, manage(ForUser, accounts_of, _unlock)),
+    "mail-password-end": (Right.MANAGE, manage(ForUser, accounts_of, _mail_password_end)),
     "password-change": (Right.MANAGE, manage(PasswordChange, accounts_of, _password_change)),
 }
 
@@ -179,6 +184,7 @@ SELF_SERVICE: dict[str, Handler] = {
     "device-revoke": self_service(ForDevice, accounts_of, _device_revoke),
     "device-revoke-others": self_service(ForDevice, accounts_of, _device_revoke_others),
     "device-revoke-all": self_service(ForUser, accounts_of, _device_revoke_all),
+    "mail-password-end": self_service(ForUser, accounts_of, _mail_password_end),
     "password-change": self_service(PasswordChange, accounts_of, _password_change, renews=True),
 }
 """What the ``self-service`` right reaches here: each a user's change to their own

@@ -29,7 +29,7 @@ from ..core.codes import group, split_device_token
 from ..core.dates import format_date
 from ..core.errors import ConfigError
 from ..secretfile import read_secret_file
-from . import profiles, security, stale_clients, webmail
+from . import profiles, rollout, security, stale_clients, webmail
 from .mail_sessions import ended_note
 from .twostepd import Ask, Refusal, SessionEnded, Twostepd, Unavailable
 
@@ -420,6 +420,7 @@ def create_app(
             status=status,
             policy=status["policy"],
             this_device=this_device(),
+            now=now(),
         )
 
     @app.get("/setup")
@@ -613,5 +614,6 @@ def create_app(
     app.add_template_filter(format_date, "date")
     webmail.register(app, for_user, signed_in)
     stale_clients.register(app, for_user, signed_in)
+    rollout.register(app, for_user, signed_in)
     offer_download = profiles.register(app, config, for_user, signed_in, clock)
     return app

@@ -83,6 +83,7 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "webmail-session-revoke": ("user", "session_id"),
     "stale-client-dismiss": ("user", "stale_id"),
     "unlock": ("user",),
+    "mail-password-end": ("user",),
     "session-end": ("user", "session"),
     "password-change": ("user", "old", "new", "keep_device", *_CONTEXT),
     "import-account": (
