@@ -441,6 +441,9 @@ def test_mail_settings_defaults_follow_the_security() -> None:
         ({**MAIL, "imap": {"host": "evil</hostname>"}}, r"imap\.host: .* not a host"),
         ({**MAIL, "imap": {"host": "a b.example.org"}}, r"imap\.host"),
         ({**MAIL, "imap": {"host": "-x.example.org"}}, r"imap\.host"),
+        ({**MAIL, "imap": {"host": "10.0.1"}}, r"imap\.host"),  # read as 10.0.0.1
+        ({**MAIL, "imap": {"host": "1234"}}, r"imap\.host"),
+        ({**MAIL, "imap": {"host": "fe80::1%eth0"}}, r"imap\.host"),
         ({**MAIL, "address": "{user}@{user}.org"}, r"mail_settings\.address"),
         ({**MAIL, "address": "someone@example.org"}, r"mail_settings\.address"),
         ({**MAIL, "address": "{user} <{user}@example.org>"}, r"mail_settings\.address"),

@@ -302,10 +302,14 @@ def test_handles_are_capped_per_user_and_in_all() -> None:
     held = handoffs.take(alice[5], "alice", "s1")
     assert held is not None and held.passcode == "p5"
     assert "p5" not in repr(held) and "s1" not in repr(held)
-    for n in range(300):
-        handoffs.offer(f"user{n}", "s", "p", "L", "id")
+    others = [handoffs.offer(f"user{n}", "s", "p", "L", "id") for n in range(300)]
     assert len(handoffs) == 256
-    assert handoffs.take(alice[4], "alice", "s1") is None
+    # full: new pages offer no download; nobody's waiting one is pushed out
+    assert others[-1] is None and others[252] is not None
+    waiting = alice[4]
+    assert waiting is not None
+    held = handoffs.take(waiting, "alice", "s1")
+    assert held is not None and held.passcode == "p4"
 
 
 def test_a_handle_is_taken_by_one_of_many_at_once() -> None:

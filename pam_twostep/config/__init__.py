@@ -353,7 +353,7 @@ def _mail_server(data: object, protocol: str) -> MailServer:
         raise ConfigError(f"{where}: required (host, and port and security if not the usual)")
     section = _Section(data, where)
     host = section.require("host", _string)
-    if not (_MAIL_HOST.fullmatch(host) or _is_address(host)):
+    if not _mail_host(host):
         raise ConfigError(f"{where}.host: {host[:80]!r} is not a host name or address")
     security = section.take("security", _mail_security, MailServer.security)
     port = section.take("port", _integer(1, 65535), MAIL_PORTS[protocol, security])
@@ -367,11 +367,23 @@ def _mail_server(data: object, protocol: str) -> MailServer:
 
 
 def _is_address(host: str) -> bool:
+    """An IP address as written in full: no IPv6 zone (``%eth0``: meaningless on another
+    machine), and no all-numeric name that is none (``10.0.1``, which clients read as
+    ``10.0.0.1``) passes as a host name either (``_mail_host``)."""
+    if "%" in host:
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
         return False
     return True
+
+
+def _mail_host(host: str) -> bool:
+    if _is_address(host):
+        return True
+    last = host.rsplit(".", 1)[-1]
+    return bool(_MAIL_HOST.fullmatch(host)) and not last.isdigit()
 
 
 def _mail_security(value: object, where: str) -> MailSecurity:

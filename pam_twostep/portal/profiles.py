@@ -12,8 +12,9 @@ with the CSRF token, and this process keeps the passcode for it in memory:
 * for at most ``LIFETIME`` seconds, and for one download of either format: taking it is
   one step under a lock, so two requests at once (waitress serves 8 threads) never both
   get it;
-* ``_MAX_HELD`` handles in all and ``_MAX_PER_USER`` per user, the oldest dropped, so
-  memory stays small and one account cannot push everyone else's out.
+* ``_MAX_HELD`` handles in all (when full, a new passcode page offers no download,
+  rather than pushing anyone's waiting download out) and ``_MAX_PER_USER`` per user
+  (a user's oldest is dropped), so memory stays small.
 
 Before a file is made, twostepd is asked for the account's status as this session: a
 session ended elsewhere (signed out, password changed) gets nothing, nor does a passcode
@@ -80,8 +81,13 @@ class Handoffs:
         self._lock = threading.Lock()
         self._held: OrderedDict[str, _Held] = OrderedDict()
 
-    def offer(self, user: str, binding: str, passcode: str, label: str, passcode_id: str) -> str:
-        """A new handle for ``passcode``, good for this session (``binding``) alone."""
+    def offer(
+        self, user: str, binding: str, passcode: str, label: str, passcode_id: str
+    ) -> str | None:
+        """A new handle for ``passcode``, good for this session (``binding``) alone; None
+        when ``_MAX_HELD`` are waiting: the page then offers no download, and nobody
+        else's waiting download is pushed out (a user's own oldest beyond
+        ``_MAX_PER_USER`` is)."""
         handle = secrets.token_urlsafe(32)
         held = _Held(user, binding, passcode, label, passcode_id, self._clock() + LIFETIME)
         with self._lock:
@@ -89,8 +95,8 @@ class Handoffs:
             mine = [h for h, item in self._held.items() if item.user == user]
             for old in mine[: max(0, len(mine) - _MAX_PER_USER + 1)]:
                 del self._held[old]
-            while len(self._held) >= _MAX_HELD:
-                self._held.popitem(last=False)
+            if len(self._held) >= _MAX_HELD:
+                return None
             self._held[handle] = held
         return handle
 
