@@ -1,7 +1,9 @@
 """``twostep report readiness`` end to end: a slapd of its own that gives the service
 identity at most 10 entries per plain search (so only the paged listing sees everyone),
 twostepd writing its audit file, rotated and compressed copies beside it, and the
-command's text, JSON and CSV (issue 18)."""
+command's text, JSON and CSV (issue 18); and what it says of input it cannot vouch for
+(syslog, logs that begin after the period does), input it refuses (zstd, a FIFO), logins
+under an alias, and a page retried smaller."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -22,6 +25,8 @@ from support.stack import world_readable_directory
 
 from pam_twostep import cli
 from pam_twostep.audit import AuditEvent
+from pam_twostep.cli import report as report_command
+from pam_twostep.cli._base import EXIT_TEMPFAIL, CommandError
 from pam_twostep.config import load_secrets, parse_config
 from pam_twostep.core.errors import DirectoryIncomplete
 from pam_twostep.core.totp import decode_secret, totp
@@ -191,6 +196,7 @@ def test_every_account_with_its_usage_and_the_totals(
     assert carol["password"]["services"] == {"sshd": 1} and not carol["mail_breaks_on_enroll"]
     assert rows["dave"] == {
         "user": "dave",
+        "names": ["dave"],
         "policy": "gone",
         "unreadable": True,
         "why": "twostepPolicyDN: names a policy entry that does not exist: "
@@ -206,12 +212,22 @@ def test_every_account_with_its_usage_and_the_totals(
     assert data["overall"]["on"] == 1
     assert data["overall"]["cut_off_if_required"] == 42
     assert data["overall"]["unreadable"] == 1
+    assert data["overall"]["mail_breaks_at_grace_end"] == 0  # alice reads mail by passcode
+    assert totals["staff"]["mail_breaks_at_grace_end"] == 0
+    assert not alice["mail_breaks_at_grace_end"]
     audit = data["audit"]
     assert [Path(f).name for f in audit["files"]] == ["audit.log.2", "audit.log.1.gz", "audit.log"]
     assert audit["skipped_by_reason"]["not-an-event"] == 1
     assert audit["skipped_by_reason"]["too-long"] == 1
     assert audit["skipped_by_reason"]["not-twostep"] == 1
     assert audit["skipped"] == 3
+    # audit.log.2 is in syslog's form: u02's event could have been forged
+    assert audit["syslog_events"] == 1
+    assert audit["covers_period"] is True and audit["oldest_event"] < data["since"]
+    assert audit["warnings"] == [
+        "1 event(s) read from syslog: events there can be forged by local users "
+        "(logger -t twostep); the audit file is the trustworthy input"
+    ]
     assert "secret" not in json.dumps(data).lower()
     assert USERS["bob"] not in json.dumps(data)
 
@@ -251,13 +267,17 @@ def test_text_csv_and_a_policy(
     assert "bob" in out and "u39" in out and "unreadable" in out
     assert "imap,pop3" in out
     assert "3 lines skipped" in out
+    assert "warning: 1 event(s) read from syslog: events there can be forged by local" in out
+    assert "MAIL BREAKS LATER" in out
     code, out, err = _run(world, monkeypatch, capsys, "report", "readiness", "--csv")
     assert code == 0, err
     table = list(csv.DictReader(io.StringIO(out)))
     assert len(table) == 44
     bob = next(r for r in table if r["user"] == "bob")
-    assert bob["password_services"] == "imap;pop3" and bob["mail_breaks_on_enroll"] == "true"
+    assert bob["password_services"] == "imap pop3" and bob["mail_breaks_on_enroll"] == "true"
+    assert bob["mail_breaks_at_grace_end"] == "false"
     assert "3 lines skipped" in err
+    assert "twostep: warning: 1 event(s) read from syslog" in err
     staff = _report(world, monkeypatch, capsys, "--policy", "staff")
     assert [r["user"] for r in staff["accounts"]] == ["bob", "carol"]
     default = _report(world, monkeypatch, capsys, "--policy", "default")
@@ -281,25 +301,36 @@ def test_named_audit_files_replace_the_configured_ones(
     event = AuditEvent(
         int(time.time()) - 60, "login", "u05", "accept", "smtp", "192.0.2.5", "password"
     )
+    forged = AuditEvent(event.time, "login", "u06", "accept", "smtp", "", "password")
+    ahead = AuditEvent(1 << 40, "login", "u07", "accept", "smtp", "", "password")
     auth_log.write_bytes(
         b"Dec  2 03:00:00 mx1 sshd[9]: Accepted publickey for root\n"
         b"Dec  2 03:00:01 mx1 twostep[812]: twostep: " + event.to_json().encode() + b"\n"
+        b"Dec  2 03:00:01 mx1 sshd[9]: user=twostep: " + forged.to_json().encode() + b"\n"
+        b"Dec  2 03:00:01 mx1 twostep[812]: " + ahead.to_json().encode() + b"\n"
     )
     data = _report(world, monkeypatch, capsys, "--audit", str(auth_log))
     used = {r["user"] for r in data["accounts"] if r.get("password")}
     assert used == {"u05"}
     assert data["audit"]["files"] == [str(auth_log)]
-    assert data["audit"]["skipped_by_reason"]["not-twostep"] == 1
+    assert data["audit"]["skipped_by_reason"]["not-twostep"] == 2
+    assert data["audit"]["skipped_by_reason"]["bad-time"] == 1
+    # a minute of logs does not cover 30 days: said, not left for the reader to guess
+    assert data["audit"]["covers_period"] is False
+    assert data["audit"]["oldest_event"] == event.time
+    assert any("the logs do not cover all of it" in w for w in data["audit"]["warnings"])
+    code, out, _ = _run(world, monkeypatch, capsys, "report", "readiness", "--audit", str(auth_log))
+    assert code == 0 and "warning: the oldest event read is of " in out
     args = ("report", "readiness", "--audit", str(auth_log), "--csv", "--progress")
     code, out, err = _run(world, monkeypatch, capsys, *args)
     assert code == 0 and out.startswith("user,policy,")
-    assert err.endswith(
-        "\r[##############################] 0.0/0.0 MiB\n"
-        + "twostep: 1 line skipped (1 not-twostep)\n"
-    )
+    assert err.startswith("\r[##############################] 0.0/0.0 MiB\ntwostep: warning: ")
+    assert "twostep: warning: 1 event(s) read from syslog" in err
+    assert "the logs do not cover all of it" in err
+    assert err.endswith("twostep: 3 lines skipped (1 bad-time, 2 not-twostep)\n")
 
 
-@pytest.mark.parametrize("how", ["corrupt", "missing", "directory"])
+@pytest.mark.parametrize("how", ["corrupt", "missing", "directory", "zstd", "fifo"])
 def test_an_audit_file_that_cannot_be_used_is_one_sentence(
     world: World,
     monkeypatch: pytest.MonkeyPatch,
@@ -313,6 +344,21 @@ def test_an_audit_file_that_cannot_be_used_is_one_sentence(
         path.write_bytes(data[:-8] + b"\0\0\0\0" + data[-4:])
     elif how == "directory":
         path.mkdir()
+    elif how == "zstd":
+        path = tmp_path / "audit.log.3.zst"
+        path.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 32)
+    elif how == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer forever
+    try:
+        _refused(world, monkeypatch, capsys, path)
+    finally:  # the session's search of the logs for secrets would block on a FIFO
+        if how == "fifo":
+            path.unlink()
+
+
+def _refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], path: Path
+) -> None:
     code, out, err = _run(world, monkeypatch, capsys, "report", "readiness", "--audit", str(path))
     assert code == cli.EXIT_USAGE
     assert out == "" and err.count("\n") == 1 and err.startswith(f"twostep: --audit {path}: ")
@@ -334,6 +380,85 @@ def test_a_corrupt_rotated_copy_is_a_configuration_error(
         bad.unlink()
     assert code == cli.EXIT_CONFIG
     assert err.startswith(f"twostep: audit.file {bad}: ") and err.count("\n") == 1
+
+
+def test_one_copy_of_a_rotation_is_read_and_zstd_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = world.audit.parent / "audit.log.1"  # beside audit.log.1.gz, as a cut gzip leaves
+    plain.write_bytes(gzip.decompress((world.audit.parent / "audit.log.1.gz").read_bytes()))
+    try:
+        data = _report(world, monkeypatch, capsys)
+    finally:
+        plain.unlink()
+    bob = next(r for r in data["accounts"] if r["user"] == "bob")
+    assert bob["password"]["services"] == {"imap": 2, "pop3": 1}  # not 2: read once
+    assert [Path(f).name for f in data["audit"]["files"]] == [
+        "audit.log.2",
+        "audit.log.1",
+        "audit.log",
+    ]
+    packed = world.audit.parent / "audit.log.5.zst"
+    packed.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 32)
+    try:
+        code, _, err = _run(world, monkeypatch, capsys, "report", "readiness")
+    finally:
+        packed.unlink()
+    assert code == cli.EXIT_CONFIG and err.count("\n") == 1
+    assert err.startswith(f"twostep: audit.file {packed}: compressed with zstd, ")
+    assert "decompress it (zstd -d)" in err
+
+
+def test_a_login_under_an_alias_counts_for_the_account(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    world.slapd.set_attributes(user_dn("u03"), uid=["u03", "u03.alias"])
+    try:
+        audit = tmp_path / "audit.log"
+        when = int(time.time()) - 60
+        audit.write_text(
+            AuditEvent(
+                when, "login", "U03.Alias", "accept", "imap", "192.0.2.3", "password"
+            ).to_json()
+            + "\n"
+        )
+        data = _report(world, monkeypatch, capsys, "--audit", str(audit))
+    finally:
+        world.slapd.set_attributes(user_dn("u03"), uid=["u03"])
+    u03 = next(r for r in data["accounts"] if r["user"] == "u03")
+    assert sorted(u03["names"]) == ["u03", "u03.alias"] and u03["names"][0] == "u03"
+    assert u03["password"]["services"] == {"imap": 1}
+    assert u03["mail_breaks_on_enroll"]
+
+
+def test_a_page_that_comes_back_as_a_tempfail_is_asked_again_smaller(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limits: list[object] = []
+    real = report_command._ask
+
+    def ask(args: Any, request: dict[str, object], timeout: float) -> dict[str, Any]:
+        limits.append(request["limit"])
+        if len(limits) == 1:  # what a reply over wire.MAX_REPLY becomes
+            raise CommandError(EXIT_TEMPFAIL, "the directory did not answer", "directory")
+        return real(args, request, timeout)
+
+    monkeypatch.setattr(report_command, "_ask", ask)
+    data = _report(world, monkeypatch, capsys)
+    assert len(data["accounts"]) == 44
+    assert limits[:2] == [500, 50] and set(limits[1:]) == {50}
+    limits.clear()
+
+    def always(args: Any, request: dict[str, object], timeout: float) -> dict[str, Any]:
+        limits.append(request["limit"])
+        raise CommandError(EXIT_TEMPFAIL, "the directory did not answer", "directory")
+
+    monkeypatch.setattr(report_command, "_ask", always)
+    code, _, _ = _run(world, monkeypatch, capsys, "report", "readiness")
+    assert code == EXIT_TEMPFAIL and limits == [500, 50]
 
 
 def test_usage_errors(

@@ -8,9 +8,19 @@ writes, read here, on this host: by default the configured ``audit.file`` and th
 copies logrotate made of it (``.1``, ``.2.gz``, ``-20261201.gz``); with ``--audit``,
 the files named, which may also be syslog files such as /var/log/auth.log. They are read
 as a stream, however large, folded per account as they go; lines that are not events
-are counted and reported, never fatal. A file that cannot be read, or a corrupt .gz,
-stops the command with one sentence: a report without it would undercount exactly the
-users it looks for.
+are counted and reported, never fatal. A file that cannot be read, a corrupt .gz, or a
+copy compressed in a form not read here (zstd) stops the command with one sentence: a
+report without it would undercount exactly the users it looks for.
+
+Two things the report cannot know are said in it rather than left out: that events
+were read from syslog, where any local user can write a line tagged ``twostep``
+(``logger -t twostep``), while only twostepd writes the audit file; and that the oldest
+event read is later than the start of the period (``--since``), so the logs do not
+cover all of it.
+
+A page of accounts is bounded by its size on the wire (``engine.readiness``); should
+one still come back as a tempfail (an older twostepd, a page over the reply limit), it
+is asked for once more at a tenth of the size before the command gives up.
 
 Exit codes as every command's; an audit file from the configuration that cannot be
 used is a configuration error (78), one named with ``--audit`` a usage error (64).
@@ -42,6 +52,7 @@ from ..core.readiness import (
     csv_row,
     row_dict,
     totals_dict,
+    utc_text,
 )
 from ..core.rotation import order_key
 from ._base import (
@@ -55,12 +66,13 @@ from ._base import (
     _ask,
     _config,
 )
-from ._text import _when
 
 __all__ = ["cmd_report", "register"]
 
 _PAGE = 500
 """Accounts per request (the most twostepd gives)."""
+_SMALL_PAGE = _PAGE // 10
+"""Accounts per request after a page came back as a tempfail."""
 _PAGE_TIMEOUT = 600
 _MAX_PAGES = 100_000
 _PROGRESS_FROM = 64 << 20
@@ -83,11 +95,19 @@ def _accounts(args: argparse.Namespace) -> list[Account]:
     """Every page in turn; a page whose cursor does not advance is nonsense, not a loop."""
     accounts: list[Account] = []
     after: str | None = None
+    limit = _PAGE
     for _ in range(_MAX_PAGES):
-        request: dict[str, object] = {"op": "readiness", "limit": _PAGE}
+        request: dict[str, object] = {"op": "readiness", "limit": limit}
         if after is not None:
             request["after"] = after
-        reply = _ask(args, request, _PAGE_TIMEOUT)
+        try:
+            reply = _ask(args, request, _PAGE_TIMEOUT)
+        except CommandError as exc:
+            # what a reply over wire.MAX_REPLY becomes: asked again, smaller, once
+            if exc.code != EXIT_TEMPFAIL or exc.reason != "directory" or limit == _SMALL_PAGE:
+                raise
+            limit = _SMALL_PAGE
+            reply = _ask(args, {**request, "limit": limit}, _PAGE_TIMEOUT)
         rows = reply.get("accounts")
         if not isinstance(rows, list):
             raise _nonsense("accounts")
@@ -196,7 +216,12 @@ def _clean(text: str, width: int = 64) -> str:
 
 
 def _day(epoch: int | None) -> str:
-    return _when(epoch)[:10] if epoch else "-"
+    return utc_text(epoch, "%Y-%m-%d") if epoch else "-"
+
+
+def _moment(epoch: int) -> str:
+    """As ``_when`` writes it, for any time (``--since 100y`` reaches before 1970)."""
+    return utc_text(epoch, "%Y-%m-%d %H:%M UTC")
 
 
 def _label(policy: str | None) -> str:
@@ -252,6 +277,7 @@ def _totals_cells(totals: PolicyTotals, label: str) -> list[str]:
         str(totals.off),
         f"{totals.cut_off} ({totals.cut_off_active} active)",
         str(totals.mail_breaks),
+        str(totals.mail_breaks_at_grace_end),
         str(totals.unreadable),
     ]
 
@@ -266,8 +292,9 @@ def _skipped_text(skipped: dict[str, int]) -> str:
 
 def _text(report: Report, audit: dict[str, Any]) -> str:
     lines = [
-        f"Readiness on {_when(report.now)}: password logins since {_when(report.since)}, "
+        f"Readiness on {_moment(report.now)}: password logins since {_moment(report.since)}, "
         f"from {len(audit['files'])} audit file(s), {audit['events']} events",
+        *(f"warning: {w}" for w in audit["warnings"]),
         "",
     ]
     header = ("USER", "POLICY", "2SV", "ENROLLED", "PASSCODES", "PASSWORD", "VIA", "FROM")
@@ -276,7 +303,7 @@ def _text(report: Report, audit: dict[str, Any]) -> str:
         lines.append("no accounts")
     lines.append("")
     columns = ["POLICY", "ACCOUNTS", "ON", "OFF", "CUT OFF IF REQUIRED", "MAIL BREAKS"]
-    columns.append("UNREADABLE")
+    columns += ["MAIL BREAKS LATER", "UNREADABLE"]
     table = [_totals_cells(t, _label(t.policy)) for t in report.totals]
     table.append(_totals_cells(report.overall, "all"))
     lines += _table(columns, table)
@@ -286,7 +313,9 @@ def _text(report: Report, audit: dict[str, Any]) -> str:
             "CUT OFF IF REQUIRED: two-step off, so interactive logins would be refused if "
             "required were set now (active: logged in that way with the password in the "
             "period). MAIL BREAKS: two-step off and mail clients sending the password: "
-            "they stop working when the user enrolls, unless mail_password_until allows it.",
+            "they stop working when the user enrolls, unless mail_password_until allows it. "
+            "MAIL BREAKS LATER: two-step on, but mail clients still sending the password: "
+            "they stop working when mail_password_until passes.",
             88,
         ),
         _skipped_text(audit["skipped_by_reason"]),
@@ -294,15 +323,37 @@ def _text(report: Report, audit: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _audit_summary(paths: list[Path], reader: AuditReader, fold: UsageFold) -> dict[str, Any]:
+def _warnings(reader: AuditReader, since: int) -> list[str]:
+    """What the report cannot vouch for, in sentences."""
+    found = []
+    if reader.syslog_events:
+        found.append(
+            f"{reader.syslog_events} event(s) read from syslog: events there can be forged "
+            "by local users (logger -t twostep); the audit file is the trustworthy input"
+        )
+    if reader.oldest is None:
+        found.append("no events in the audit input: password logins in the period are unknown")
+    elif reader.oldest > since:
+        found.append(
+            f"the oldest event read is of {_moment(reader.oldest)}, after the start of the "
+            f"period ({_moment(since)}): the logs do not cover all of it"
+        )
+    return found
+
+
+def _audit_summary(reader: AuditReader, fold: UsageFold) -> dict[str, Any]:
     by_reason = {reason.value: reader.skipped[reason] for reason in SkipReason}
     return {
-        "files": [str(p) for p in paths],
+        "files": [str(p) for p in reader.paths],
         "bytes": reader.total,
         "lines": reader.lines,
         "events": fold.events,
+        "syslog_events": reader.syslog_events,
+        "oldest_event": reader.oldest,
+        "covers_period": reader.oldest is not None and reader.oldest <= fold.since,
         "skipped": sum(by_reason.values()),
         "skipped_by_reason": by_reason,
+        "warnings": _warnings(reader, fold.since),
     }
 
 
@@ -311,6 +362,8 @@ def _write_csv(out: Output, report: Report, audit: dict[str, Any]) -> None:
     writer.writerow(CSV_HEADER)
     for row in report.rows:
         writer.writerow(csv_row(row))
+    for warning in audit["warnings"]:
+        out.err.write(f"twostep: warning: {warning}\n")
     out.err.write(f"twostep: {_skipped_text(audit['skipped_by_reason'])}\n")
 
 
@@ -323,16 +376,17 @@ def cmd_report(args: argparse.Namespace, out: Output) -> int:
         raise CommandError(EXIT_USAGE, f"--since: {exc}", "usage") from None
     config = _config(args)
     paths = _audit_files(args, config)
+    now = int(time.time())
     try:
-        reader = AuditReader(paths)  # every file there and readable before twostepd is asked
+        reader = AuditReader(paths, now)  # every file open and usable before twostepd is asked
     except AuditReadError as exc:
         raise _audit_error(args, exc) from None
-    accounts = _chosen(_accounts(args), args.policy or (), config)
-    now = int(time.time())
-    fold = UsageFold(now - since_seconds, {a.user for a in accounts})
-    _read(args, out, reader, fold)
+    with reader:
+        accounts = _chosen(_accounts(args), args.policy or (), config)
+        fold = UsageFold(now - since_seconds, accounts)
+        _read(args, out, reader, fold)
     report = build_report(accounts, fold, config.mail_services, now=now)
-    audit = _audit_summary(paths, reader, fold)
+    audit = _audit_summary(reader, fold)
     if args.csv:
         _write_csv(out, report, audit)
         return EXIT_OK
@@ -371,8 +425,8 @@ def register(commands: Commands) -> None:
         action="extend",
         nargs="+",
         metavar="FILE",
-        help="audit files to read, plain or .gz, JSON lines or syslog (default: "
-        "audit.file and its rotated copies)",
+        help="audit files to read, plain, .gz, .xz or .bz2, JSON lines or syslog (default: "
+        "audit.file and its rotated copies; syslog lines can be forged by local users)",
     )
     readiness.add_argument(
         "--since",

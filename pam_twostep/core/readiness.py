@@ -9,11 +9,16 @@ password comes from the audit log: a ``login`` event with outcome ``accept`` and
 - (what a line of an audit file or of syslog says is ``core.auditlines``)
 - ``UsageFold``: the events folded into per-user usage as they are read, so a log of
   several GB is never held: per user a count, a last time, and at most ``MAX_SERVICES``
-  services and ``MAX_ADDRESSES`` addresses, and only for the accounts asked about.
+  services and ``MAX_ADDRESSES`` addresses, and only for the accounts asked about. An
+  event names the user as typed at the login, which may be any value of the entry's
+  user-name attribute (``uid: alice`` and ``uid: alice.smith``), so every name an
+  account has (``Account.names``) counts for it.
 - ``account_from_reply``: a row of twostepd's ``readiness`` reply, checked, as an
   ``Account``.
 - ``build_report``: accounts and usage combined into rows and totals per policy, and the
   plain dicts (``row_dict``, ``totals_dict``) and CSV cells (``csv_row``) printed.
+- ``utc_text``: a time as text that never raises, however far from now it lies (a time
+  from the directory or a log may be anything).
 
 ``now`` is always passed in.
 """
@@ -29,6 +34,7 @@ from .auditlines import LoggedEvent
 __all__ = [
     "CSV_HEADER",
     "MAX_ADDRESSES",
+    "MAX_NAMES",
     "MAX_SERVICES",
     "Account",
     "PasscodeUse",
@@ -44,6 +50,7 @@ __all__ = [
     "csv_row",
     "row_dict",
     "totals_dict",
+    "utc_text",
 ]
 
 MAX_SERVICES = 32
@@ -94,16 +101,29 @@ was enrolled (the directory keeps no such date)."""
 
 
 class UsageFold:
-    """Events folded per user as they are read: only the accounts in ``users`` (matched
-    case-insensitively, as LDAP matches user names), so a log full of invented names
-    cannot grow it; None folds every user (tests, and a report with no directory)."""
+    """Events folded per account as they are read, keyed by ``Account.user``: only the
+    ``accounts`` given, each under every one of its names (matched case-insensitively,
+    as LDAP matches user names), so a log full of invented names cannot grow it; None
+    folds every user under the name the event gives (tests, a report with no directory).
 
-    def __init__(self, since: int, users: Collection[str] | None = None) -> None:
+    A name two accounts share is counted for the one whose first name it is, else for
+    the first in user-name order: an event cannot say which entry it was, and counting
+    it twice would report two users for one login."""
+
+    def __init__(self, since: int, accounts: Iterable[Account] | None = None) -> None:
         self.since = since
         self.events = 0
         self.password: dict[str, PasswordUse] = {}
         self.enrolled: dict[str, int] = {}
-        self._known = None if users is None else {u.casefold(): u for u in users}
+        self._known: dict[str, str] | None = None
+        if accounts is not None:
+            ordered = sorted(accounts, key=lambda a: (a.user.casefold(), a.user))
+            self._known = {}
+            for account in ordered:
+                self._known.setdefault(account.user.casefold(), account.user)
+            for account in ordered:
+                for name in account.names:
+                    self._known.setdefault(name.casefold(), account.user)
 
     def _user(self, name: str) -> str | None:
         if self._known is None:
@@ -148,6 +168,9 @@ class Account:
     user: str
     policy: str | None
     """The class of service the account names; None: the configured default."""
+    names: tuple[str, ...] = ()
+    """Every value of the entry's user-name attribute, ``user`` first: a login may name
+    any of them. Empty is ``user`` alone (a reply from a twostepd that sent none)."""
     unreadable: bool = False
     why: str = ""
     enabled: bool = False
@@ -170,15 +193,18 @@ class ReadinessPage:
 
 def account_dict(account: Account) -> dict[str, object]:
     """An account as the ``readiness`` reply carries it (``account_from_reply`` reads it)."""
+    names = list(account.names) or [account.user]
     if account.unreadable:
         return {
             "user": account.user,
+            "names": names,
             "policy": account.policy,
             "unreadable": True,
             "why": account.why,
         }
     return {
         "user": account.user,
+        "names": names,
         "policy": account.policy,
         "enabled": account.enabled,
         "enrolled": account.enrolled,
@@ -227,15 +253,38 @@ def _bool(row: Mapping[str, object], name: str) -> bool:
     return value
 
 
+MAX_NAMES = 64
+"""Names one account may have in a reply (twostepd sends at most these); more is
+nonsense, not an alias list."""
+
+
+def _names(row: Mapping[str, object], user: str) -> tuple[str, ...]:
+    """The ``names`` of a row, ``user`` first; absent (an older twostepd): ``user``."""
+    names = row.get("names")
+    if names is None:
+        return (user,)
+    if (
+        not isinstance(names, list)
+        or not 0 < len(names) <= MAX_NAMES
+        or not all(isinstance(n, str) for n in names)
+        or names[0] != user
+    ):
+        raise ValueError("names: not a list of names starting with the user")
+    return tuple(names)
+
+
 def account_from_reply(row: object) -> Account:
     """A row of the reply, checked; ``ValueError`` names what does not fit."""
     if not isinstance(row, dict):
         raise ValueError("an account is not an object")
     user = _str(row, "user")
+    names = _names(row, user)
     policy = _optional_str(row, "policy")
     if row.get("unreadable") is True:
         why = row.get("why")
-        return Account(user, policy, unreadable=True, why=why if isinstance(why, str) else "")
+        return Account(
+            user, policy, names, unreadable=True, why=why if isinstance(why, str) else ""
+        )
     passcodes = row.get("passcodes")
     if not isinstance(passcodes, list):
         raise ValueError("passcodes: not a list")
@@ -254,6 +303,7 @@ def account_from_reply(row: object) -> Account:
     return Account(
         user,
         policy,
+        names,
         enabled=_bool(row, "enabled"),
         enrolled=_optional_int(row, "enrolled"),
         passcodes=tuple(uses),
@@ -289,6 +339,13 @@ class ReportRow:
         the user enrolls (at once, or when ``mail_password_until`` passes)."""
         return self.cut_off and self.mail_password_use
 
+    @property
+    def mail_breaks_at_grace_end(self) -> bool:
+        """Two-step on, and the plain password still accepted at mail services (mail
+        clients not moved to passcodes yet): they break when ``mail_password_until``
+        passes."""
+        return not self.account.unreadable and self.account.enabled and self.mail_password_use
+
 
 @dataclass
 class PolicyTotals:
@@ -303,6 +360,9 @@ class PolicyTotals:
     mail_breaks: int = 0
     """Two-step off and the plain password used at mail services: their mail clients
     break the moment they enroll."""
+    mail_breaks_at_grace_end: int = 0
+    """Two-step on and the plain password used at mail services: their mail clients
+    break when ``mail_password_until`` passes."""
     unreadable: int = 0
     required: int = 0
     """Accounts under which ``required`` is already set."""
@@ -317,6 +377,7 @@ class PolicyTotals:
         self.cut_off += row.cut_off
         self.cut_off_active += row.cut_off and row.interactive_password_use
         self.mail_breaks += row.mail_breaks
+        self.mail_breaks_at_grace_end += row.mail_breaks_at_grace_end
         self.required += row.account.required
 
 
@@ -380,6 +441,7 @@ def row_dict(row: ReportRow) -> dict[str, object]:
     use = row.password
     return {
         "user": account.user,
+        "names": list(account.names) or [account.user],
         "policy": account.policy,
         "unreadable": False,
         "enabled": account.enabled,
@@ -400,6 +462,7 @@ def row_dict(row: ReportRow) -> dict[str, object]:
         "interactive_password_use": row.interactive_password_use,
         "cut_off_if_required": row.cut_off,
         "mail_breaks_on_enroll": row.mail_breaks,
+        "mail_breaks_at_grace_end": row.mail_breaks_at_grace_end,
         "policy_values": {
             "required": account.required,
             "mail_password": account.mail_password,
@@ -418,6 +481,7 @@ def totals_dict(totals: PolicyTotals) -> dict[str, object]:
         "cut_off_if_required": totals.cut_off,
         "cut_off_active": totals.cut_off_active,
         "mail_breaks_on_enroll": totals.mail_breaks,
+        "mail_breaks_at_grace_end": totals.mail_breaks_at_grace_end,
         "already_required": totals.required,
         "unreadable": totals.unreadable,
     }
@@ -438,6 +502,7 @@ CSV_HEADER: tuple[str, ...] = (
     "mail_password_use",
     "cut_off_if_required",
     "mail_breaks_on_enroll",
+    "mail_breaks_at_grace_end",
     "required",
     "mail_password",
     "required_from",
@@ -445,27 +510,52 @@ CSV_HEADER: tuple[str, ...] = (
 )
 
 
+def utc_text(epoch: int, pattern: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    """``epoch`` in UTC as ``pattern`` formats it; a time no date can hold (before year
+    1 or past 9999: the directory's or a forged log's) as ``(epoch <seconds>)``, never
+    an exception that would end the report."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime(pattern)
+    except (OverflowError, ValueError, OSError):
+        return f"(epoch {epoch})"
+
+
 def _iso(epoch: int | None) -> str:
-    if not epoch:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_text(epoch) if epoch else ""
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: object) -> str:
-    """A CSV cell a spreadsheet shows as text: a user name or address from a log someone
+def _neutral(text: str) -> str:
+    """Text a spreadsheet shows as text: a user name or address from a log someone
     else wrote could start with ``=`` and be run as a formula (CWE-1236)."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA) else text
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _neutral("" if value is None else str(value))
+
+
+def _element(name: str) -> str:
+    """One service or address of a list cell: its own spaces, ``;`` and controls made
+    ``?`` (a space is what separates them, ``;`` what some locales split on), then
+    neutralised on its own, since a tool that splits the cell sees each as a cell."""
+    if not name:
+        return "(none)"  # an event that named no service or address
+    return _neutral("".join("?" if _splits(c) else c for c in name))
+
+
+def _splits(char: str) -> bool:
+    return char.isspace() or char == ";" or not char.isprintable()
+
+
 def _joined(names: Sequence[str], left_out: int) -> str:
-    return ";".join([*names, *([f"+{left_out} more"] if left_out else [])])
+    """A list in one cell, joined with spaces: never ``;`` or ``,``, on which a
+    spreadsheet in some locales splits a CSV line, so that an element would be a cell."""
+    return " ".join([*(_element(n) for n in names), *([f"({left_out} more)"] if left_out else [])])
 
 
 def csv_row(row: ReportRow) -> list[str]:
@@ -490,6 +580,7 @@ def csv_row(row: ReportRow) -> list[str]:
         row.mail_password_use,
         row.cut_off,
         row.mail_breaks,
+        row.mail_breaks_at_grace_end,
         account.required,
         account.mail_password,
         _iso(account.required_from),

@@ -322,7 +322,7 @@ class Engine:
         return self.keys.reseal_keys(actor=actor, after=after, limit=limit)
 
     def readiness_page(self, *, after: str | None = None, limit: int = 200) -> ReadinessPage:
-        return self.readiness.readiness(after=after, limit=limit)
+        return self.readiness.page(after=after, limit=limit)
 
     def import_account(
         self,

@@ -8,7 +8,18 @@ site has more users than a server's size limit. Pages are in user-name order (th
 name is read off each DN's first RDN when that is the user-name attribute, else the DN
 stands for it), so ``after`` names where the next page starts and a page does not
 depend on the order the directory returns entries in. Only the page's own entries are
-read.
+read. A known cost, left as it is: every page lists the whole directory again (names
+only) to find where it starts, so a report over N accounts lists N²/limit names; a
+cursor the directory keeps would be cheaper but ties a page to one connection.
+
+A page is bounded by what it weighs on the wire, not by a guess: each row is encoded as
+the reply will be (``account_dict``, JSON as the daemon writes it) and a page stops
+before its rows pass half of ``wire.MAX_REPLY``, since a label may be 64 emoji, some 770
+bytes encoded, and a page over the limit is never sent. Two entries of one name stay on
+one page whatever they weigh (the cursor could not tell them apart).
+
+Each row carries every value of the user-name attribute (``names``): a login names the
+user as typed, which may be any of them, and the report counts it for the account.
 
 Nothing is written: reading an account here changes no note and takes no turn. An
 entry that does not parse, or names a policy that does not exist, is a row marked
@@ -18,6 +29,7 @@ unreadable, not a failed page.
 from __future__ import annotations
 
 import bisect
+import json
 import string
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -25,18 +37,24 @@ from typing import Protocol
 from ..config import Config
 from ..core.account import Attr, RawEntry, parse_account
 from ..core.errors import CorruptEntry
-from ..core.readiness import Account, PasscodeUse, ReadinessPage
+from ..core.readiness import MAX_NAMES, Account, PasscodeUse, ReadinessPage, account_dict
 from ..core.rotation import order_key
+from ..wire import MAX_REPLY
 from ._store import AccountStore
 
 __all__ = ["PAGE_LIMIT", "Readiness"]
 
 PAGE_LIMIT = 500
 """Accounts per page at most."""
-_PAGE_WEIGHT = 10_000
-"""Accounts plus passcodes per page at most, so a page of accounts full of passcodes
-stays well under the reply limit (``wire.MAX_REPLY``): a passcode's row is a label, two
-times and an address, at most some 300 bytes."""
+_PAGE_BYTES = MAX_REPLY // 2
+"""Encoded bytes of a page's rows at most (but for a first name alone over it): half the
+reply limit leaves room for the reply around them and for a twin past the budget."""
+
+
+def _encoded_size(account: Account) -> int:
+    """Bytes of the row in the reply, encoded as the daemon encodes it, and its comma."""
+    row = json.dumps(account_dict(account), separators=(",", ":"), ensure_ascii=True)
+    return len(row) + 1
 
 
 class _Listing(Protocol):
@@ -108,7 +126,7 @@ class Readiness:
         attribute = self._config.users.username_attribute
         return rdn[1] if rdn is not None and rdn[0].lower() == attribute.lower() else dn
 
-    def readiness(self, *, after: str | None = None, limit: int = 200) -> ReadinessPage:
+    def page(self, *, after: str | None = None, limit: int = 200) -> ReadinessPage:
         """At most ``limit`` accounts (1 to ``PAGE_LIMIT``) after the one named ``after``."""
         limit = max(1, min(limit, PAGE_LIMIT))
         now = int(self._clock())
@@ -118,21 +136,21 @@ class Readiness:
         keys = [order_key(key) for key, _ in keyed]
         i = 0 if after is None else bisect.bisect_right(keys, order_key(after))
         accounts: list[Account] = []
-        weight = 0
-        while i < len(keyed) and len(accounts) < limit and weight < _PAGE_WEIGHT:
-            account = self._account(keyed[i][1], keyed[i][0], now)
-            i += 1
-            # two entries of one name (a filter matching in two branches) stay on one
-            # page: the cursor could not tell them apart
-            if account is not None:
-                accounts.append(account)
-                weight += 1 + len(account.passcodes)
-            while 0 < i < len(keyed) and keys[i] == keys[i - 1]:
-                twin = self._account(keyed[i][1], keyed[i][0], now)
-                i += 1
-                if twin is not None:
-                    accounts.append(twin)
-                    weight += 1 + len(twin.passcodes)
+        size = 0
+        while i < len(keyed) and len(accounts) < limit:
+            # the entries of one name (a filter matching in two branches) go on one
+            # page together or not at all: the cursor could not tell them apart
+            end = i + 1
+            while end < len(keyed) and keys[end] == keys[i]:
+                end += 1
+            group = [self._account(dn, key, now) for key, dn in keyed[i:end]]
+            rows = [a for a in group if a is not None]
+            group_size = sum(_encoded_size(a) for a in rows)
+            if accounts and size + group_size > _PAGE_BYTES:
+                break  # the next page starts with them
+            accounts += rows
+            size += group_size
+            i = end
         following = keyed[i - 1][0] if 0 < i < len(keyed) else None
         return ReadinessPage(tuple(accounts), following)
 
@@ -142,15 +160,17 @@ class Readiness:
         if raw is None:
             return None
         attribute = self._config.users.username_attribute
-        names = raw.get(attribute)
-        user = names[0].decode("utf-8", "replace") if names else key
+        values = raw.get(attribute)
+        names = tuple(v.decode("utf-8", "replace") for v in (values or ())[:MAX_NAMES])
+        user = names[0] if names else key
+        names = names or (user,)
         try:
             state = parse_account(raw, user, attribute)
             policy, _ = self._store.policy_of(state)
         except CorruptEntry as exc:
             named = raw.get(Attr.POLICY)
             policy_name = _policy_name(named[0].decode("utf-8", "replace")) if named else None
-            return Account(user, policy_name, unreadable=True, why=str(exc))
+            return Account(user, policy_name, names, unreadable=True, why=str(exc))
         passcodes = []
         for passcode in sorted(state.live_passcodes(now), key=lambda p: p.created):
             note = state.usage_of(passcode.id)
@@ -165,6 +185,7 @@ class Readiness:
         return Account(
             state.username,
             _policy_name(state.policy_dn),
+            (state.username, *(n for n in names if n != state.username))[:MAX_NAMES],
             enabled=state.enabled,
             enrolled=None,  # the directory keeps no date: the report reads the audit log's
             passcodes=tuple(passcodes),

@@ -212,7 +212,7 @@ class Keys(Protocol):
 class Readiness(Protocol):
     """Every account, a page at a time, for ``twostep report readiness``."""
 
-    def readiness(self, *, after: str | None = None, limit: int = 200) -> ReadinessPage: ...
+    def page(self, *, after: str | None = None, limit: int = 200) -> ReadinessPage: ...
 
 
 class Imports(Protocol):

@@ -3,7 +3,7 @@ readiness`` (issue 18), which adds what the audit log says and prints the report
 
 Per account: whether two-step is on, its live passcodes with their last use, and the
 policy values a rollout turns on (``required``, ``mail_password``, ``required_from``,
-``mail_password_until``). Labels, times and addresses only: no hash, secret or key.
+``mail_password_until``). Names, labels, times and addresses only: no hash, secret or key.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _readiness_of(engine: Parts) -> Readiness:
 
 
 def _readiness(readiness: Readiness, v: AccountPage, actor: str) -> Reply:
-    page = readiness.readiness(after=v.after, limit=v.limit)
+    page = readiness.page(after=v.after, limit=v.limit)
     return {"accounts": [account_dict(a) for a in page.accounts], "next": page.next}
 
 
