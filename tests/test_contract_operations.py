@@ -22,6 +22,7 @@ after the password had changed (its clean-up now cannot lose a race).
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from conftest import Clock, config_data
 from support.engines import engine_for
 from support.flows import interactive_login
 from support.interposed import Interposed, interposed_engine
-from support.slapd import POLICIES, USERS, Slapd
+from support.slapd import POLICIES, USERS, Slapd, user_dn
 
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import parse_config
@@ -121,6 +122,16 @@ def owner_confirms(user: str) -> Callable[[World], None]:
         world.twin.enroll_confirm(user, world.code(world.pending[user]))
 
     return compete
+
+
+def grace_for(user: str) -> Callable[[World], None]:
+    """``user``'s mail still takes the password for a day (an account override)."""
+
+    def arrange(world: World) -> None:
+        until = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(world.clock.now + 86400))
+        world.slapd.set_attributes(user_dn(user), twostepMailPasswordUntil=[until])
+
+    return arrange
 
 
 def twin_revokes_first_device(world: World) -> None:
@@ -463,6 +474,36 @@ OPERATIONS = [
         ),
     ),
     Operation(
+        "end_mail_password",
+        "mail-password-end",
+        (
+            Case(
+                "ok",
+                lambda w: _e(w).end_mail_password("alice", actor=ACTOR),
+                "ok",
+                arrange=grace_for("alice"),
+            ),
+            Case(
+                "no-grace",
+                lambda w: _e(w).end_mail_password("alice", actor=ACTOR),
+                RefusalReason.NO_MAIL_PASSWORD,
+            ),
+            Case(
+                "unknown-user",
+                lambda w: _e(w).end_mail_password("nobody", actor=ACTOR),
+                RefusalReason.UNKNOWN_USER,
+                "nobody",
+                not_found=True,
+            ),
+            Case(
+                "error",
+                lambda w: _e(w).end_mail_password("alice", actor=ACTOR),
+                "error",
+                arrange=grace_for("alice"),
+            ),
+        ),
+    ),
+    Operation(
         "unlock",
         "unlock",
         (
@@ -783,6 +824,7 @@ def test_the_table_has_every_operation_that_changes_an_account() -> None:
         "session_generation",
         "record_sign_out",  # an event, no write: the portal's sessions live in twostepd
         "key_usage",
+        "readiness_page",  # reads every account, writes nothing
         "list_policies",
         "show_policy",
         "forget_policies",

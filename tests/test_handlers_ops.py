@@ -41,7 +41,7 @@ class Engine:
     def __init__(self, failure: Callable[[], Exception]) -> None:
         self.failure, self.parts, self.called = failure, set[str](), list[str]()
 
-    logins, accounts, policies, keys, imports, config, webmail, stale_clients = (
+    logins, accounts, policies, keys, imports, config, webmail, stale_clients, readiness = (
         _part("logins"),
         _part("accounts"),
         _part("policies"),
@@ -50,6 +50,7 @@ class Engine:
         _part("config"),
         _part("webmail"),
         _part("stale_clients"),
+        _part("readiness"),
     )
     mail_services = frozenset({"imap"})
 
@@ -95,6 +96,7 @@ PARTS = {
     **{op: {"policies"} for op in OPS if op.startswith("policy-")},
     **{op: {"webmail"} for op in OPS if op.startswith("webmail-")},
     "stale-client-dismiss": {"stale_clients"},
+    "readiness": {"readiness"},
 }
 
 

@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,11 @@ def log_files(roots: Iterable[Path], since: float) -> list[Path]:
             for name in names:
                 path = Path(directory) / name
                 try:
-                    if name.endswith(".log") and path.stat().st_mtime >= since:
+                    # regular files only: a FIFO named *.log (anyone may make one in
+                    # /tmp) would block the scan's read for ever
+                    info = path.stat()
+                    regular = stat.S_ISREG(info.st_mode)
+                    if name.endswith(".log") and regular and info.st_mtime >= since:
                         found.append(path)
                 except OSError:
                     continue
