@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 from .. import wire
 from ..config import Config, config_path, load_config
 from ..core.errors import ConfigError
+from ..core.rotation import order_key
 
 __all__ = [
     "EXIT_OK",
@@ -31,6 +32,7 @@ __all__ = [
     "Commands",
     "Handler",
     "Output",
+    "next_page",
     "_Parser",
     "_ask",
     "_common_options",
@@ -44,6 +46,20 @@ EXIT_USAGE = 64
 EXIT_TEMPFAIL = 75
 EXIT_CONFIG = 78
 _TIMEOUT = 30.0
+
+
+def next_page(following: object, after: str | None, what: str) -> str | None:
+    """Where twostepd's next page (of a paged answer: ``next``) begins, None at the end.
+
+    A page that does not move on (not a name, or not after the last one) would loop for
+    ever: it is a temporary failure, ``what`` saying of what."""
+    if following is None:
+        return None
+    if not isinstance(following, str) or (
+        after is not None and order_key(following) <= order_key(after)
+    ):
+        raise CommandError(EXIT_TEMPFAIL, f"twostepd's {what} do not advance", "daemon")
+    return following
 
 
 class CommandError(Exception):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..core.rotation import order_key
 from ._base import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -26,6 +25,7 @@ from ._base import (
     Output,
     _ask,
     _config,
+    next_page,
 )
 from ._text import _keys_status_text, _progress_bar, _reseal_text
 
@@ -123,14 +123,9 @@ def _batches(args: argparse.Namespace, out: Output, total: dict[str, Any]) -> st
                 out.err.write(_progress_bar(done, accounts))
                 out.err.flush()
                 shown = True
-            following = report.get("next")
-            if following is None:
+            after = next_page(report.get("next"), after, "batches")
+            if after is None:
                 return current
-            if not isinstance(following, str) or (
-                after is not None and order_key(following) <= order_key(after)
-            ):
-                raise CommandError(EXIT_TEMPFAIL, "twostepd's batches do not advance", "daemon")
-            after = following
     finally:
         if shown:
             out.err.write("\n")

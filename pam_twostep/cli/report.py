@@ -54,7 +54,6 @@ from ..core.readiness import (
     totals_dict,
     utc_text,
 )
-from ..core.rotation import order_key
 from ._base import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -65,6 +64,7 @@ from ._base import (
     Output,
     _ask,
     _config,
+    next_page,
 )
 
 __all__ = ["cmd_report", "register"]
@@ -116,14 +116,9 @@ def _accounts(args: argparse.Namespace) -> list[Account]:
                 accounts.append(account_from_reply(row))
             except ValueError as exc:
                 raise _nonsense(str(exc)) from None
-        following = reply.get("next")
-        if following is None:
+        after = next_page(reply.get("next"), after, "pages")
+        if after is None:
             return accounts
-        if not isinstance(following, str) or (
-            after is not None and order_key(following) <= order_key(after)
-        ):
-            raise CommandError(EXIT_TEMPFAIL, "twostepd's pages do not advance", "daemon")
-        after = following
     raise CommandError(EXIT_TEMPFAIL, "twostepd's pages do not end", "daemon")
 
 
