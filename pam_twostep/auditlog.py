@@ -245,7 +245,10 @@ class AuditReader:
         self.oldest: int | None = None
         """The time of the oldest event read (None: none was)."""
         self.syslog_events = 0
-        """Events read from syslog lines, which any local user could have written."""
+        """Events read from a syslog file, which any local user could have written to:
+        every event of a file with a syslog line in it, bare JSON lines included (a
+        syslog daemon that writes a multi-line message as it comes lets ``logger`` put
+        one at the start of a line)."""
         self._done = 0
         self.total = 0
         self._files: list[_Opened] = []
@@ -281,17 +284,25 @@ class AuditReader:
 
     def events(self) -> Iterator[LoggedEvent]:
         for opened in self._files:
+            events = 0
+            syslog = False
             with opened.raw:
                 for line in self._lines(opened):
                     self.lines += 1
                     parsed = parse_line(line, self.now)
                     if isinstance(parsed, SkipReason):
+                        # another program's line: this is no audit file
+                        other = parsed is SkipReason.NOT_TWOSTEP and bool(line.strip())
+                        syslog = syslog or other
                         self.skipped[parsed] += 1
                         continue
                     if self.oldest is None or parsed.time < self.oldest:
                         self.oldest = parsed.time
-                    self.syslog_events += parsed.from_syslog
+                    events += 1
+                    syslog = syslog or parsed.from_syslog
                     yield parsed
+            if syslog:  # the file is a syslog file: none of its events is to be trusted
+                self.syslog_events += events
         self._report(self.total)
 
     def _report(self, done: int) -> None:

@@ -388,8 +388,13 @@ def test_the_oldest_event_and_the_events_from_syslog_are_noted(tmp_path: Path) -
     events, reader = read(path)
     assert [e.time - 1_800_000_000 for e in events] == [50, 7, 9]
     assert reader.oldest == 1_800_000_007  # the forged sshd line is no event
-    assert reader.syslog_events == 1
+    # a syslog file: its bare JSON lines are no more to be trusted than its tagged ones
+    # (a multi-line message, written as it comes, puts one at the start of a line)
+    assert reader.syslog_events == 3
     assert reader.skipped == {SkipReason.NOT_TWOSTEP: 1}
+    audit = tmp_path / "audit.log"
+    audit.write_bytes(lines(event(50)) + b"\n" + lines(event(9)))  # a blank line is no syslog
+    assert read(audit)[1].syslog_events == 0
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
     assert read(empty)[1].oldest is None

@@ -166,20 +166,30 @@ def test_in_the_grace_wants_password_and_decide_agree(kind: str, passcodes: bool
         assert right.method is Method.PASSWORD
 
 
-def test_the_password_at_mail_clears_no_failures_of_the_second_factor() -> None:
-    """With the password alone, a code guesser must not reset the count of the codes
-    they guessed from the same address (the throttle and the lock are what stop them)."""
-    failures = tuple(
-        Failure(DATE - DAY - 60 + i, f"{i:08x}0000", "code", "sshd", "192.0.2.1") for i in range(4)
+def test_the_password_at_mail_clears_password_failures_only() -> None:
+    """With the password alone, a code guesser must not reset the count of the codes they
+    guessed from the same address (the throttle and the lock are what stop them); the
+    user's own mistyped passwords from there are forgotten, as a success forgets them."""
+    at = "192.0.2.1"
+    codes = tuple(
+        Failure(DATE - DAY - 60 + i, f"{i:08x}0000", "code", "sshd", at) for i in range(3)
     )
-    state = replace(enabled_state(), failures=failures)
+    typo = Failure(DATE - DAY - 10, "000000ff0000", "password", "imap", at)
+    elsewhere = Failure(DATE - DAY - 5, "000000fe0000", "password", "imap", "198.51.100.9")
+    state = replace(enabled_state(), failures=(*codes, typo, elsewhere))
     policy = Policy(mail_password_until=DATE)
-    decision = run(state, mail("pw"), policy=policy, now=DATE - DAY)
+    decision = run(state, mail("pw"), policy=policy, now=DATE - DAY, remote=at)
     assert (decision.outcome, decision.method) == (Outcome.ACCEPT, Method.PASSWORD)
-    touched = {c.attribute for m in (decision.commit, *decision.followups) for c in m.changes}
-    assert Attr.FAILURE not in touched
-    # with two-step off the password is the only factor: its success clears as before
-    plain = run(replace(plain_state(), failures=failures), mail("pw"), now=DATE - DAY)
+    cleared = [
+        v
+        for m in decision.followups
+        for c in m.changes
+        if c.attribute == Attr.FAILURE
+        for v in c.values
+    ]
+    assert cleared == [typo.dump()]
+    # with two-step off the password is the only factor: its success clears all from there
+    plain = run(replace(plain_state(), failures=(*codes, typo)), mail("pw"), now=DATE - DAY)
     assert Attr.FAILURE in {c.attribute for m in plain.followups for c in m.changes}
 
 
@@ -202,6 +212,10 @@ def test_a_user_ends_the_grace_for_their_own_account() -> None:
         with pytest.raises(Refused) as caught:
             end_mail_password(refused_state, refused_policy, now)
         assert caught.value.reason is RefusalReason.NO_MAIL_PASSWORD
+    # without passcodes, ending it would leave this account's mail nothing to sign in with
+    with pytest.raises(Refused) as caught:
+        end_mail_password(state, Policy(mail_password_until=DATE, passcodes=False), now)
+    assert caught.value.reason is RefusalReason.PASSCODES_DISABLED
 
 
 def test_ever_a_passcode_is_no_password_test() -> None:

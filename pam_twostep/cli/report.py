@@ -377,8 +377,11 @@ def cmd_report(args: argparse.Namespace, out: Output) -> int:
     except AuditReadError as exc:
         raise _audit_error(args, exc) from None
     with reader:
-        accounts = _chosen(_accounts(args), args.policy or (), config)
-        fold = UsageFold(now - since_seconds, accounts)
+        every = _accounts(args)
+        accounts = _chosen(every, args.policy or (), config)
+        # folded over every account, so that --policy changes no login's owner (an
+        # alias of a chosen account must not take what is another account's name)
+        fold = UsageFold(now - since_seconds, every)
         _read(args, out, reader, fold)
     report = build_report(accounts, fold, config.mail_services, now=now)
     audit = _audit_summary(reader, fold)

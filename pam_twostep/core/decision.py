@@ -327,12 +327,14 @@ def _accept(
     device_token: str | None = None,
     extra: Modify = Modify(()),
     clears: bool = True,
+    clears_only: frozenset[str] | None = None,
 ) -> Decision:
     """``used`` is the passcode or device whose 'last used' note may need a refresh;
     ``clears`` False keeps the failures from this address (a bearer credential replayed
-    by a server says nothing of where its user is)."""
+    by a server says nothing of where its user is); ``clears_only`` clears just the
+    failures of those kinds."""
     followups = [
-        clear_changes(state, ctx.remote) if clears else Modify(()),
+        clear_changes(state, ctx.remote, clears_only) if clears else Modify(()),
         _dead_records(state, ctx),
         extra,
     ]
@@ -369,8 +371,10 @@ def _decide_mail(
 
     presented = normalize(attempt.secret)
     if mail_password_accepted(state, policy, ctx.now) and not ever_a_passcode(state, presented):
-        # the grace (core.rollout): the password alone clears no code failures
-        return _decide_mail_password(state, policy, attempt, ctx, password, random, clears=False)
+        # the grace (core.rollout): the password alone clears password failures only
+        return _decide_mail_password(
+            state, policy, attempt, ctx, password, random, clears_only=frozenset({"password"})
+        )
     found = _passcode_of(state, presented) if policy.passcodes else None
     if not policy.passcodes:
         return _deny(state, policy, ctx, Reason.PASSCODES_DISABLED, "passcode", presented, random)
@@ -409,11 +413,11 @@ def _decide_mail_password(
     password: PasswordCheck,
     random: Random,
     *,
-    clears: bool = True,
+    clears_only: frozenset[str] | None = None,
 ) -> Decision:
     """Where mail takes the password (``core.rollout.mail_password_accepted``)."""
     if password is PasswordCheck.RIGHT:
-        return _accept(state, ctx, Method.PASSWORD, clears=clears)
+        return _accept(state, ctx, Method.PASSWORD, clears_only=clears_only)
     if password is PasswordCheck.WRONG:
         return _deny(state, policy, ctx, Reason.WRONG_PASSWORD, "password", attempt.secret, random)
     raise ValueError("the password was not checked")

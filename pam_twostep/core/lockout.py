@@ -183,14 +183,18 @@ def record_failure(
     return Modify(tuple(changes)), prune, locks
 
 
-def clear_changes(state: AccountState, address: str) -> Modify:
+def clear_changes(state: AccountState, address: str, kinds: frozenset[str] | None = None) -> Modify:
     """After a success: forget the failures from the same address, and an expired lock.
 
     Only that address's (NIST SP 800-63B 5.2.2): otherwise a mail client that logs in every
     minute with its passcode would wipe the count of someone guessing codes elsewhere.
+    ``kinds``: only failures of these kinds (what the success proved), e.g. the password
+    alone at mail in a grace period must not wipe out codes guessed with it.
     """
     changes = []
-    mine = [f for f in state.failures if f.address == address]
+    mine = [
+        f for f in state.failures if f.address == address and (kinds is None or f.kind in kinds)
+    ]
     if mine and len(mine) == len(state.failures):
         changes.append(Change.replace(Attr.FAILURE))
     elif mine:

@@ -19,8 +19,8 @@ class of service:
   In the grace a secret that is, or once was, one of the account's passcodes is decided
   as a passcode, never tried as the password (``ever_a_passcode``): no bind, so a phone
   still sending a revoked passcode costs the directory's password policy nothing, and
-  nothing counts twice. A password accepted at mail clears no failures of the second
-  factor: the password alone must not wipe out the count of codes guessed with it.
+  nothing counts twice. A password accepted at mail clears that address's password
+  failures only: the password alone must not wipe out the count of codes guessed with it.
 
 Every date compares with ``now`` as ``now < date``: on the date itself the grace is over.
 Pure; the callers are ``core.decision`` (logins), ``core.revocation`` (what a change
@@ -90,5 +90,11 @@ def end_mail_password(state: AccountState, policy: Policy, now: int) -> Modify:
     if not state.enabled or not mail_password_accepted(state, policy, now):
         raise Refused(
             RefusalReason.NO_MAIL_PASSWORD, "mail services already refuse this account's password"
+        )
+    if not policy.passcodes:  # it would leave this account's mail nothing to sign in with
+        raise Refused(
+            RefusalReason.PASSCODES_DISABLED,
+            "application passcodes are not allowed for this account: mail programs would "
+            "have nothing to sign in with",
         )
     return Modify((Change.replace(attribute_of("mail_password_until"), to_generalized_time(now)),))
