@@ -22,8 +22,10 @@ from __future__ import annotations
 import errno
 import grp
 import http.client
+import imaplib
 import json
 import os
+import plistlib
 import re
 import shutil
 import socket
@@ -405,6 +407,23 @@ def test_the_browser_story_through_nginx_over_https(lab: dict[str, Any]) -> None
         phone.check_accessible()
         device = {c["name"]: c for c in phone.context.cookies()}["__Host-twostep-device"]
         assert device["secure"] and device["httpOnly"] and device["sameSite"] == "Strict"
+
+        # "Add a device" (issue 18) through nginx: the Apple profile once, and the
+        # passcode in it opens the lab's IMAP; a second download of either file is refused.
+        phone.page.fill("#label", "iPhone")
+        phone.submit("/passcodes")
+        with phone.page.expect_download() as caught:
+            phone.page.click("button[value=apple]")
+        profile = plistlib.loads(Path(caught.value.path()).read_bytes())
+        account = profile["PayloadContent"][0]
+        leaks.remember(account["IncomingPassword"])
+        assert account["IncomingMailServerPortNumber"] == lab["imap_port"]
+        with imaplib.IMAP4(account["IncomingMailServerHostName"], lab["imap_port"]) as imap:
+            imap.login(account["IncomingMailServerUsername"], account["IncomingPassword"])
+        with phone.page.expect_navigation():
+            phone.page.click("button[value=thunderbird]")
+        assert "can be downloaded only once" in phone.text()
+        phone.page.goto(phone.url + "/")
         phone.sign_out()
         assert phone.sign_in() == "account"  # trusted: no code asked
         for person in (alice, phone):

@@ -250,6 +250,15 @@ class Lab:
         )
         postfix.start()
         started["postfix"] = _pid(postfix.pid)
+        # The portal's "add a device" downloads point mail programs at these servers (in
+        # clear: loopback, the only place the configuration allows it).
+        daemon.config["mail_settings"] = {
+            "address": "{user}@example.org",
+            "display_name": "twostep lab",
+            "imap": {"host": "127.0.0.1", "port": dovecot.imap_port, "security": "none"},
+            "smtp": {"host": "127.0.0.1", "port": postfix.port, "security": "none"},
+        }
+        daemon.write_config()
 
         portal = Portal(d / "portal", daemon.config_path, portal_listen)
         portal.start()
