@@ -19,6 +19,7 @@ from .config import Config, load_config, load_secrets
 from .core.account import ACCOUNT_CLASS, Attr
 from .core.changes import Change, Modify
 from .core.errors import ConfigError, Conflict, DirectoryUnavailable, TwostepError
+from .core.policy import POLICY_ATTRIBUTES
 from .directory import Directory
 
 __all__ = ["Finding", "run_checks"]
@@ -69,15 +70,19 @@ def _ldap_findings(
         defined = (
             b" ".join(schema.get("attributeTypes") + schema.get("objectClasses")) if schema else b""
         )
-        missing = [
-            name for name in (*Attr.STATE, ACCOUNT_CLASS) if f"'{name}'".encode() not in defined
-        ]
+        # the policy attributes too: a schema from before a release that added one
+        # (twostepRequiredFrom, ...) takes logins but refuses setting it
+        wanted = (*Attr.STATE, *POLICY_ATTRIBUTES, ACCOUNT_CLASS)
+        missing = [name for name in wanted if f"'{name}'".encode() not in defined]
         findings.append(
             Finding(
                 not missing,
                 "twostep schema "
-                + ("loaded" if not missing else f"missing: {', '.join(missing[:3])}"),
-                "" if not missing else "load ldap_schema/twostep.ldif (see ldap_schema/README.md)",
+                + ("loaded" if not missing else f"missing: {', '.join(missing[:4])}"),
+                ""
+                if not missing
+                else "load ldap_schema/twostep.ldif, or upgrade a loaded one with "
+                "ldap_schema/upgrade-cn-config.sh and apply acl.ldif (see ldap_schema/README.md)",
             )
         )
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import config_data, make_secrets_dir
+from support.engines import engine_for
+from support.flows import interactive_login
 from support.slapd import NAMES, USERS, Slapd, user_dn
 
 from pam_twostep.check import run_checks
+from pam_twostep.config import parse_config
+from pam_twostep.core.decision import Method, Outcome
+from pam_twostep.core.errors import DirectoryRefused
+from pam_twostep.lab.files import resource
+
+ISSUE_18 = ("twostepRequiredFrom", "twostepMailPasswordUntil")
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +68,52 @@ def test_names_the_passdb_the_installed_dovecot_can_use(open_slapd: Slapd, tmp_p
         assert "no checkpassword passdb" in findings[0].what
     else:
         assert "auth-twostep-checkpassword.conf.ext" in findings[0].what
+
+
+def _schema_before_issue_18() -> str:
+    """The shipped twostep.ldif without the attributes issue 18 added: the schema of a
+    site that upgraded twostep and not yet its directory."""
+    text = resource("ldap_schema/twostep.ldif").read_text()
+    for name in ISSUE_18:
+        text = re.sub(
+            rf"olcAttributeTypes: \( [^\n]* NAME '{name}'.*?SINGLE-VALUE \)\n", "", text, flags=re.S
+        )
+    text = re.sub(
+        r"\s*\$\s*twostepRequiredFrom\s*\$\s*twostepMailPasswordUntil(?=\s*[$)])", "", text
+    )
+    assert not any(name in text for name in ISSUE_18)
+    return text
+
+
+@pytest.fixture(scope="module")
+def old_slapd() -> Iterator[Slapd]:
+    directory = Path(tempfile.mkdtemp(prefix="twostep-oldschema-"))
+    schema = directory / "twostep.ldif"
+    schema.write_text(_schema_before_issue_18())
+    server = Slapd.create(directory / "ldap", names=NAMES, users=USERS, acl=False, schema=schema)
+    assert isinstance(server, Slapd)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_a_schema_from_before_the_grace_dates(old_slapd: Slapd, tmp_path: Path) -> None:
+    """Logins and status go on; ``check`` names the missing attributes and how to
+    upgrade; setting a date is refused by the directory, and said so (not a temporary
+    failure an admin would retry for ever), with nothing written."""
+    data = config_data(old_slapd, make_secrets_dir(tmp_path / "etc"))
+    path = tmp_path / "twostep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    findings = {f.what: f.advice for f in run_checks(path, socket="/nonexistent") if not f.ok}
+    [(what, advice)] = [(w, a) for w, a in findings.items() if w.startswith("twostep schema")]
+    assert what == "twostep schema missing: twostepRequiredFrom, twostepMailPasswordUntil"
+    assert "upgrade-cn-config.sh" in advice
+    with engine_for(parse_config(data)) as engine:
+        login = interactive_login(engine, "bob", password=USERS["bob"])
+        assert (login.outcome, login.method) == (Outcome.ACCEPT, Method.PASSWORD)
+        assert engine.status("bob").required_from is None
+        before = engine.show_policy("default").settings
+        with pytest.raises(DirectoryRefused):
+            engine.set_policy("default", {"required_from": int(time.time()) + 86400})
+        assert engine.show_policy("default").settings == before

@@ -17,7 +17,7 @@ import pytest
 
 from pam_twostep.access import Peer, Right
 from pam_twostep.continuation import Continuations
-from pam_twostep.core.errors import RefusalReason, Refused, TemporaryFailure
+from pam_twostep.core.errors import DirectoryRefused, RefusalReason, Refused, TemporaryFailure
 from pam_twostep.handlers import OPS, SCHEMAS, SELF_SERVICE, handle, sessions
 from pam_twostep.handlers._schema import Request, schema_of
 from pam_twostep.handlers.sessions import SESSIONS
@@ -146,6 +146,34 @@ def test_a_refusal_is_refused_where_it_manages_and_never_an_accept(op: str) -> N
             "reason": "wrong-password",
             "message": "the password is not right",
         }, op
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_a_change_the_directory_refuses_is_a_refusal_and_a_login_a_temporary_failure(
+    op: str,
+) -> None:
+    """A schema or ACL that does not allow a change (a site that upgraded twostep, not
+    its schema) is said as such to whoever asked for the change, never as a temporary
+    failure to retry for ever, and never with the directory's text; a login stays a
+    temporary failure (it fails closed)."""
+    engine = Engine(lambda: DirectoryRefused("undefined attribute type twostepX"))
+    request = _signed(op) if op == "session-end" else _request(op, SCHEMAS[op])
+    reply = handle(engine, request, PEER, ALL, Continuations())  # type: ignore[arg-type]
+    if op == "ping":
+        assert reply == {"result": "ok"}
+    elif OPS[op][0] is not Right.MANAGE or op == "stats":
+        assert reply == {"result": "tempfail"}, (op, reply)
+    else:
+        assert reply["result"] == "refused" and reply["reason"] == "directory-refused", op
+        assert "twostepX" not in reply["message"]
+
+
+@pytest.mark.parametrize("op", sorted(set(SELF_SERVICE) - {"session-end"}))
+def test_a_self_service_change_the_directory_refuses_is_a_refusal(op: str) -> None:
+    engine = Engine(lambda: DirectoryRefused("undefined attribute type twostepX"))
+    rights = frozenset({Right.VERIFY, Right.SELF_SERVICE})
+    reply = handle(engine, _signed(op), PEER, rights, Continuations())  # type: ignore[arg-type]
+    assert reply["result"] == "refused" and reply["reason"] == "directory-refused", op
 
 
 def test_a_self_service_form_without_a_live_proof_reaches_no_part() -> None:

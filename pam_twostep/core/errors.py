@@ -110,6 +110,9 @@ class RefusalReason(Enum):
     NO_SUCH_POLICY = "no-such-policy"
     NO_MAIL_PASSWORD = "no-mail-password"
     """Mail services already refuse this account's password (``core.rollout``)."""
+    DIRECTORY_REFUSED = "directory-refused"
+    """The directory's schema or ACL does not allow the change (``DirectoryRefused``):
+    a configuration to fix, not a moment to wait out."""
     INVALID_INPUT = "invalid-input"
     CONFLICT = "conflict"
 

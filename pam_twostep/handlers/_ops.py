@@ -10,14 +10,15 @@ success. Each form keeps its request's dataclass, so ``SCHEMAS`` is read off ``O
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from ..access import Right
-from ..core.errors import Refused
+from ..core.errors import DirectoryRefused, Refused
 from ._parts import Accounts, Caller, Imports, Keys, Logins, Parts, Policies
-from ._replies import Reply, refused
+from ._replies import Reply, refused, refused_by_directory
 from ._schema import Request, parse
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "plain",
     "policies_of",
 ]
+
+log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 R = TypeVar("R", bound=Request)
@@ -84,6 +87,9 @@ class Managed(Generic[P, R]):
             return {"result": "ok", **self.call(self.part(engine), values, caller.peer.user)}
         except Refused as exc:
             return refused(exc)
+        except DirectoryRefused as exc:
+            log.warning("%s from %s: %s", self.request.__name__, caller.peer, exc)
+            return refused_by_directory()
 
 
 def plain(

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from ..core.decision import Decision, Outcome
-from ..core.errors import Refused
+from ..core.errors import RefusalReason, Refused
 from ..core.management import AccountStatus
 from ..core.policy import Policy
 from ..core.revocation import Ended
@@ -39,6 +39,20 @@ def error(code: str) -> Reply:
 def refused(exc: Refused) -> Reply:
     """What a management request answers when the state or the policy says no."""
     return {"result": "refused", "reason": exc.reason.value, "message": str(exc)}
+
+
+def refused_by_directory() -> Reply:
+    """A change the directory's schema or ACL does not allow (``DirectoryRefused``): for
+    a change asked for, a refusal to act on (say, a schema older than the attribute),
+    never the temporary failure a client would retry for ever. Logins stay temporary
+    failures: they are not changes anyone can fix by asking again."""
+    return refused(
+        Refused(
+            RefusalReason.DIRECTORY_REFUSED,
+            "the directory refused the change: its schema or ACL does not allow it "
+            "(twostep check says what is missing)",
+        )
+    )
 
 
 def decision_reply(decision: Decision) -> Reply:

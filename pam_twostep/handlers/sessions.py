@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import mmap
 import secrets
 import struct
@@ -28,10 +29,10 @@ from typing import Generic, TypeVar
 
 from ..access import Right
 from ..core.decision import Decision, Flow, Method, Outcome, Reason
-from ..core.errors import Refused
+from ..core.errors import DirectoryRefused, Refused
 from ._ops import Handler, Op
 from ._parts import Accounts, Caller, Parts, SessionGenerations
-from ._replies import Reply, refused
+from ._replies import Reply, refused, refused_by_directory
 from ._schema import ForUser, UserRequest, parse_signed
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "password_proven",
     "self_service",
 ]
+
+log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 U = TypeVar("U", bound=UserRequest)
@@ -186,6 +189,9 @@ class SelfService(Generic[P, U]):
             }
         except Refused as exc:
             return refused(exc)
+        except DirectoryRefused as exc:
+            log.warning("%s from %s: %s", self.request.__name__, caller.peer, exc)
+            return refused_by_directory()
         if self.renews:
             token = SESSIONS.issue(engine.accounts, values.user, caller.peer.uid)
             if token is not None:

@@ -113,13 +113,15 @@ class Slapd(Server):
         seed: bool = True,
         acl: bool = True,
         tls: bool = False,
+        schema: Path | None = None,
     ) -> Slapd:
         """Configure, start, load schema, ACLs and indexes, and seed the tree.
 
         Unseeded, the database is empty: a replica that gets its tree from a provider.
         Without ``acl``, the shipped ACL is not loaded: everyone reads everything. With
         ``tls``, it has a certificate from a private CA (``ca_file``) and listens for
-        ldaps:// as well.
+        ldaps:// as well. ``schema``: another twostep.ldif than the shipped one (an older
+        release's, as a site that has not upgraded it has).
         """
         server = cls(directory, port or free_port(), names or Directory())
         if tls:
@@ -135,7 +137,7 @@ class Slapd(Server):
             capture_output=True,
         )
         server.start()
-        server.ldapmodify(resource("ldap_schema/twostep.ldif"), add=True)
+        server.ldapmodify(schema or resource("ldap_schema/twostep.ldif"), add=True)
         if acl:
             server.ldapmodify(_rebased(resource("ldap_schema/acl.ldif"), server.names, directory))
         server.ldapmodify(resource("ldap_schema/indexes.ldif"))
