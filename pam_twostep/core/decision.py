@@ -375,9 +375,9 @@ def _decide_mail(
         return _decide_mail_password(
             state, policy, attempt, ctx, password, random, clears_only=frozenset({"password"})
         )
-    found = _passcode_of(state, presented) if policy.passcodes else None
     if not policy.passcodes:
         return _deny(state, policy, ctx, Reason.PASSCODES_DISABLED, "passcode", presented, random)
+    found = _passcode_of(state, presented)
     if found is None:
         return _deny(state, policy, ctx, Reason.WRONG_PASSCODE, "passcode", presented, random)
     if found.expires and found.expires <= ctx.now:
