@@ -16,7 +16,7 @@ from conftest import config_data, make_secrets_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.slapd import USERS, Slapd
-from support.stack import world_readable_directory
+from support.stack import running_twostepd, world_readable_directory
 
 from pam_twostep import wire
 from pam_twostep.lab.twostepd import Twostepd
@@ -150,11 +150,9 @@ print(v == nil and "refused" or "accepted")
 
 @pytest.fixture(scope="module")
 def daemon(slapd_server: Slapd) -> Iterator[Twostepd]:
-    base = world_readable_directory("twostep-lua-")
-    instance = Twostepd(base / "daemon", config_data(slapd_server, make_secrets_dir(base / "etc")))
-    instance.start()
-    yield instance
-    instance.stop()
+    yield from running_twostepd(
+        "twostep-lua-", lambda base: config_data(slapd_server, make_secrets_dir(base / "etc"))
+    )
 
 
 VERIFY = """

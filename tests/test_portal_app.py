@@ -16,7 +16,7 @@ from support import leaks
 from support.engines import engine_for
 from support.flows import enroll
 from support.slapd import POLICIES, USERS, Slapd
-from support.stack import world_readable_directory
+from support.stack import running_twostepd, world_readable_directory
 
 from pam_twostep.config import Config, parse_config
 from pam_twostep.core.totp import decode_secret, time_step, totp
@@ -29,11 +29,10 @@ HTTPS = "https://portal.example.org"
 
 @pytest.fixture(scope="module")
 def daemon(slapd_server: Slapd) -> Iterator[Twostepd]:
-    base = world_readable_directory("twostep-portal-app-")
-    instance = Twostepd(base / "daemon", config_data(slapd_server, make_secrets_dir(base / "etc")))
-    instance.start()
-    yield instance
-    instance.stop()
+    yield from running_twostepd(
+        "twostep-portal-app-",
+        lambda base: config_data(slapd_server, make_secrets_dir(base / "etc")),
+    )
 
 
 @pytest.fixture

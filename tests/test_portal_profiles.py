@@ -21,7 +21,12 @@ from support import leaks
 from support.engines import engine_for
 from support.flows import enroll
 from support.slapd import USERS, Slapd
-from support.stack import MailStack, running_stack, source, world_readable_directory
+from support.stack import (
+    MailStack,
+    running_stack,
+    running_twostepd,
+    source,
+)
 
 from pam_twostep.config import Config, parse_config
 from pam_twostep.engine import Engine
@@ -42,11 +47,10 @@ GONE = "can be downloaded only once"
 
 @pytest.fixture(scope="module")
 def daemon(slapd_server: Slapd) -> Iterator[Twostepd]:
-    base = world_readable_directory("twostep-portal-profiles-")
-    instance = Twostepd(base / "daemon", config_data(slapd_server, make_secrets_dir(base / "etc")))
-    instance.start()
-    yield instance
-    instance.stop()
+    yield from running_twostepd(
+        "twostep-portal-profiles-",
+        lambda base: config_data(slapd_server, make_secrets_dir(base / "etc")),
+    )
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from support.stack import (
     MailStack,
     install_clients,
     running_stack,
+    running_twostepd,
     source,
     world_readable_directory,
 )
@@ -45,11 +46,9 @@ def _settings(slapd: Slapd, etc: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def daemon(slapd_server: Slapd) -> Iterator[Twostepd]:
-    base = world_readable_directory("twostep-races-")
-    instance = Twostepd(base / "daemon", _settings(slapd_server, base / "etc"))
-    instance.start()
-    yield instance
-    instance.stop()
+    yield from running_twostepd(
+        "twostep-races-", lambda base: _settings(slapd_server, base / "etc")
+    )
 
 
 @pytest.fixture

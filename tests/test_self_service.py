@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
 from support.engines import engine_for
 from support.slapd import USERS, Slapd
-from support.stack import world_readable_directory
+from support.stack import running_twostepd
 
 from pam_twostep.config import parse_config
 from pam_twostep.core.totp import decode_secret, totp
@@ -29,15 +30,15 @@ COOKIE = "__Host-twostep"
 def daemon(slapd_server: Slapd) -> Iterator[Twostepd]:
     """This test process's uid (root) is listed as the portal is by default: verify and
     self_service, not manage."""
-    base = world_readable_directory("twostep-self-service-")
-    data = config_data(slapd_server, make_secrets_dir(base / "etc"))
-    data["daemon"].update(
-        verify={"users": ["root"]}, manage={"users": []}, self_service={"users": ["root"]}
-    )
-    instance = Twostepd(base / "daemon", data)
-    instance.start()
-    yield instance
-    instance.stop()
+
+    def portal_like(base: Path) -> dict[str, Any]:
+        data = config_data(slapd_server, make_secrets_dir(base / "etc"))
+        data["daemon"].update(
+            verify={"users": ["root"]}, manage={"users": []}, self_service={"users": ["root"]}
+        )
+        return data
+
+    yield from running_twostepd("twostep-self-service-", portal_like)
 
 
 @pytest.fixture

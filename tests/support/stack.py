@@ -7,7 +7,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,18 @@ def world_readable_directory(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(path, 0o755)
     return path
+
+
+def running_twostepd(prefix: str, config: Callable[[Path], dict[str, Any]]) -> Iterator[Twostepd]:
+    """For a module's fixture: a twostepd in a fresh directory (``prefix``), on the
+    configuration ``config`` makes for that directory, stopped by its own pid after."""
+    base = world_readable_directory(prefix)
+    instance = Twostepd(base / "daemon", config(base))
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
 
 
 def install_clients(prefix: Path) -> Path:
