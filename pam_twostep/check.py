@@ -25,6 +25,7 @@ from .directory import Directory
 __all__ = ["Finding", "run_checks"]
 
 _PROBE = '{"id":"twostep-check-probe"}'
+_PACKAGED = "/usr/share/twostep/dovecot/conf.d"
 
 
 @dataclass(frozen=True)
@@ -210,18 +211,23 @@ def run_checks(
     except ConfigError as exc:
         return [Finding(False, str(exc), "fix the configuration file")]
     findings = [Finding(True, f"{path}: valid")]
+    from .check_host import host_findings  # noqa: PLC0415 - it imports Finding from here
+
+    findings += host_findings(config)
     try:
         secrets = load_secrets(config)
     except ConfigError as exc:
-        return [*findings, Finding(False, str(exc), "fix the file's owner and mode")]
-    ids = ", ".join(sorted(secrets.keyring.key_ids))
-    findings.append(
-        Finding(True, f"secret files private; keys {ids} (current {secrets.keyring.current})")
-    )
-    try:
-        findings += _ldap_findings(config, secrets.bind_password, user, user_password)
-    except TwostepError as exc:
-        findings.append(Finding(False, str(exc)))
+        # the directory cannot be asked without them; the daemon and Dovecot still can
+        findings.append(Finding(False, str(exc), _secret_advice(config, str(exc))))
+    else:
+        ids = ", ".join(sorted(secrets.keyring.key_ids))
+        findings.append(
+            Finding(True, f"secret files private; keys {ids} (current {secrets.keyring.current})")
+        )
+        try:
+            findings += _ldap_findings(config, secrets.bind_password, user, user_password)
+        except TwostepError as exc:
+            findings.append(Finding(False, str(exc)))
     socket_path = socket or str(config.daemon.socket)
     try:
         reply = wire.ask(socket_path, {"op": "ping"}, 5)
@@ -248,6 +254,17 @@ def run_checks(
     return findings
 
 
+def _secret_advice(config: Config, problem: str) -> str:
+    """How to make the secret file the problem names."""
+    password_file = str(config.ldap.bind_password_file)
+    if password_file in problem and "No such file" in problem:
+        return (
+            f"put the service identity's password in {password_file}: "
+            f"install -m 0600 -o twostep -g twostep /dev/null {password_file}, then write it"
+        )
+    return "fix the file's owner and mode"
+
+
 def _dovecot_finding() -> Finding | None:
     """Which passdb the installed Dovecot can use: 2.4 removed checkpassword."""
     if shutil.which("dovecot") is None:
@@ -258,14 +275,16 @@ def _dovecot_finding() -> Finding | None:
         version = installed_version()
     except DovecotConfigError as exc:
         return Finding(False, f"Dovecot: {exc}", "check the dovecot-core package")
+    # the package's copies, else the checkout's
+    conf_d = _PACKAGED if Path(_PACKAGED).is_dir() else "conf.d"
     if version.is_24:
         return Finding(
             True,
-            f"Dovecot {version.text}: use the Lua passdb (conf.d/auth-twostep-lua-2.4.conf.ext);"
+            f"Dovecot {version.text}: use the Lua passdb ({conf_d}/auth-twostep-lua-2.4.conf.ext);"
             " Dovecot 2.4 has no checkpassword passdb",
         )
     return Finding(
         True,
-        f"Dovecot {version.text}: the Lua passdb (conf.d/auth-twostep-lua.conf.ext, for busy"
-        " servers) or the checkpassword program (conf.d/auth-twostep-checkpassword.conf.ext)",
+        f"Dovecot {version.text}: the Lua passdb ({conf_d}/auth-twostep-lua.conf.ext, for busy"
+        f" servers) or the checkpassword program ({conf_d}/auth-twostep-checkpassword.conf.ext)",
     )
