@@ -45,6 +45,9 @@ class AuditEvent:
     """Who asked for a change (the peer's user name), when not the user themselves."""
     retry_at: int | None = None
     """A login refused by the lock or a throttle (the reason says which): when it ends."""
+    repeat: bool | None = None
+    """A denied login repeating a wrong secret the account already counted (a mail client
+    retrying a revoked passcode): twostepd does not count it again, nor does fail2ban."""
 
     def to_json(self) -> str:
         # every field is a plain value: no asdict(), whose deep copy was a third of this

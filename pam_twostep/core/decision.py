@@ -172,6 +172,8 @@ class Decision:
     locks: bool = False
     counted: bool = False
     """The commit records a new failure (what the per-address throttle counts)."""
+    repeat: bool = False
+    """A wrong secret already counted in the lock-out window (a client retrying it)."""
     retry_at: int | None = None
     """Locked or throttled: when the refusal ends (None while locked until an unlock)."""
     fields: Mapping[str, str] = field(default_factory=dict)
@@ -288,6 +290,7 @@ def _deny(
         followups=(prune,) if prune else (),
         locks=locks,
         counted=bool(commit),
+        repeat=not commit,
     )
 
 

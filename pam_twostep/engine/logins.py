@@ -125,6 +125,7 @@ class Authenticator:
                 label=decision.label,
                 device=decision.device,
                 retry_at=decision.retry_at,
+                repeat=True if decision.repeat else None,
             )
         )
         return decision
