@@ -13,7 +13,21 @@ DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d doveco
 	lua-socket lua5.4 postfix zbar-tools libpam-python pamtester python3-pam libpam0g-dev gcc \
 	libc6-dev openssh-server openssh-client chromium libpam-google-authenticator oathtool \
 	libpam-oath dovecot-ldap debootstrap nginx roundcube-core roundcube-sqlite3 php-fpm \
-	php-sqlite3
+	php-sqlite3 \
+	build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+	dpkg-dev \
+	lintian fail2ban logrotate man-db groff-base
+# Debian 12's pass runs the suite against Debian's own Python libraries, the ones the
+# package depends on and the oldest the project supports (a venv that sees them, with
+# only the development tools from pip); Debian 13's runs against pip's newest.
+CODENAME := $(shell . /etc/os-release && echo $$VERSION_CODENAME)
+DEBIAN_LIBS ?= $(if $(filter bookworm,$(CODENAME)),yes,no)
+PYTHON_DEBS := python3-ldap3 python3-pyotp python3-argon2 python3-yaml python3-cryptography \
+	python3-flask python3-waitress python3-segno
+ifeq ($(DEBIAN_LIBS),yes)
+DEB_PACKAGES += $(PYTHON_DEBS)
+VENV_FLAGS := --system-site-packages
+endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RESULTS := /var/cache/twostep/results-native.xml
@@ -36,7 +50,7 @@ test:
 
 test-here: deps venv lint typecheck
 	rm -f $(RESULTS)
-	$(BIN)/pytest -q --junitxml=$(RESULTS)
+	TWOSTEP_DEBIAN_LIBS=$(DEBIAN_LIBS) $(BIN)/pytest -q --junitxml=$(RESULTS)
 
 test-other-release: deps
 	TWOSTEP_RESULTS=$(RESULTS_OTHER) bash tests/release/other-release
@@ -64,8 +78,9 @@ deps:
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml | deps
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	echo $(DEBIAN_LIBS) > $(VENV)/.debian-libs
 	touch $@
 
 DEMO_DIR ?= /tmp/twostep-demo
@@ -137,6 +152,13 @@ install: install-clients
 	    > $(DESTDIR)/lib/systemd/system/$$unit.service; \
 	done
 	install -m 644 config/tmpfiles.d/twostep.conf $(DESTDIR)/usr/lib/tmpfiles.d/twostep.conf
+	install -d -m 755 $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -m 644 docs/man/twostep.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 docs/man/twostep.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 docs/man/twostepd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	[ -e $(DESTDIR)$(SYSCONFDIR)/logrotate.d/twostep ] || \
+	  install -m 644 config/logrotate/twostep $(DESTDIR)$(SYSCONFDIR)/logrotate.d/twostep
 	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/twostep
 	[ -e $(DESTDIR)$(SYSCONFDIR)/twostep/twostep.yaml ] || \
 	  install -m 640 config/twostep.yaml $(DESTDIR)$(SYSCONFDIR)/twostep/twostep.yaml
@@ -157,6 +179,9 @@ install: install-clients
 	    useradd --system --user-group --home-dir /var/vmail --no-create-home \
 	      --shell /usr/sbin/nologin vmail; \
 	  [ -d /var/vmail ] || install -d -m 770 -o vmail -g vmail /var/vmail; \
+	  [ -d /var/log/twostep ] || install -d -m 750 -o twostep -g adm /var/log/twostep; \
+	  [ -e /var/log/twostep/audit.log ] || \
+	    install -m 640 -o twostep -g adm /dev/null /var/log/twostep/audit.log; \
 	  [ -e $(SYSCONFDIR)/twostep/portal.key ] || \
 	    (umask 077; head -c 32 /dev/urandom | base64 > $(SYSCONFDIR)/twostep/portal.key; \
 	     chown twostep-portal: $(SYSCONFDIR)/twostep/portal.key); \
