@@ -2,7 +2,8 @@
 
 A package or ``make install`` creates them, but a Dovecot installed afterwards is not in
 twostepd's socket group, and an administrator may have moved the audit file somewhere
-that does not exist. Each finding names the command that fixes it. Only the password
+that does not exist. Each finding names the command that fixes it; a client outside the
+group is only noted, since its service may grant the group when it starts. Only the password
 and group databases and the file system are read; nothing is changed.
 """
 
@@ -36,8 +37,12 @@ def _socket_findings(config: Config) -> list[Finding]:
             )
         ]
     members = _members(group)
-    findings = []
-    # Who must reach the socket: the clients the access lists name (root always can).
+    if config.daemon.socket_mode & 0o002:
+        return [Finding(True, f"socket mode {config.daemon.socket_mode:04o}: anyone may connect")]
+    findings = [Finding(True, f"socket group {name}: {', '.join(sorted(members)) or 'nobody'}")]
+    # Who must reach the socket: the clients the access lists name (root always can). Not
+    # being in the group is no failure: a service may grant it at start (Dovecot's
+    # extra_groups, systemd's SupplementaryGroups=, a php-fpm pool's group).
     clients = (config.daemon.verify.users | config.daemon.self_service.users) - {"root"}
     for user in sorted(clients):
         try:
@@ -47,13 +52,12 @@ def _socket_findings(config: Config) -> list[Finding]:
         if user not in members:
             findings.append(
                 Finding(
-                    False,
-                    f"{user} is not in {name}: it cannot connect to twostepd's socket",
+                    True,
+                    f"{user} is not in {name}: it reaches twostepd's socket only if its"
+                    " service grants the group (extra_groups, SupplementaryGroups=)",
                     f"adduser {user} {name}",
                 )
             )
-    if not findings:
-        findings.append(Finding(True, f"socket group {name}: {', '.join(sorted(members))}"))
     return findings
 
 
