@@ -23,7 +23,7 @@ DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d doveco
 CODENAME := $(shell . /etc/os-release && echo $$VERSION_CODENAME)
 DEBIAN_LIBS ?= $(if $(filter bookworm,$(CODENAME)),yes,no)
 PYTHON_DEBS := python3-ldap3 python3-pyotp python3-argon2 python3-yaml python3-cryptography \
-	python3-flask python3-waitress python3-segno
+	python3-flask python3-waitress python3-segno python3-cffi
 ifeq ($(DEBIAN_LIBS),yes)
 DEB_PACKAGES += $(PYTHON_DEBS)
 VENV_FLAGS := --system-site-packages

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from support.stack import DOVECOT_24, LAB_INFO_KEYS, world_readable_directory
 
 from pam_twostep.lab.stack import Lab, LabError
 
-REPO = Path(__file__).resolve().parents[1]
+# the command installed beside the interpreter running the tests (.venv's, or another venv's)
+TWOSTEP = Path(sys.executable).with_name("twostep")
 
 
 def alive(pid: int) -> bool:
@@ -57,7 +59,7 @@ def test_checkpassword_on_dovecot_24_is_refused_in_one_sentence(tmp_path: Path) 
     assert not (tmp_path / "lab").exists()  # refused before anything was made
     result = subprocess.run(
         [
-            str(REPO / ".venv/bin/twostep"),
+            str(TWOSTEP),
             "lab",
             "up",
             "--passdb",
@@ -89,11 +91,7 @@ def test_refuses_directories_that_are_not_its_own(tmp_path: Path) -> None:
 
 def test_lab_command_json(tmp_path: Path) -> None:
     directory = world_readable_directory("twostep-lab-") / "lab"
-    twostep = (
-        [str(REPO / ".venv/bin/twostep")]
-        if (REPO / ".venv/bin/twostep").exists()
-        else ["python3", "-m", "pam_twostep.cli"]
-    )
+    twostep = [str(TWOSTEP)] if TWOSTEP.exists() else [sys.executable, "-m", "pam_twostep.cli"]
     up = subprocess.run(
         [*twostep, "lab", "up", "--dir", str(directory), "--json"],
         capture_output=True,

@@ -54,7 +54,8 @@ from pam_twostep.lab.processes import free_port, stop_group
 from pam_twostep.lab.stack import Lab
 from pam_twostep.portal.server import make_server, proxy_options
 
-REPO = Path(__file__).resolve().parents[1]
+# the command installed beside the interpreter running the tests (.venv's, or another venv's)
+TWOSTEP = str(Path(sys.executable).with_name("twostep"))
 
 needs_nginx = pytest.mark.skipif(not Path(NGINX).exists(), reason="Debian's nginx is not installed")
 
@@ -308,7 +309,7 @@ def test_a_local_user_cannot_reach_the_portal_behind_nginx(lab: dict[str, Any]) 
     # The same configuration with a TCP listen is refused at start, naming the fix.
     refused = subprocess.run(
         [
-            str(REPO / ".venv/bin/twostep"),
+            TWOSTEP,
             "portal",
             "--config",
             lab["config"],
@@ -435,7 +436,7 @@ def test_lab_up_tls_proxy_from_the_command_line() -> None:
     """``twostep lab up --tls-proxy``: the portal's address is nginx's, over HTTPS with a
     certificate the lab's CA signed for 127.0.0.1; ``lab down`` stops nginx too."""
     directory = world_readable_directory("twostep-proxy-cli-") / "lab"
-    twostep = [str(REPO / ".venv/bin/twostep")]
+    twostep = [TWOSTEP]
     up = subprocess.run(
         [*twostep, "lab", "up", "--tls-proxy", "--dir", str(directory), "--json"],
         capture_output=True,

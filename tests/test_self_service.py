@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
+from support.cookies import get_cookie, set_cookie
 from support.engines import engine_for
 from support.slapd import USERS, Slapd
 from support.stack import running_twostepd
@@ -261,9 +262,10 @@ def _post(client: Any, path: str, **form: Any) -> Any:
 
 
 def _copy(portal: Any, client: Any) -> Any:
-    cookie = client.get_cookie(COOKIE, domain="portal.example.org")
+    cookie = get_cookie(client, COOKIE, "portal.example.org")
+    assert cookie is not None
     thief = portal.test_client()
-    thief.set_cookie(COOKIE, cookie.value, domain="portal.example.org")
+    set_cookie(thief, COOKIE, cookie, "portal.example.org")
     return thief
 
 

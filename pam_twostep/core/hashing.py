@@ -48,7 +48,7 @@ def hash_backup_code(normalized: str, salt: bytes) -> str:
     """argon2id PHC string; the salt comes from the caller's random source."""
     if len(salt) != SALT_BYTES:
         raise ValueError("salt must be 16 bytes")
-    return low_level.hash_secret(
+    encoded: bytes = low_level.hash_secret(
         normalized.encode("ascii"),
         salt,
         time_cost=_ARGON2_TIME,
@@ -56,7 +56,8 @@ def hash_backup_code(normalized: str, salt: bytes) -> str:
         parallelism=_ARGON2_PARALLELISM,
         hash_len=_ARGON2_HASH_LEN,
         type=low_level.Type.ID,
-    ).decode("ascii")
+    )
+    return encoded.decode("ascii")
 
 
 def plausible_backup_hash(encoded: str) -> bool:

@@ -19,7 +19,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    Request,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from .. import qr, wire
@@ -97,6 +108,13 @@ def _browser_label() -> str:
     return f"{browser} on {system}" if system else browser
 
 
+class _Request(Request):
+    """At most 64 parts in a multipart body (413 beyond). Flask reads ``MAX_FORM_PARTS``
+    from the configuration only from 3.1 on; 2.2 (Debian 12) would allow Werkzeug's 1000."""
+
+    max_form_parts = 64
+
+
 def create_app(
     config: Config,
     *,
@@ -107,6 +125,7 @@ def create_app(
     """The portal as a WSGI application (``serve`` runs it; tests may call it directly)."""
     portal = config.portal
     app = Flask(__name__)
+    app.request_class = _Request
     app.secret_key = secret_key or load_secret_key(portal.secret_key_file)
     secure = portal.secure_cookies
     app.config.update(
@@ -115,7 +134,6 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         MAX_CONTENT_LENGTH=64 * 1024,
-        MAX_FORM_PARTS=64,
     )
     device_cookie = "__Host-twostep-device" if secure else "twostep-device"
     daemon = Twostepd(str(config.daemon.socket), portal.service, ask)
