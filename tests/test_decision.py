@@ -287,6 +287,84 @@ def test_failure_that_reaches_the_limit_locks() -> None:
     )
 
 
+def written(state, decision):  # type: ignore[no-untyped-def]
+    """The state after the decision's commit, as far as failures and the lock go."""
+    failures = state.failures
+    locked_at = state.locked_at
+    for change in decision.commit.changes:
+        if change.attribute == Attr.FAILURE:
+            failures += tuple(Failure.load(v) for v in change.values)
+        if change.attribute == Attr.LOCKED_AT:
+            locked_at = NOW
+    return replace(state, failures=failures, locked_at=locked_at)
+
+
+# one address retrying the same wrong code (period 30; NOW starts a step), with 2 free
+# failures, then 30 s, 60 s, ... of wait, and a lock at 4: (seconds after NOW, reason,
+# counted, repeat)
+SAME_WRONG_CODE = (
+    (0, Reason.WRONG_CODE, True, False),
+    (29, Reason.WRONG_CODE, False, True),  # same step: nothing new tried
+    (30, Reason.WRONG_CODE, True, False),  # next step: a new guess; 2 failures, 30 s wait
+    (59, Reason.THROTTLED, False, False),
+    (60, Reason.WRONG_CODE, True, False),  # 3 failures: 60 s wait
+    (90, Reason.THROTTLED, False, False),
+    (120, Reason.WRONG_CODE, True, False),  # 4: locked
+    (150, Reason.LOCKED, False, False),
+)
+
+
+def test_the_same_wrong_code_is_a_new_guess_at_each_time_step() -> None:
+    """A fixed code comes right at some step: retried every step it is counted each time."""
+    policy = Policy(lockout_max_failures=4, throttle_failures=2, throttle_delay=30)
+    state = enabled_state()
+    for offset, reason, counted, repeat in SAME_WRONG_CODE:
+        decision = run(
+            state, interactive(code="000000"), service="sshd", policy=policy, now=NOW + offset
+        )
+        assert (offset, decision.reason, decision.counted, decision.repeat) == (
+            offset,
+            reason,
+            counted,
+            repeat,
+        )
+        assert decision.locks == (offset == 120)
+        state = written(state, decision)
+    assert len(state.failures) == 4 and state.locked_at is not None
+
+
+def test_a_replayed_code_at_the_next_step_counts_again() -> None:
+    state = replace(enabled_state(), last_step=time_step(NOW, 30))
+    first = run(state, interactive(code=code()), service="sshd")
+    again = run(written(state, first), interactive(code=code()), service="sshd", now=NOW + 30)
+    assert (first.reason, again.reason) == (Reason.REPLAYED, Reason.REPLAYED)
+    assert first.counted and again.counted and not again.repeat
+
+
+def test_static_secrets_retried_at_later_steps_count_once() -> None:
+    """A mail client re-sending an old password or a revoked passcode, a wrong backup code
+    typed again: none comes right by waiting, so the retries are repeats."""
+    passcoded, passcode = with_passcode(enabled_state())
+    revoked = replace(passcoded, passcodes=())
+    with_codes, _ = with_backup_codes(enabled_state())
+    for start, attempt, password, reason in (
+        (plain_state(), mail("old-password"), PasswordCheck.WRONG, Reason.WRONG_PASSWORD),
+        (enabled_state(), interactive("old"), PasswordCheck.WRONG, Reason.WRONG_PASSWORD),
+        (revoked, mail(passcode), PasswordCheck.NOT_CHECKED, Reason.WRONG_PASSCODE),
+        (with_codes, interactive(code="2222222222"), PasswordCheck.RIGHT, Reason.WRONG_CODE),
+    ):
+        state = start
+        for offset in (0, 29, 30, 60, 300):
+            decision = run(state, attempt, password=password, now=NOW + offset)
+            assert decision.reason is reason
+            assert (decision.counted, decision.repeat) == (offset == 0, offset != 0), (
+                reason,
+                offset,
+            )
+            state = written(state, decision)
+        assert len(state.failures) == 1
+
+
 def test_conflict_becomes_a_counted_replay() -> None:
     state = enabled_state()
     attempt = interactive(code=code())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import replace
 
@@ -19,6 +20,7 @@ from pam_twostep.core.lockout import (
 )
 from pam_twostep.core.policy import Policy
 from pam_twostep.core.records import Failure
+from pam_twostep.core.totp import time_step
 
 POLICY = Policy(lockout_max_failures=3, lockout_window=600, lockout_duration=900)
 
@@ -29,17 +31,21 @@ def fail(
     now: int = NOW,
     address: str = "192.0.2.1",
     policy: Policy = POLICY,
+    *,
+    kind: str = "password",
+    step: int | None = None,
 ) -> tuple[AccountState, bool, bool]:
     """Apply one failure to an in-memory state: (new state, counted, locks)."""
     commit, _, locks = record_failure(
         state,
         policy,
         now=now,
-        kind="password",
+        kind=kind,
         service="imap",
         address=address,
         presented=presented,
         random=secrets.token_bytes,
+        step=step,
     )
     failures = list(state.failures)
     locked_at = state.locked_at
@@ -136,12 +142,58 @@ def test_the_same_wrong_secret_counts_once() -> None:
     assert counted
 
 
+# the same wrong verification code, period 30 (NOW starts a step): (seconds after NOW,
+# counted, locks). Each new step brings a code not tried before into the window, so the
+# same code is a new guess there; within one step a retry tries nothing new.
+SAME_CODE_BY_STEP = (
+    (0, True, False),
+    (29, False, False),  # same step: a repeat
+    (30, True, False),  # next step: a new guess
+    (59, False, False),
+    (60, True, True),  # the third counted failure locks, as any would
+)
+
+
+def test_the_same_wrong_code_counts_once_per_time_step() -> None:
+    state = plain_state()
+    for offset, counted, locks in SAME_CODE_BY_STEP:
+        now = NOW + offset
+        state, was_counted, was_locking = fail(
+            state, "000000", now, kind="code", step=time_step(now, 30)
+        )
+        assert (offset, was_counted, was_locking) == (offset, counted, locks)
+    assert lock_state(state, POLICY, NOW + 61).locked
+
+
+def test_static_secrets_repeat_across_steps() -> None:
+    """A password, a passcode or a backup code never comes right by waiting: no step."""
+    for kind, presented in (
+        ("password", "old-password"),
+        ("passcode", "abcdabcdabcdabcd"),
+        ("code", "2222222222"),
+    ):
+        state = plain_state()
+        for offset in (0, 30, 60, 300):
+            state, counted, _ = fail(state, presented, NOW + offset, kind=kind)
+            assert counted == (offset == 0), (kind, offset)
+        assert lock_state(state, POLICY, NOW + 301).recent == 1
+
+
 def test_fingerprint_is_salted_per_account_and_kind() -> None:
     one = plain_state()
     other = replace(one, uuid="another-uuid")
     assert fingerprint(one, "password", "x") != fingerprint(other, "password", "x")
     assert fingerprint(one, "password", "x") != fingerprint(one, "code", "x")
     assert len(fingerprint(one, "password", "x")) == 8
+
+
+def test_fingerprint_of_a_code_includes_its_step_and_others_are_unchanged() -> None:
+    state = plain_state()
+    assert fingerprint(state, "code", "000000", 7) != fingerprint(state, "code", "000000", 8)
+    assert fingerprint(state, "code", "000000", 7) != fingerprint(state, "code", "000000")
+    # without a step, as before: failures already stored still spot their repeats
+    before = hashlib.sha256(f"twostep-failure\0{state.uuid}\0password\0x".encode())
+    assert fingerprint(state, "password", "x") == before.hexdigest()[:8]
 
 
 def test_success_clears_only_its_own_address() -> None:

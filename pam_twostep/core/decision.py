@@ -39,7 +39,7 @@ from .lockout import address_wait, clear_changes, lock_state, missing_lock, reco
 from .policy import Policy
 from .records import Device, Passcode, check_label, normalize_address
 from .rollout import ever_a_passcode, mail_password_accepted, reminder, required_now
-from .totp import StepMatch, match_step
+from .totp import StepMatch, match_step, time_step
 from .usage import USAGE_INTERVAL, usage_note
 from .websessions import SERVICES as WEB_SESSION_SERVICES
 from .websessions import find_session, is_session_token, session_is_live
@@ -280,6 +280,7 @@ def _deny(
         address=ctx.remote,
         presented=presented,
         random=random,
+        step=_code_step(state, presented, ctx.now) if kind == "code" else None,
     )
     return Decision(
         Outcome.DENY,
@@ -292,6 +293,18 @@ def _deny(
         counted=bool(commit),
         repeat=not commit,
     )
+
+
+def _code_step(state: AccountState, code: str, now: int) -> int | None:
+    """The time step a wrong verification code was a guess at; None for any other code.
+
+    Each new step brings one code not tried before into the window (``totp_window``
+    either side), so the same code is one new guess per step and counts once per step
+    (``core.lockout``). A backup code is static: the same wrong one never comes right,
+    so its repeats stay repeats."""
+    if state.params is None or classify(code, state.params.digits) is not CodeKind.TOTP:
+        return None
+    return time_step(now, state.params.period)
 
 
 def _dead_records(state: AccountState, ctx: Context) -> Modify:

@@ -16,7 +16,9 @@ Two refinements keep real users out of trouble without helping attackers:
 * the same wrong secret repeated within the window counts once (a stale mail client
   polling with an old password would otherwise lock its owner out); each failure keeps a
   32-bit salted fingerprint of what was presented for this. A guesser gains nothing from
-  repeating a guess;
+  repeating a guess. Except a verification code: the same code at another time step is
+  checked against a code not tried before (a fixed 000000 comes right at some step), so
+  it is fingerprinted with its step and counts once per step;
 * failures from before a lock that has expired do not count again.
 
 Under parallel guessing the limit holds within the number of guesses decided at once:
@@ -143,10 +145,14 @@ def missing_lock(state: AccountState, policy: Policy, now: int) -> Modify:
     return Modify(())
 
 
-def fingerprint(state: AccountState, kind: str, presented: str) -> str:
-    """32 bits of a salted hash: enough to spot a repeat, too little to confirm a guess."""
-    material = f"twostep-failure\0{state.uuid}\0{kind}\0{presented}".encode()
-    return hashlib.sha256(material).hexdigest()[:8]
+def fingerprint(state: AccountState, kind: str, presented: str, step: int | None = None) -> str:
+    """32 bits of a salted hash: enough to spot a repeat, too little to confirm a guess.
+
+    ``step``: the TOTP time step a verification code was checked at, if it was one."""
+    material = f"twostep-failure\0{state.uuid}\0{kind}\0{presented}"
+    if step is not None:
+        material += f"\0{step}"
+    return hashlib.sha256(material.encode()).hexdigest()[:8]
 
 
 def record_failure(
@@ -159,16 +165,19 @@ def record_failure(
     address: str,
     presented: str,
     random: Random,
+    step: int | None = None,
 ) -> tuple[Modify, Modify, bool]:
     """(commit, pruning follow-up, whether this failure locks the account).
 
     A repeat of a failure already counted in the window returns an empty commit.
+    ``step``: for a wrong verification code, the time step it was checked at (``now //
+    period``): the same code at the next step is a new guess, and counts.
     """
     since = _counting_since(state, policy, now)
     recent = [f for f in state.failures if f.time > since]
     stale = [f for f in state.failures if f.time <= since]
     prune = Modify((Change.delete(Attr.FAILURE, *(f.dump() for f in stale)),) if stale else ())
-    mark = fingerprint(state, kind, presented)
+    mark = fingerprint(state, kind, presented, step)
     if any(f.nonce.startswith(mark) for f in recent):
         return Modify(()), prune, False
     failure = Failure(
