@@ -15,7 +15,20 @@ two-step is on), ``interactive`` (password then code; the default unless twostep
 ``services.mail`` lists the PAM service), ``try_first_pass`` / ``use_first_pass`` (take
 the password an earlier module asked for), ``socket=PATH``, ``timeout=SECONDS``,
 ``enroll_url=URL`` (told to users whose policy requires two-step and who have not set
-it up, and to those it will be required of from a date: ``core.rollout``).
+it up, and to those it will be required of from a date: ``core.rollout``),
+``skip_system`` (below).
+
+``skip_system``: a local system account is not twostep's. A name that ``/etc/passwd``
+itself lists (read directly, never through NSS, which may ask the directory) with a uid
+below ``UID_MIN`` of ``/etc/login.defs`` (1000 when it is absent or unparseable; uid 0
+always counts) gets PAM_IGNORE at once, from ``auth``, ``setcred`` and ``account``: no
+prompt, no request to twostepd. Every other name is twostepd's, an unknown one
+PAM_USER_UNKNOWN as without the argument; on any doubt (a file that cannot be read, a
+malformed line naming the user) the account is not skipped. PAM_IGNORE lets the stack go
+on, so the modules after this one must authenticate those accounts themselves:
+``[success=end ignore=ignore default=die]`` (pam-auth-update's syntax, which turns ``end``
+into a jump; libpam rejects ``end``) followed by pam_unix, never by pam_permit or an
+``optional`` module that succeeds regardless.
 
 Trusted devices: an application that remembers a device sets ``TWOSTEP_DEVICE_TOKEN``
 with pam_putenv before pam_authenticate; a valid token skips the code. To have a device
@@ -25,7 +38,8 @@ label) and reads the new token from ``TWOSTEP_NEW_DEVICE_TOKEN`` with pam_getenv
 Return codes: PAM_SUCCESS; PAM_AUTH_ERR (wrong password or code); PAM_USER_UNKNOWN;
 PAM_MAXTRIES (locked out); PAM_AUTHINFO_UNAVAIL (twostepd or the directory cannot be
 reached, or anything unexpected: it fails closed); PAM_CONV_ERR (the application could
-not ask). ``account`` and ``setcred`` succeed (there is nothing to add there);
+not ask); PAM_IGNORE (``skip_system``). ``account`` and ``setcred`` succeed (there is
+nothing to add there), except for accounts ``skip_system`` skips (PAM_IGNORE);
 ``password`` is left to other modules (PAM_IGNORE).
 """
 
@@ -49,7 +63,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEVICE_TOKEN",
+    "LOGIN_DEFS",
     "NEW_DEVICE_TOKEN",
+    "PASSWD",
     "TRUST_DEVICE",
     "pam_sm_acct_mgmt",
     "pam_sm_authenticate",
@@ -57,6 +73,8 @@ __all__ = [
     "pam_sm_close_session",
     "pam_sm_open_session",
     "pam_sm_setcred",
+    "system_account",
+    "uid_min",
 ]
 
 DEVICE_TOKEN = "TWOSTEP_DEVICE_TOKEN"
@@ -65,6 +83,17 @@ NEW_DEVICE_TOKEN = "TWOSTEP_NEW_DEVICE_TOKEN"
 _TIMEOUT = 10.0
 _MAX_INPUT = 1024
 _MAX_USER = 256
+
+# skip_system: read at call time, so tests may point them elsewhere
+PASSWD = "/etc/passwd"
+LOGIN_DEFS = "/etc/login.defs"
+_DEFAULT_UID_MIN = 1000
+_MAX_PASSWD = 8 << 20  # bytes; a larger file is an error: nothing is skipped
+_MAX_LOGIN_DEFS = 1 << 20
+_MAX_UID = 0xFFFFFFFF
+# never in a skipped name: whitespace (no stripping), "@" (realm spellings), and what
+# cannot be in a passwd name field
+_NOT_IN_NAMES = b" \t\n\r\x0b\x0c@:\x00"
 
 
 class _Options:
@@ -75,9 +104,12 @@ class _Options:
         self.socket = wire.DEFAULT_SOCKET
         self.timeout = _TIMEOUT
         self.enroll_url = ""
+        self.skip_system = False
         for arg in argv[1:]:
             name, _, value = arg.partition("=")
-            if name in ("mail", "interactive"):
+            if arg == "skip_system":  # exactly: "skip_system=no" must not turn it on
+                self.skip_system = True
+            elif name in ("mail", "interactive"):
                 self.flow = name
             elif name == "try_first_pass":
                 self.try_first_pass = True
@@ -93,6 +125,97 @@ class _Options:
                 self.timeout = seconds if 0.1 <= seconds <= 60 else _TIMEOUT
             elif name == "enroll_url":
                 self.enroll_url = value
+
+
+def _read(path: str, limit: int) -> bytes:
+    """The file's bytes; OSError when it cannot be read or holds more than ``limit``."""
+    with open(path, "rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"{path}: larger than {limit} bytes")
+    return data
+
+
+def _ulong(text: bytes) -> int | None:
+    """What shadow's getulong accepts (strtoul, base 0), strictly: decimal, ``0x`` hex or
+    ``0`` octal digits and nothing else (no sign, no space, no underscore)."""
+    if text[:2] in (b"0x", b"0X"):
+        digits, base, allowed = text[2:], 16, b"0123456789abcdefABCDEF"
+    elif text[:1] == b"0" and len(text) > 1:
+        digits, base, allowed = text[1:], 8, b"01234567"
+    else:
+        digits, base, allowed = text, 10, b"0123456789"
+    if not digits or len(digits) > 20 or digits.translate(None, allowed):
+        return None
+    return int(digits, base)
+
+
+def uid_min(login_defs: str = LOGIN_DEFS) -> int:
+    """``UID_MIN`` as shadow's tools read ``login.defs``: the last definition wins, its
+    value is what follows the name (blanks and quotes skipped, up to a quote); 1000 when
+    the file or the definition is absent or the value unparseable. ``OSError`` when the
+    file exists but cannot be read (the caller then skips nothing)."""
+    try:
+        data = _read(login_defs, _MAX_LOGIN_DEFS)
+    except FileNotFoundError:
+        return _DEFAULT_UID_MIN
+    value = None
+    for raw in data.split(b"\n"):
+        line = raw.rstrip().lstrip(b" \t")
+        if not line or line[:1] == b"#":
+            continue
+        name, blank, rest = line.replace(b"\t", b" ").partition(b" ")
+        if blank and name == b"UID_MIN":
+            value = rest.lstrip(b' "').partition(b'"')[0]
+    number = None if value is None else _ulong(value)
+    return _DEFAULT_UID_MIN if number is None or number > _MAX_UID else number
+
+
+def system_account(user: str, passwd: str = PASSWD, login_defs: str = LOGIN_DEFS) -> bool:
+    """Whether ``user`` is a local system account, which ``skip_system`` leaves to others.
+
+    True only when the name is spelled exactly as in ``passwd`` (no case folding, no
+    stripping; never with whitespace, "@" or ":", nor NIS's leading "+"/"-"), at least
+    one line names it, and every line naming it is well formed (seven fields, no NUL, a
+    uid of 1 to 10 ASCII digits) with uid 0 or a uid below ``UID_MIN``. Anything else, and
+    any error reading either file, is False: twostepd decides. Never raises."""
+    try:
+        name = user.encode("utf-8", "surrogateescape")
+        if (
+            not name
+            or name[:1] in (b"+", b"-")
+            or len(name) != len(name.translate(None, _NOT_IN_NAMES))
+        ):
+            return False
+        prefix = name + b":"
+        uids = []
+        for line in _read(passwd, _MAX_PASSWD).split(b"\n"):
+            if not line.startswith(prefix):
+                continue
+            fields = line.split(b":")
+            uid = fields[2] if len(fields) == 7 else b""
+            if b"\0" in line or not 0 < len(uid) <= 10 or not uid.isdigit():
+                return False  # a malformed line naming the user: do not guess
+            uids.append(int(uid))
+        if not uids:
+            return False
+        limit = uid_min(login_defs)  # read even for root: an error means not skipped
+        return all(uid == 0 or uid < limit for uid in uids)
+    except Exception:  # noqa: BLE001 - on any doubt the account is twostepd's
+        return False
+
+
+def _skipped(pamh: "Any", argv: list[str]) -> bool:
+    """For ``setcred`` and ``account``: a ``skip_system`` line and a system account."""
+    try:
+        if not _Options(argv).skip_system:
+            return False
+        user = pamh.get_user(None)
+        return (
+            bool(user) and len(user) <= _MAX_USER and system_account(str(user), PASSWD, LOGIN_DEFS)
+        )
+    except Exception:  # noqa: BLE001 - pamh.exception included: not skipped
+        return False
 
 
 def _say(pamh: "Any", flags: int, style: int, text: str) -> None:
@@ -170,6 +293,8 @@ def _authenticate(pamh: "Any", flags: int, argv: list[str]) -> int:
     user = pamh.get_user(None)
     if not user or len(user) > _MAX_USER:
         return int(pamh.PAM_USER_UNKNOWN)
+    if options.skip_system and system_account(str(user), PASSWD, LOGIN_DEFS):
+        return int(pamh.PAM_IGNORE)  # before any prompt, without asking twostepd
     password = pamh.authtok if (options.try_first_pass or options.use_first_pass) else None
     if not password:
         if options.use_first_pass:
@@ -233,11 +358,11 @@ def pam_sm_authenticate(pamh: "Any", flags: int, argv: list[str]) -> int:
 
 
 def pam_sm_setcred(pamh: "Any", flags: int, argv: list[str]) -> int:
-    return int(pamh.PAM_SUCCESS)
+    return int(pamh.PAM_IGNORE if _skipped(pamh, argv) else pamh.PAM_SUCCESS)
 
 
 def pam_sm_acct_mgmt(pamh: "Any", flags: int, argv: list[str]) -> int:
-    return int(pamh.PAM_SUCCESS)
+    return int(pamh.PAM_IGNORE if _skipped(pamh, argv) else pamh.PAM_SUCCESS)
 
 
 def pam_sm_open_session(pamh: "Any", flags: int, argv: list[str]) -> int:

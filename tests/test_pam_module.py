@@ -4,6 +4,7 @@ like Dovecot's auth worker, OpenSSH keyboard-interactive, and Dovecot's PAM pass
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pam_twostep.config import parse_config
 from pam_twostep.core.totp import decode_secret, time_step, totp
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
+from pam_twostep.pam_module import _Options, system_account, uid_min
 
 PAM_SUCCESS, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_USER_UNKNOWN, PAM_MAXTRIES = 0, 7, 9, 10, 11
 
@@ -293,6 +295,387 @@ def test_oversized_answers(setup: Setup, admin: Engine, clock: Clock) -> None:
     assert long_code["code"] == 19
 
 
+# -- skip_system: local system accounts are left to pam_unix ---------------------------
+
+
+def local_uid(name: str) -> int | None:
+    """The uid /etc/passwd itself gives ``name`` (the machine the tests run on)."""
+    for line in Path("/etc/passwd").read_text(errors="replace").splitlines():
+        fields = line.split(":")
+        if fields[0] == name and len(fields) == 7 and fields[2].isdigit():
+            return int(fields[2])
+    return None
+
+
+def system_user(name: str) -> str:
+    uid = local_uid(name)
+    if uid is None or uid >= 1000:
+        pytest.skip(f"no local system account {name} here")
+    return name
+
+
+def audit_lines(setup: Setup) -> int:
+    log = setup.base / "audit.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def pamtester_ops(service: str, user: str, *ops: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["pamtester", "-v", service, user, *ops],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", ["root", "daemon"])
+def test_skip_system_ignores_system_accounts_without_twostepd(setup: Setup, name: str) -> None:
+    """PAM_IGNORE exactly (any other code dies in ``[ignore=ignore default=die]``), from
+    auth, setcred and account, with no prompt and twostepd unreachable."""
+    user = system_user(name)
+    module = f"pam_python.so {setup.loader} socket={setup.base}/no-such-socket"
+    lines = [
+        f"auth [ignore=ignore default=die] {module} skip_system",
+        "auth required pam_permit.so",
+        f"account [ignore=ignore default=die] pam_python.so {setup.loader} skip_system",
+        "account required pam_permit.so",
+    ]
+    with pam_service(lines) as service:
+        result = in_process(service, [{"user": user, "answers": []}])[0]
+        assert result == {"code": PAM_SUCCESS, "messages": [], "new_token": None}, result
+        ran = pamtester_ops(service, user, "authenticate", "setcred", "acct_mgmt")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "Password" not in ran.stdout + ran.stderr
+    without = [line.replace(" skip_system", "") for line in lines]
+    with pam_service(without) as service:
+        asked = in_process(service, [{"user": user, "answers": ["x"]}])[0]
+    assert asked["code"] == PAM_AUTHINFO_UNAVAIL  # the argument is what makes the difference
+
+
+def test_skip_system_in_the_profile_stack(setup: Setup, admin: Engine) -> None:
+    """debian/pam-configs/twostep as pam-auth-update writes it into common-auth ("end"
+    becomes a jump past the Primary block; libpam itself rejects "end"), with a stand-in
+    for pam_unix that accepts root only: root goes on to it without twostepd hearing of
+    it, daemon goes on to it and is refused there, a name twostepd does not know is
+    refused at once (no fall-through), other users are twostepd's."""
+    root, daemon = system_user("root"), system_user("daemon")
+    lines = [
+        "auth [success=2 ignore=ignore default=die] "
+        f"pam_python.so {setup.loader} socket={setup.daemon.socket} skip_system",
+        "auth [success=1 default=ignore] pam_succeed_if.so quiet uid eq 0",  # "pam_unix"
+        "auth requisite pam_deny.so",
+        "auth required pam_permit.so",
+        "account required pam_permit.so",
+    ]
+    with pam_service(lines) as service:
+        before = audit_lines(setup)
+        skipped, refused_there = in_process(
+            service, [{"user": root, "answers": []}, {"user": daemon, "answers": []}]
+        )
+        assert skipped["code"] == PAM_SUCCESS and skipped["messages"] == [], skipped
+        assert refused_there["code"] == PAM_AUTH_ERR and refused_there["messages"] == []
+        assert audit_lines(setup) == before  # twostepd was not asked
+        spellings = ["alice@example", "root@example", " root", "root ", "Root", "ROOT"]
+        refused = in_process(service, [{"user": n, "answers": ["x"]} for n in spellings])
+        for name, result in zip(spellings, refused, strict=True):
+            assert result["code"] in (PAM_USER_UNKNOWN, PAM_AUTH_ERR), (name, result)
+            assert result["messages"] == [["prompt", "Password: ", True]], (name, result)
+        assert refused[0]["code"] == PAM_USER_UNKNOWN
+        assert audit_lines(setup) > before
+        bob, wrong = in_process(
+            service,
+            [{"user": "bob", "answers": [USERS["bob"]]}, {"user": "bob", "answers": ["no"]}],
+        )
+        assert bob["code"] == PAM_SUCCESS and wrong["code"] == PAM_AUTH_ERR
+    plain = [line.replace(" skip_system", "") for line in lines]
+    with pam_service(plain) as service:  # without it: root is twostepd's, unknown there
+        result = in_process(service, [{"user": root, "answers": ["x"]}])[0]
+    assert result["code"] == PAM_USER_UNKNOWN
+
+
+def test_skip_system_keeps_password_and_code_for_users(
+    setup: Setup, admin: Engine, clock: Clock
+) -> None:
+    key, _ = enroll(admin, clock.now)
+    with pam_service(setup.lines("skip_system")) as service:
+        answers = [USERS["alice"], fresh_code(key, clock.now)]
+        result = in_process(service, [{"user": "alice", "answers": answers}])[0]
+    assert result["code"] == PAM_SUCCESS, result
+    assert result["messages"] == [
+        ["prompt", "Password: ", True],
+        ["prompt", "Verification code: ", True],
+    ]
+
+
+def test_skip_system_account_hook(setup: Setup) -> None:
+    """account: PAM_IGNORE for a skipped account, PAM_SUCCESS (as ever) for the others
+    and for everyone without the argument."""
+    root = system_user("root")
+    assert local_uid("bob") is None
+    module = f"pam_python.so {setup.loader}"
+
+    def account(*lines: str) -> list[object]:
+        with pam_service(["auth required pam_permit.so", *lines]) as service:
+            results = in_process(
+                service, [{"user": root, "answers": []}, {"user": "bob", "answers": []}]
+            )
+        return [r["code"] for r in results]
+
+    ignore_only = [f"account [ignore=ignore default=die] {module} skip_system"]
+    assert account(*ignore_only, "account required pam_permit.so")[0] == PAM_SUCCESS
+    assert account(*ignore_only, "account required pam_permit.so")[1] != PAM_SUCCESS
+    success_only = f"account [success=ok default=die] {module}"
+    root_code, bob_code = account(f"{success_only} skip_system")
+    assert root_code != PAM_SUCCESS and bob_code == PAM_SUCCESS
+    assert account(success_only) == [PAM_SUCCESS, PAM_SUCCESS]
+
+
+def test_skip_system_argument_is_exact() -> None:
+    assert _Options(["m", "skip_system"]).skip_system
+    for arg in ("skip_system=no", "skip_system=1", "Skip_system", "skip_system "):
+        assert not _Options(["m", arg]).skip_system, arg
+    assert not _Options(["m", "mail"]).skip_system
+
+
+ROOT = b"root:x:0:0:root:/root:/bin/bash\n"
+DAEMON = b"daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+
+
+@pytest.mark.parametrize(
+    ("user", "passwd", "expected"),
+    [
+        ("root", ROOT, True),
+        ("daemon", ROOT + DAEMON, True),
+        ("alice", b"alice:x:999:999::/home/alice:/bin/sh\n", True),
+        ("alice", b"alice:x:1000:1000::/home/alice:/bin/sh\n", False),
+        ("alice", b"alice:x:4294967295:1::/:/bin/sh\n", False),
+        ("root", b"root:x:0:0:root:/root:/bin/bash", True),  # no final newline
+        ("root", b"root:x:0:0:root:/root:/bin/bash\r\n", True),
+        ("root", b"root:x:00:0:root:/root:/bin/bash\n", True),
+        ("alice", b"", False),
+        ("alice", ROOT + DAEMON, False),  # not listed: LDAP's, twostepd decides
+        ("", ROOT, False),
+        # the name exactly: no case folding, no stripping, no realm
+        ("Root", ROOT, False),
+        ("ROOT", ROOT, False),
+        (" root", ROOT, False),
+        ("root ", ROOT, False),
+        ("root\t", ROOT, False),
+        ("root\n", ROOT, False),
+        ("root@example", ROOT, False),
+        ("root@example", b"root@example:x:0:0::/:/bin/sh\n", False),
+        (" root", b" root:x:0:0::/:/bin/sh\n", False),
+        ("ro", ROOT, False),
+        ("roo", b"root:x:0:0::/:/bin/sh\nroo\n", False),
+        ("root:x", ROOT, False),
+        ("root:x:0:0:root:/root:/bin/bash", ROOT, False),
+        # NIS compat entries are not local accounts
+        ("+root", b"+root:x:0:0::/:/bin/sh\n", False),
+        ("-root", b"-root:x:0:0::/:/bin/sh\n", False),
+        ("root", b"+root::::::\n", False),
+        ("root", b"+::::::\n", False),
+        # malformed lines naming the user: not skipped
+        ("root", b"root\n", False),
+        ("root", b"root:\n", False),
+        ("root", b"root:x:0\n", False),
+        ("root", b"root:x:0:0::/root\n", False),
+        ("root", b"root:x:0:0::/root:/bin/sh:extra\n", False),
+        ("root", b"root:x::0::/root:/bin/sh\n", False),
+        ("root", b"root:x:zero:0::/root:/bin/sh\n", False),
+        ("root", b"root:x: 0:0::/root:/bin/sh\n", False),
+        ("root", b"root:x:0 :0::/root:/bin/sh\n", False),
+        ("root", b"root:x:+0:0::/root:/bin/sh\n", False),
+        ("root", b"root:x:-1:0::/root:/bin/sh\n", False),
+        ("root", b"root:x:0_0:0::/root:/bin/sh\n", False),
+        ("root", b"root:x:0x0:0::/root:/bin/sh\n", False),
+        ("root", "root:x:\u0660:0::/root:/bin/sh\n".encode(), False),  # Arabic-Indic zero
+        ("root", b"root:x:00000000000:0::/root:/bin/sh\n", False),  # 11 digits
+        ("root", b"root:x:9" + b"9" * 5000 + b":0::/:/bin/sh\n", False),
+        ("root", b"root:x:0:0:\x00:/root:/bin/sh\n", False),
+        ("root", b"root:x:0\x00:0::/root:/bin/sh\n", False),
+        ("root", b"root\x00:x:0:0::/root:/bin/sh\n", False),
+        ("root", b"root:x:0:0:\xff\xfe:/root:/bin/sh\n", True),  # not UTF-8, still sound
+        # several lines for one name: every one must be sound and below UID_MIN
+        ("root", ROOT + b"root:x:1001:1001::/home/root:/bin/sh\n", False),
+        ("root", b"root:x:1001:1001::/home/root:/bin/sh\n" + ROOT, False),
+        ("root", ROOT + b"root:x:0\n", False),
+        ("daemon", DAEMON + b"daemon:x:2:2::/:/bin/sh\n", True),
+        # hostile lines that do not name the user do not matter
+        ("root", b"\x00\x00\x00\n" + ROOT, True),
+        ("root", b"\xff\xfe\xfd:x:0:0::/:/bin/sh\n" + ROOT, True),
+        ("root", b"x" * 1_000_000 + b"\n" + ROOT, True),
+        ("root", b"::::::\n:\n\n\n" + ROOT, True),
+        ("root", b"alice:x:0:0::/:/bin/sh:root:x:0:0::/:/bin/sh\n", False),
+        ("root", b"root:x:0:0:" + b"g" * 100_000 + b":/root:/bin/bash\n", True),
+        ("b\u00f6b", "b\u00f6b:x:5:5::/:/bin/sh\n".encode(), True),
+        ("b\u00f6b", "b\u00f6b:x:5:5::/:/bin/sh\n".encode("latin-1"), False),
+        ("\ud800", ROOT, False),  # cannot be encoded: not skipped, no exception
+    ],
+)
+def test_system_account_reads_passwd_strictly(
+    tmp_path: Path, user: str, passwd: bytes, expected: bool
+) -> None:
+    path = tmp_path / "passwd"
+    path.write_bytes(passwd)
+    assert system_account(user, str(path), str(tmp_path / "no-login.defs")) is expected
+
+
+@pytest.mark.parametrize(
+    ("login_defs", "expected"),
+    [
+        (None, 1000),  # absent
+        (b"", 1000),
+        (b"UID_MIN 500\n", 500),
+        (b"UID_MIN\t\t\t 500\n", 500),
+        (b"  \tUID_MIN 500  \r\n", 500),
+        (b'UID_MIN "500"\n', 500),
+        (b"UID_MIN 500", 500),
+        (b"UID_MIN 0\n", 0),
+        (b"UID_MIN 0x1f4\n", 500),  # shadow reads numbers as strtoul(base 0)
+        (b"UID_MIN 0X1F4\n", 500),
+        (b"UID_MIN 0764\n", 500),
+        (b"UID_MIN 500\nUID_MIN 2000\n", 2000),  # the last one wins
+        (b"UID_MIN 500\nUID_MIN\n", 500),  # a name alone is no definition
+        (b"#UID_MIN 500\n", 1000),
+        (b"  # UID_MIN 500\n", 1000),
+        (b"UID_MIN 500 # a comment\n", 1000),  # shadow cannot parse it either
+        (b"UID_MIN=500\n", 1000),
+        (b"uid_min 500\n", 1000),
+        (b"UID_MINIMUM 500\n", 1000),
+        (b"SYS_UID_MIN 500\n", 1000),
+        (b"UID_MIN 08\n", 1000),
+        (b"UID_MIN 0x\n", 1000),
+        (b"UID_MIN 0xg\n", 1000),
+        (b"UID_MIN -1\n", 1000),
+        (b"UID_MIN +500\n", 1000),
+        (b"UID_MIN 5_00\n", 1000),
+        (b"UID_MIN 1e3\n", 1000),
+        (b"UID_MIN 5 00\n", 1000),
+        (b"UID_MIN 500.0\n", 1000),
+        (b"UID_MIN 4294967295\n", 4294967295),
+        (b"UID_MIN 4294967296\n", 1000),
+        (b"UID_MIN " + b"9" * 100_000 + b"\n", 1000),
+        (b"UID_MIN 5\x000\n", 1000),
+        (b"UID_MIN \xd9\xa5\n", 1000),  # a non-ASCII digit
+        (b"\xff\xfe\x00\n" + b"y" * 500_000 + b"\nUID_MIN 500\n", 500),
+    ],
+)
+def test_uid_min_reads_login_defs_as_shadow_does(
+    tmp_path: Path, login_defs: bytes | None, expected: int
+) -> None:
+    path = tmp_path / "login.defs"
+    if login_defs is not None:
+        path.write_bytes(login_defs)
+    assert uid_min(str(path)) == expected
+
+
+@pytest.mark.parametrize(
+    ("user", "login_defs", "expected"),
+    [
+        ("root", b"UID_MIN 0\n", True),  # uid 0 always counts
+        ("daemon", b"UID_MIN 0\n", False),
+        ("daemon", b"UID_MIN 1\n", False),
+        ("daemon", b"UID_MIN 2\n", True),
+        ("svc", b"UID_MIN 500\n", False),
+        ("svc", b"UID_MIN 501\n", True),
+        ("svc", b"UID_MIN 500 # comment\n", True),  # unparseable: 1000
+        ("svc", None, True),  # absent: 1000
+        ("user", None, False),
+        ("user", b"UID_MIN 60000\n", True),
+    ],
+)
+def test_system_account_below_uid_min(
+    tmp_path: Path, user: str, login_defs: bytes | None, expected: bool
+) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_bytes(
+        ROOT + DAEMON + b"svc:x:500:500::/:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n"
+    )
+    defs = tmp_path / "login.defs"
+    if login_defs is not None:
+        defs.write_bytes(login_defs)
+    assert system_account(user, str(passwd), str(defs)) is expected
+
+
+def test_system_account_on_read_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that cannot be read means "not a system account": twostepd decides."""
+    import pam_twostep.pam_module as module
+
+    passwd = tmp_path / "passwd"
+    passwd.write_bytes(ROOT)
+    defs = tmp_path / "login.defs"
+    defs.write_bytes(b"UID_MIN 1000\n")
+    assert system_account("root", str(passwd), str(defs))
+    assert not system_account("root", str(tmp_path / "none"), str(defs))
+    assert not system_account("root", str(tmp_path), str(defs))  # a directory
+    assert not system_account("root", str(passwd), str(tmp_path))  # login.defs unreadable
+    with pytest.raises(OSError):
+        uid_min(str(tmp_path))
+    monkeypatch.setattr(module, "_MAX_PASSWD", len(ROOT) - 1)
+    assert not system_account("root", str(passwd), str(defs))  # too large
+    monkeypatch.setattr(module, "_MAX_PASSWD", len(ROOT))
+    assert system_account("root", str(passwd), str(defs))
+    monkeypatch.setattr(module, "_MAX_LOGIN_DEFS", 4)
+    assert not system_account("root", str(passwd), str(defs))
+
+
+class FakePamh:
+    """Just enough of pam_python's handle to call the hooks directly."""
+
+    PAM_SUCCESS, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_USER_UNKNOWN = 0, 7, 9, 10
+    PAM_MAXTRIES, PAM_CONV_ERR, PAM_IGNORE, PAM_SILENT = 11, 19, 25, 0x8000
+    PAM_PROMPT_ECHO_OFF, PAM_ERROR_MSG, PAM_TEXT_INFO = 1, 3, 4
+
+    class exception(Exception):  # noqa: N801 - pam_python's name
+        pass
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.asked: list[object] = []
+        self.authtok: str | None = None
+        self.service, self.rhost = "test", ""
+        self.env: dict[str, str] = {}
+
+    def get_user(self, prompt: object) -> str:
+        return self.user
+
+    def Message(self, style: int, text: str) -> tuple[int, str]:  # noqa: N802
+        return (style, text)
+
+    def conversation(self, message: object) -> object:
+        self.asked.append(message)
+        raise self.exception("no conversation here")
+
+
+def test_hooks_read_the_files_at_call_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hooks themselves, on an injected passwd: a made-up system account gets
+    PAM_IGNORE from all three, nothing asked; a user is asked (and the conversation
+    failing here gives PAM_CONV_ERR); without skip_system, the answers of old."""
+    import pam_twostep.pam_module as module
+
+    passwd = tmp_path / "passwd"
+    passwd.write_bytes(b"svc-x:x:500:500::/:/bin/sh\nuser-x:x:1500:1500::/:/bin/sh\n")
+    monkeypatch.setattr(module, "PASSWD", str(passwd))
+    monkeypatch.setattr(module, "LOGIN_DEFS", str(tmp_path / "none"))
+    argv = ["twostep_pam.py", f"socket={tmp_path}/no-such-socket", "skip_system"]
+    svc = FakePamh("svc-x")
+    assert module.pam_sm_authenticate(svc, 0, argv) == FakePamh.PAM_IGNORE
+    assert module.pam_sm_setcred(svc, 0, argv) == FakePamh.PAM_IGNORE
+    assert module.pam_sm_acct_mgmt(svc, 0, argv) == FakePamh.PAM_IGNORE
+    assert svc.asked == []
+    user = FakePamh("user-x")
+    assert module.pam_sm_authenticate(user, 0, argv) == FakePamh.PAM_CONV_ERR
+    assert user.asked == [(FakePamh.PAM_PROMPT_ECHO_OFF, "Password: ")]
+    assert module.pam_sm_setcred(user, 0, argv) == FakePamh.PAM_SUCCESS
+    assert module.pam_sm_acct_mgmt(user, 0, argv) == FakePamh.PAM_SUCCESS
+    plain = argv[:2]
+    assert module.pam_sm_authenticate(FakePamh("svc-x"), 0, plain) == FakePamh.PAM_CONV_ERR
+    assert module.pam_sm_setcred(svc, 0, plain) == FakePamh.PAM_SUCCESS
+    assert module.pam_sm_acct_mgmt(svc, 0, plain) == FakePamh.PAM_SUCCESS
+
+
 # -- mail services through PAM ---------------------------------------------------------
 
 
@@ -493,6 +876,7 @@ def test_the_module_imports_only_what_it_needs(setup: Setup) -> None:
 
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import pam_twostep.pam_module; "
+        "pam_twostep.pam_module.system_account('root'); "  # skip_system imports nothing
         "print(' '.join(sorted(sys.modules)))"
     )
     baseline = set(
