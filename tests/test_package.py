@@ -357,26 +357,50 @@ def test_the_pam_profile_is_off_until_enabled_and_then_fails_closed(server: Serv
     assert "twostep" not in common_auth.read_text()
     server.sh("pam-auth-update --enable twostep")
     lines = [line for line in common_auth.read_text().splitlines() if line.startswith("auth")]
-    assert "pam_python.so /usr/lib/twostep/twostep_pam.py" in lines[0]
-    assert re.search(r"\[success=\d+ user_unknown=ignore default=die\]", lines[0])
+    assert "pam_python.so /usr/lib/twostep/twostep_pam.py skip_system" in lines[0]
+    # success ends it; a system account (root) is passed on; anything else ends it too
+    assert re.search(r"\[success=\d+ ignore=ignore default=die\]", lines[0])
     assert "pam_unix.so" in lines[1]
     server.root.file("/etc/pam.d/twostep-check").write_text("@include common-auth\n")
-    # bob is a local account twostep does not know: pam_unix decides, as before
-    server.sh("useradd bob && echo bob:bob-local-pw | chpasswd")
-    assert _pamtester(server, "bob", "bob-local-pw", "bob-local-pw")
-    assert not _pamtester(server, "bob", "wrong", "wrong")
+    # root is pam_unix's, without asking twostepd: it logs in with twostepd down too
+    server.sh("echo root:root-local-pw | chpasswd")
+    assert _pamtester(server, "root", "root-local-pw")
+    assert not _pamtester(server, "root", "wrong")
     # alice is in the directory, and here also a local account with the same password:
     # only the password and a code let her in, and no failure of twostep's falls through
     server.sh(f"useradd alice && echo alice:{PASSWORD} | chpasswd")
     assert _pamtester(server, "alice", PASSWORD, _code(server))
     assert not _pamtester(server, "alice", PASSWORD, "000000", PASSWORD)
+    # a name twostepd does not know is refused, not handed on (sssd would take
+    # "alice@example" for alice, with her password alone)
+    assert not _pamtester(server, "alice@example", PASSWORD, PASSWORD)
     assert server.twostepd is not None
     server.twostepd.kill()
     server.twostepd.wait()
     code = totp(decode_secret(server.secret), time.time())
     assert not _pamtester(server, "alice", PASSWORD, code, PASSWORD)
+    assert _pamtester(server, "root", "root-local-pw")
     server.start_twostepd()
-    server.sh("rm /etc/pam.d/twostep-check && userdel bob && userdel alice")
+    server.sh("rm /etc/pam.d/twostep-check && userdel alice")
+
+
+def test_removing_stops_while_a_pam_file_still_uses_the_module(server: Server) -> None:
+    """pam-auth-update leaves a common-auth edited by hand as it is: removing the
+    package then would leave every login refused, root's included."""
+    common_auth = server.root.file("/etc/pam.d/common-auth")
+    lines = common_auth.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.startswith("auth"))
+    # inside the block pam-auth-update writes (an edit outside it, it keeps and goes on)
+    lines.insert(first + 1, "# edited by hand\n")
+    common_auth.write_text("".join(lines))
+    done = server.root.run("apt-get remove -y -q twostep", check=False)
+    assert done.returncode != 0
+    assert "still use /usr/lib/twostep/twostep_pam.py" in done.stderr + done.stdout
+    assert server.sh("dpkg-query -W -f '${Status}' twostep") == "install ok installed"
+    server.sh("pam-auth-update --force --disable twostep")
+    assert "twostep" not in common_auth.read_text()
+    # its copies of the files as they were (no services; one names the module)
+    server.sh("rm /etc/pam.d/*.pam-old")
 
 
 def test_purge_removes_what_the_package_made_and_nothing_else(server: Server) -> None:

@@ -112,6 +112,7 @@ class FreshRoot:
                 shutil.copyfile(f"/etc/{name}", self.file(f"/etc/{name}"))
         self._mount("/proc", "-t", "proc", "proc")
         self._mount("/dev", "--bind", "/dev")
+        self._mount("/dev/pts", "--bind", "/dev/pts")
         archives = CACHE / f"freshroot-{self.release}-archives"
         (archives / "partial").mkdir(parents=True, exist_ok=True)
         self._mount("/var/cache/apt/archives", "--bind", str(archives))
