@@ -10,7 +10,9 @@ and group databases and the file system are read; nothing is changed.
 from __future__ import annotations
 
 import grp
+import os
 import pwd
+import stat
 from pathlib import Path
 
 from .check import Finding
@@ -75,9 +77,42 @@ def _audit_finding(config: Config) -> Finding | None:
     )
 
 
+def _shared_secret_findings(config: Config) -> list[Finding]:
+    """Secret files their group may read while the group has members besides the owner:
+    twostepd accepts 0640, but on a host where the portal's user is in the group twostep
+    (as make install and the package make it, for twostep.yaml), 0640 gives it the
+    directory's password."""
+    paths = [Path(config.ldap.bind_password_file)]
+    keys = Path(config.keys.directory)
+    if keys.is_dir():
+        paths += sorted(keys.glob("*.key"))
+    if config.mail_sessions.hosts:
+        paths.append(Path(config.mail_sessions.api_key_file))
+    findings = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+            group = grp.getgrgid(info.st_gid)
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except (OSError, KeyError):
+            continue  # missing or odd: load_secrets reports it
+        readers = _members(group) - {owner}
+        if info.st_mode & stat.S_IRGRP and readers:
+            findings.append(
+                Finding(
+                    False,
+                    f"{path} is readable by the group {group.gr_name}, which has"
+                    f" {', '.join(sorted(readers))} in it",
+                    f"chmod 0600 {path}",
+                )
+            )
+    return findings
+
+
 def host_findings(config: Config) -> list[Finding]:
     """What this host lacks for ``config``, each with its fix."""
     findings = _socket_findings(config)
+    findings += _shared_secret_findings(config)
     audit = _audit_finding(config)
     if audit is not None:
         findings.append(audit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 from pathlib import Path
 from typing import Any
@@ -81,3 +82,21 @@ def test_the_audit_folder_must_exist(tmp_path: Path) -> None:
     (tmp_path / "log").mkdir()
     [audit] = [f for f in host_findings(config) if "audit file" in f.what]
     assert audit.ok
+
+
+def test_a_secret_its_group_may_read_is_refused_when_the_group_has_others(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "ldap.secret"
+    secret.write_text("x")
+    # root's group has members besides root on no machine we know of: use one that does
+    group = next((g for g in grp.getgrall() if set(g.gr_mem) - {"root"}), None)
+    if group is None:
+        pytest.skip("no group with members here")
+    os.chown(secret, 0, group.gr_gid)
+    config = _config(tmp_path, socket_group="root", verify={"users": ["root"]})
+    secret.chmod(0o640)
+    [shared] = [f for f in host_findings(config) if str(secret) in f.what]
+    assert not shared.ok and shared.advice == f"chmod 0600 {secret}"
+    secret.chmod(0o600)
+    assert not [f for f in host_findings(config) if str(secret) in f.what]
