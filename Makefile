@@ -39,7 +39,7 @@ LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
 SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
 
-.PHONY: test test-here test-other-release lint typecheck unit deps venv demo demo-stop bench fuzz screenshots clean install install-clients install-roundcube
+.PHONY: test test-here test-other-release lint typecheck unit deps venv venv-libs demo demo-stop bench fuzz screenshots clean install install-clients install-roundcube
 
 # Both releases are always run; the make fails if either did, and the last line counts both.
 test:
@@ -75,7 +75,12 @@ deps:
 	    -o Dpkg::Options::=--force-confold $$missing; \
 	fi
 
-venv: $(VENV)/.installed
+# A venv made for the other DEBIAN_LIBS is made anew.
+venv: venv-libs $(VENV)/.installed
+
+venv-libs:
+	@[ ! -e $(VENV)/.installed ] || [ "$$(cat $(VENV)/.debian-libs 2>/dev/null)" = $(DEBIAN_LIBS) ] || \
+	  { echo "remaking $(VENV) for DEBIAN_LIBS=$(DEBIAN_LIBS)"; rm -rf $(VENV); }
 
 $(VENV)/.installed: pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
