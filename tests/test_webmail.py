@@ -297,7 +297,9 @@ def test_the_webmail_story(lab: dict[str, Any], browser: Any) -> None:
     # Sign-out ends the credential: it opens IMAP no more.
     page.goto(first.url + "/?_task=mail")
     page.click("a.logout")
-    page.wait_for_load_state("networkidle")
+    # the login form is back once Roundcube has run its logout (and the plugin its hook):
+    # "networkidle" alone may be seen before the click's navigation has even begun
+    page.wait_for_selector("#rcmloginuser", timeout=30000)
     assert not imap_ok(lab, "bob", credential, address="127.0.0.1")
     assert '"action":"webmail-session-end"' in audit(lab)
 
