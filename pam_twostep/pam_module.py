@@ -59,6 +59,7 @@ from . import wire
 # PAM transaction: the annotations below are strings, resolved by type checkers only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -171,14 +172,27 @@ def uid_min(login_defs: str = LOGIN_DEFS) -> int:
     return _DEFAULT_UID_MIN if number is None or number > _MAX_UID else number
 
 
-def system_account(user: str, passwd: str = PASSWD, login_defs: str = LOGIN_DEFS) -> bool:
+def _nss_uid(user: str) -> int:
+    import pwd  # noqa: PLC0415 - only on this path, for system accounts
+
+    return pwd.getpwnam(user).pw_uid
+
+
+def system_account(
+    user: str,
+    passwd: str = PASSWD,
+    login_defs: str = LOGIN_DEFS,
+    nss_uid: "Callable[[str], int] | None" = None,
+) -> bool:
     """Whether ``user`` is a local system account, which ``skip_system`` leaves to others.
 
     True only when the name is spelled exactly as in ``passwd`` (no case folding, no
     stripping; never with whitespace, "@" or ":", nor NIS's leading "+"/"-"), at least
     one line names it, and every line naming it is well formed (seven fields, no NUL, a
-    uid of 1 to 10 ASCII digits) with uid 0 or a uid below ``UID_MIN``. Anything else, and
-    any error reading either file, is False: twostepd decides. Never raises."""
+    uid of 1 to 10 ASCII digits) with uid 0 or a uid below ``UID_MIN``, no line is a NIS
+    "+"/"-" entry or names it after leading blanks, and NSS (what pam_unix will ask)
+    gives the same uid. Anything else, and any error, is False: twostepd decides. Never
+    raises."""
     try:
         name = user.encode("utf-8", "surrogateescape")
         if (
@@ -190,7 +204,11 @@ def system_account(user: str, passwd: str = PASSWD, login_defs: str = LOGIN_DEFS
         prefix = name + b":"
         uids = []
         for line in _read(passwd, _MAX_PASSWD).split(b"\n"):
+            if line[:1] in (b"+", b"-"):
+                return False  # NIS compat entries: NSS may answer with another account
             if not line.startswith(prefix):
+                if line.lstrip().startswith(prefix):
+                    return False  # glibc reads past leading blanks: another entry of it
                 continue
             fields = line.split(b":")
             uid = fields[2] if len(fields) == 7 else b""
@@ -200,7 +218,11 @@ def system_account(user: str, passwd: str = PASSWD, login_defs: str = LOGIN_DEFS
         if not uids:
             return False
         limit = uid_min(login_defs)  # read even for root: an error means not skipped
-        return all(uid == 0 or uid < limit for uid in uids)
+        if not all(uid == 0 or uid < limit for uid in uids):
+            return False
+        # what the modules after this one see (NSS: files, then perhaps sss or ldap)
+        # must be that same local account, not a directory user of the same name
+        return (nss_uid or _nss_uid)(user) in uids
     except Exception:  # noqa: BLE001 - on any doubt the account is twostepd's
         return False
 

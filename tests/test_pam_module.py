@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -443,6 +443,19 @@ ROOT = b"root:x:0:0:root:/root:/bin/bash\n"
 DAEMON = b"daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 
 
+def _uid_in(passwd: Path) -> Callable[[str], int]:
+    """NSS as a files-only host answers: the first entry of that name in ``passwd``."""
+
+    def uid(user: str) -> int:
+        for line in passwd.read_bytes().split(b"\n"):
+            fields = line.split(b":")
+            if len(fields) == 7 and fields[0] == user.encode("utf-8", "surrogateescape"):
+                return int(fields[2])
+        raise KeyError(user)
+
+    return uid
+
+
 @pytest.mark.parametrize(
     ("user", "passwd", "expected"),
     [
@@ -519,7 +532,9 @@ def test_system_account_reads_passwd_strictly(
 ) -> None:
     path = tmp_path / "passwd"
     path.write_bytes(passwd)
-    assert system_account(user, str(path), str(tmp_path / "no-login.defs")) is expected
+    assert (
+        system_account(user, str(path), str(tmp_path / "no-login.defs"), _uid_in(path)) is expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -596,7 +611,7 @@ def test_system_account_below_uid_min(
     defs = tmp_path / "login.defs"
     if login_defs is not None:
         defs.write_bytes(login_defs)
-    assert system_account(user, str(passwd), str(defs)) is expected
+    assert system_account(user, str(passwd), str(defs), _uid_in(passwd)) is expected
 
 
 def test_system_account_on_read_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -659,6 +674,7 @@ def test_hooks_read_the_files_at_call_time(tmp_path: Path, monkeypatch: pytest.M
     passwd.write_bytes(b"svc-x:x:500:500::/:/bin/sh\nuser-x:x:1500:1500::/:/bin/sh\n")
     monkeypatch.setattr(module, "PASSWD", str(passwd))
     monkeypatch.setattr(module, "LOGIN_DEFS", str(tmp_path / "none"))
+    monkeypatch.setattr(module, "_nss_uid", _uid_in(passwd))
     argv = ["twostep_pam.py", f"socket={tmp_path}/no-such-socket", "skip_system"]
     svc = FakePamh("svc-x")
     assert module.pam_sm_authenticate(svc, 0, argv) == FakePamh.PAM_IGNORE
@@ -876,7 +892,7 @@ def test_the_module_imports_only_what_it_needs(setup: Setup) -> None:
 
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import pam_twostep.pam_module; "
-        "pam_twostep.pam_module.system_account('root'); "  # skip_system imports nothing
+        "pam_twostep.pam_module.system_account('root'); "  # skip_system: pwd, built in
         "print(' '.join(sorted(sys.modules)))"
     )
     baseline = set(
@@ -902,4 +918,34 @@ def test_the_module_imports_only_what_it_needs(setup: Setup) -> None:
         "pam_twostep",
         "pam_twostep.wire",
         "pam_twostep.pam_module",
+        "pwd",  # built into the interpreter (no file): NSS's view of a system account
     }
+
+
+def test_a_system_name_nss_resolves_elsewhere_is_not_skipped(tmp_path: Path) -> None:
+    """sssd or LDAP first in nsswitch.conf, and a directory user named like a local
+    system account: pam_unix would see that user, so twostepd must decide."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("backup:x:34:34:backup:/var/backups:/usr/sbin/nologin\n")
+    defs = tmp_path / "login.defs"
+    assert system_account("backup", str(passwd), str(defs), _uid_in(passwd))
+    assert not system_account("backup", str(passwd), str(defs), lambda _: 5001)
+
+    def unknown(user: str) -> int:
+        raise KeyError(user)
+
+    assert not system_account("backup", str(passwd), str(defs), unknown)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+::::::\nmail:x:8:8:mail:/var/mail:/usr/sbin/nologin\n",
+        "-baduser::::::\nmail:x:8:8:mail:/var/mail:/usr/sbin/nologin\n",
+        " mail:x:1001:1001::/home/mail:/bin/sh\nmail:x:8:8:mail:/var/mail:/usr/sbin/nologin\n",
+    ],
+)
+def test_passwd_files_nss_may_read_otherwise_skip_nobody(tmp_path: Path, text: str) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text(text)
+    assert not system_account("mail", str(passwd), str(tmp_path / "none"), lambda _: 8)
