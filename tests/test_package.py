@@ -352,16 +352,36 @@ def _pamtester(server: Server, user: str, *answers: str) -> bool:
     return done.returncode == 0
 
 
+# A stand-in for pam_sss or pam_winbind, a later Primary module that would take a
+# directory password alone: it accepts "backup" (a system account here) with "dirpw".
+_DIRECTORY_PROFILE = """Name: a directory module (test)
+Default: no
+Priority: 128
+Auth-Type: Primary
+Auth:
+\t[success=end default=ignore] pam_exec.so quiet expose_authtok /usr/local/bin/dircheck
+"""
+_DIRCHECK = '#!/bin/sh\nread -r pw; [ "$PAM_USER" = backup ] && [ "$pw" = dirpw ]\n'
+
+
 def test_the_pam_profile_is_off_until_enabled_and_then_fails_closed(server: Server) -> None:
     common_auth = server.root.file("/etc/pam.d/common-auth")
     assert "twostep" not in common_auth.read_text()
+    server.root.file("/etc/pam.d/twostep-check").write_text("@include common-auth\n")
+    server.root.file("/usr/share/pam-configs/zz-directory").write_text(_DIRECTORY_PROFILE)
+    server.root.file("/usr/local/bin/dircheck").write_text(_DIRCHECK)
+    server.root.file("/usr/local/bin/dircheck").chmod(0o755)
+    server.sh("pam-auth-update --enable zz-directory")
+    assert _pamtester(server, "backup", "dirpw", "dirpw")  # the stand-in works
     server.sh("pam-auth-update --enable twostep")
     lines = [line for line in common_auth.read_text().splitlines() if line.startswith("auth")]
     assert "pam_python.so /usr/lib/twostep/twostep_pam.py skip_system" in lines[0]
-    # success ends it; a system account (root) is passed on; anything else ends it too
+    # success ends it; a system account (root) goes to its own pam_unix, and only there:
+    # whatever else fails ends the login, and no later module is reached
     assert re.search(r"\[success=\d+ ignore=ignore default=die\]", lines[0])
-    assert "pam_unix.so" in lines[1]
-    server.root.file("/etc/pam.d/twostep-check").write_text("@include common-auth\n")
+    assert re.search(r"\[success=\d+ default=die\] pam_unix.so", lines[1])
+    # a directory account named like a local system account: its password alone no more
+    assert not _pamtester(server, "backup", "dirpw", "dirpw")
     # root is pam_unix's, without asking twostepd: it logs in with twostepd down too
     server.sh("echo root:root-local-pw | chpasswd")
     assert _pamtester(server, "root", "root-local-pw")
@@ -381,13 +401,23 @@ def test_the_pam_profile_is_off_until_enabled_and_then_fails_closed(server: Serv
     assert not _pamtester(server, "alice", PASSWORD, code, PASSWORD)
     assert _pamtester(server, "root", "root-local-pw")
     server.start_twostepd()
-    server.sh("rm /etc/pam.d/twostep-check && userdel alice")
+    server.sh(
+        "pam-auth-update --disable zz-directory && rm /usr/share/pam-configs/zz-directory"
+        " /usr/local/bin/dircheck /etc/pam.d/twostep-check && userdel alice"
+    )
 
 
 def test_removing_stops_while_a_pam_file_still_uses_the_module(server: Server) -> None:
     """pam-auth-update leaves a common-auth edited by hand as it is: removing the
     package then would leave every login refused, root's included."""
     common_auth = server.root.file("/etc/pam.d/common-auth")
+    # a service of the site's own that uses the module: nothing is changed, not even
+    # common-auth, which keeps asking for a code
+    server.sh("cp /usr/share/twostep/pam.d/twostep-dovecot /etc/pam.d/")
+    done = server.root.run("apt-get remove -y -q twostep", check=False)
+    assert done.returncode != 0 and "/etc/pam.d/twostep-dovecot" in done.stdout + done.stderr
+    assert "twostep_pam.py" in common_auth.read_text()
+    server.sh("rm /etc/pam.d/twostep-dovecot")
     lines = common_auth.read_text().splitlines(keepends=True)
     first = next(i for i, line in enumerate(lines) if line.startswith("auth"))
     # inside the block pam-auth-update writes (an edit outside it, it keeps and goes on)
