@@ -27,6 +27,7 @@ PYTHON_DEBS := python3-ldap3 python3-pyotp python3-argon2 python3-yaml python3-c
 ifeq ($(DEBIAN_LIBS),yes)
 DEB_PACKAGES += $(PYTHON_DEBS)
 VENV_FLAGS := --system-site-packages
+PIP_FLAGS := -c tests/release/debian-libs.txt
 endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -82,9 +83,9 @@ venv-libs:
 	@[ ! -e $(VENV)/.installed ] || [ "$$(cat $(VENV)/.debian-libs 2>/dev/null)" = $(DEBIAN_LIBS) ] || \
 	  { echo "remaking $(VENV) for DEBIAN_LIBS=$(DEBIAN_LIBS)"; rm -rf $(VENV); }
 
-$(VENV)/.installed: pyproject.toml | deps
+$(VENV)/.installed: pyproject.toml tests/release/debian-libs.txt | deps
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check $(PIP_FLAGS) -e '.[dev]'
 	echo $(DEBIAN_LIBS) > $(VENV)/.debian-libs
 	touch $@
 
