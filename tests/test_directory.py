@@ -36,6 +36,7 @@ from pam_twostep.core.changes import Change, Modify
 from pam_twostep.core.errors import Conflict, DirectoryIncomplete, DirectoryUnavailable
 from pam_twostep.directory import Directory, escape_filter
 from pam_twostep.directory._prepared import message, prepare, search_request
+from pam_twostep.directory._providers import ldapi_socket
 from pam_twostep.lab.slapd import SUFFIX
 from pam_twostep.lab.tls import make_certificates
 
@@ -165,6 +166,8 @@ def test_check_password(directory: Directory) -> None:
     assert not directory.check_password(dn, "wrong")
     assert not directory.check_password(dn, "")  # an anonymous bind would "succeed"
     assert not directory.check_password(dn, "x\x00y")
+    # refused by SASLprep before any bind: wrong, not unreachable (sshd's unknown users)
+    assert not directory.check_password(dn, "\b\n\r\x7fINCORRECT")
     assert not directory.check_password(dn, "x" * 2000)
     assert not directory.check_password(f"uid=nobody,{PEOPLE}", "x")
 
@@ -762,3 +765,17 @@ def test_an_attribute_asked_for_in_another_case_keeps_its_values(directory: Dire
     assert entry is not None
     assert entry.get("uid") == (b"alice",) and len(entry.get("entryuuid")) == 1
     assert entry.get("twostepsecret") == ()
+
+
+@pytest.mark.parametrize(
+    ("uri", "socket"),
+    [
+        ("ldapi:///", "/run/slapd/ldapi"),  # no socket named: the system's slapd
+        ("ldapi://", "/run/slapd/ldapi"),
+        ("ldapi://%2Fvar%2Frun%2Fslapd%2Fldapi", "/var/run/slapd/ldapi"),
+        ("ldapi://%2Ftmp%2Fx%20y", "/tmp/x y"),
+        ("ldapi:///srv/ldap/sock", "/srv/ldap/sock"),
+    ],
+)
+def test_an_ldapi_uri_names_its_socket(uri: str, socket: str) -> None:
+    assert ldapi_socket(uri) == socket

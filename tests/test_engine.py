@@ -771,3 +771,27 @@ def test_the_source_throttle_spares_loopback_and_can_be_turned_off(
             for user in ("alice", "bob", "carol"):
                 mail_login(engine, user, f"mistake {round_}", remote=remote)
         assert mail_login(engine, "dave", USERS["dave"], remote=remote).outcome is Outcome.ACCEPT
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "\b\n\r\x7fINCORRECT",  # what sshd sends for every user it does not know
+        "tab\tinside",
+        "bell\x07",
+        "line\u2028separator",
+        "\u200b",  # mapped to nothing by SASLprep: empty, which is no password
+    ],
+)
+def test_a_password_ldap3_cannot_send_is_a_wrong_password(
+    engine: Engine, audit: MemorySink, password: str
+) -> None:
+    """SASLprep (which ldap3 applies to a simple bind) refuses control characters before
+    anything is sent: a wrong password, counted, never a directory outage."""
+    decision = mail_login(engine, "carol", password, remote="192.0.2.81")
+    assert (decision.outcome, decision.reason) == (Outcome.DENY, Reason.WRONG_PASSWORD)
+    assert decision.counted
+    assert audit.events[-1].reason == "wrong-password"
+    assert mail_login(engine, "carol", USERS["carol"], remote="192.0.2.81").outcome is (
+        Outcome.ACCEPT
+    )

@@ -35,6 +35,7 @@ from typing import TypeVar
 
 from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection
 from ldap3.core import exceptions as ldap_errors
+from ldap3.protocol.sasl.sasl import validate_simple_password
 from ldap3.utils.conv import escape_filter_chars
 
 from ..config import LdapConfig, UsersConfig
@@ -77,6 +78,20 @@ def escape_filter(value: str) -> str:
 
 def _class_filter(object_class: str) -> str:
     return f"(objectClass={escape_filter(object_class)})"
+
+
+def _sendable(password: str) -> bool:
+    """Whether ``password`` can be anyone's: ldap3 prepares a simple bind's password with
+    SASLprep (RFC 4013), which refuses control characters, before anything is sent. Such
+    a password (sshd sends "\\b\\n\\r\\x7fINCORRECT" for every unknown user) is a wrong
+    password, decided here, not a directory outage."""
+    if not password or "\0" in password or len(password) > _MAX_PASSWORD:
+        return False
+    try:
+        validate_simple_password(password)
+    except ldap_errors.LDAPException:
+        return False
+    return True
 
 
 class Directory:
@@ -327,7 +342,7 @@ class Directory:
         An empty password is refused here: LDAP treats it as an anonymous bind, which
         "succeeds" (RFC 4513 5.1.2).
         """
-        if not password or "\0" in password or len(password) > _MAX_PASSWORD:
+        if not _sendable(password):
             return False
         self._count("user-bind")
         self._providers.fail_back()
@@ -357,10 +372,12 @@ class Directory:
 
     def change_password(self, dn: str, old: str, new: str) -> bool:
         """RFC 3062 password modify, bound as the user; False if ``old`` is wrong."""
-        if not old or "\0" in old or len(old) > _MAX_PASSWORD:
+        if not _sendable(old):
             return False
-        if not new or "\0" in new or len(new) > _MAX_PASSWORD:
-            raise ValueError("a new password has 1 to 1024 characters and no NUL")
+        if not _sendable(new):
+            raise ValueError(
+                "a new password has 1 to 1024 characters, no NUL and no control characters"
+            )
         try:
             _, conn = self._providers.open(dn, old, fail_over=False)
         except ldap_errors.LDAPInvalidCredentialsResult:
