@@ -24,9 +24,22 @@ from ..core.errors import DirectoryUnavailable
 from ._answers import UNREACHABLE, quietly_close, require_success
 from ._tls import VerifyingTls, start_tls
 
-__all__ = ["Providers"]
+__all__ = ["DEFAULT_LDAPI_SOCKET", "Providers", "ldapi_socket"]
 
 log = logging.getLogger("pam_twostep.directory")
+
+
+DEFAULT_LDAPI_SOCKET = "/run/slapd/ldapi"
+"""Where Debian's slapd listens for ldapi:/// (libldap's default socket, as ldapsearch
+-H ldapi:/// reaches it)."""
+
+
+def ldapi_socket(uri: str) -> str:
+    """The socket an ldapi:// URI names: its %-escaped host, else its path; ``ldapi:///``
+    (no socket named) is the system's slapd, as for libldap, not the folder "/"."""
+    parsed = urllib.parse.urlsplit(uri)
+    path = urllib.parse.unquote(parsed.netloc or parsed.path)
+    return path if path not in ("", "/") else DEFAULT_LDAPI_SOCKET
 
 
 class Providers:
@@ -68,9 +81,8 @@ class Providers:
             tls = VerifyingTls(str(self._config.ca_file) if self._config.ca_file else None)
         timeout = self._config.timeout
         if parsed.scheme == "ldapi":
-            path = urllib.parse.unquote(parsed.netloc or parsed.path)
             return Server(
-                "ldapi://" + urllib.parse.quote(path, safe=""),
+                "ldapi://" + urllib.parse.quote(ldapi_socket(uri), safe=""),
                 get_info=NONE,
                 connect_timeout=timeout,
             )
