@@ -87,6 +87,7 @@ def _ldap_findings(
             )
         )
 
+        findings.append(_policy_finding(directory, config))
         probe_dn = None
         if user:
             found = directory.find_account(user, ["1.1"])
@@ -252,6 +253,22 @@ def run_checks(
     if dovecot is not None:
         findings.append(dovecot)
     return findings
+
+
+def _policy_finding(directory: Directory, config: Config) -> Finding:
+    """policy.default must name an entry: without it every login is a temporary failure
+    (the policy in force cannot be known), two-step off or not."""
+    default = config.policy.default
+    if default is None:
+        return Finding(True, "policy.default: none (the site-wide defaults apply)")
+    if directory.read(default, ["1.1"]) is not None:
+        return Finding(True, f"policy.default {default}: found")
+    return Finding(
+        False,
+        f"policy.default {default}: no such entry, so every login fails",
+        "add it (objectClass applicationProcess and twostepPolicy, see ldap_schema/README.md)"
+        " or set policy.default to an entry that exists",
+    )
 
 
 def _secret_advice(config: Config, problem: str) -> str:

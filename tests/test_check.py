@@ -70,6 +70,22 @@ def test_names_the_passdb_the_installed_dovecot_can_use(open_slapd: Slapd, tmp_p
         assert "auth-twostep-checkpassword.conf.ext" in findings[0].what
 
 
+def test_a_default_policy_that_names_no_entry_is_a_failure(
+    open_slapd: Slapd, tmp_path: Path
+) -> None:
+    """Without it every login is a temporary failure, two-step off included."""
+    path = tmp_path / "twostep.yaml"
+    data = config_data(open_slapd, make_secrets_dir(tmp_path / "etc"))
+    path.write_text(yaml.safe_dump(data))
+    [found] = [f for f in run_checks(path, socket="/nonexistent") if "policy.default" in f.what]
+    assert found.ok and found.what.endswith(": found")
+    data["policy"]["default"] = "cn=nothing,ou=policies," + open_slapd.names.suffix
+    path.write_text(yaml.safe_dump(data))
+    [missing] = [f for f in run_checks(path, socket="/nonexistent") if "policy.default" in f.what]
+    assert not missing.ok and "no such entry, so every login fails" in missing.what
+    assert "ldap_schema/README.md" in missing.advice
+
+
 def _schema_before_issue_18() -> str:
     """The shipped twostep.ldif without the attributes issue 18 added: the schema of a
     site that upgraded twostep and not yet its directory."""
