@@ -252,6 +252,9 @@ def run_checks(
     dovecot = _dovecot_finding()
     if dovecot is not None:
         findings.append(dovecot)
+    from .check_dovecot import dovecot_findings  # noqa: PLC0415 - it imports Finding from here
+
+    findings += dovecot_findings()
     return findings
 
 

@@ -5,6 +5,9 @@ twostepd's socket group, and an administrator may have moved the audit file some
 that does not exist. Each finding names the command that fixes it; a client outside the
 group is only noted, since its service may grant the group when it starts. Only the password
 and group databases and the file system are read; nothing is changed.
+
+The files twostepd and the portal read are judged as the users they run as
+(:mod:`pam_twostep.service_access`), since this check runs as root, who reads anything.
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ from pathlib import Path
 
 from .check import Finding
 from .config import Config
+from .service_access import (
+    DAEMON_USER,
+    PORTAL_USER,
+    account,
+    daemon_problems,
+    portal_problems,
+    secret_files,
+)
 
 __all__ = ["host_findings"]
 
@@ -82,14 +93,8 @@ def _shared_secret_findings(config: Config) -> list[Finding]:
     twostepd accepts 0640, but on a host where the portal's user is in the group twostep
     (as make install and the package make it, for twostep.yaml), 0640 gives it the
     directory's password."""
-    paths = [Path(config.ldap.bind_password_file)]
-    keys = Path(config.keys.directory)
-    if keys.is_dir():
-        paths += sorted(keys.glob("*.key"))
-    if config.mail_sessions.hosts:
-        paths.append(Path(config.mail_sessions.api_key_file))
     findings = []
-    for path in paths:
+    for _label, path in secret_files(config):
         try:
             info = os.stat(path)
             group = grp.getgrgid(info.st_gid)
@@ -109,9 +114,47 @@ def _shared_secret_findings(config: Config) -> list[Finding]:
     return findings
 
 
+def _runs_as(socket: Path | tuple[str, int], default: str) -> str | None:
+    """The user a service runs as: its socket's owner while it runs (it made the
+    socket), else the user of the shipped unit. None: a running service whose owner has
+    no name."""
+    try:
+        info = os.stat(socket) if isinstance(socket, Path) else None
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISSOCK(info.st_mode):
+        return default
+    try:
+        return pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        return None
+
+
+def _service_user_findings(config: Config) -> list[Finding]:
+    """The files twostepd and the portal read, judged as the users they run as (this
+    check runs as root, who reads anything); the portal's only where its user exists,
+    since a site may run no portal."""
+    findings = []
+    daemon = _runs_as(config.daemon.socket, DAEMON_USER)
+    if daemon is not None:
+        problems = daemon_problems(config, daemon)
+        findings += [Finding(False, p.what, p.fix) for p in problems]
+        if not problems:
+            findings.append(Finding(True, f"twostepd's user {daemon} can read its files"))
+    portal = _runs_as(config.portal.listen, PORTAL_USER)
+    user = account(portal) if portal is not None else None
+    if user is not None:
+        problems = portal_problems(config, user)
+        findings += [Finding(False, p.what, p.fix) for p in problems]
+        if not problems:
+            findings.append(Finding(True, f"the portal's user {portal} can read its files"))
+    return findings
+
+
 def host_findings(config: Config) -> list[Finding]:
     """What this host lacks for ``config``, each with its fix."""
     findings = _socket_findings(config)
+    findings += _service_user_findings(config)
     findings += _shared_secret_findings(config)
     audit = _audit_finding(config)
     if audit is not None:

@@ -57,6 +57,7 @@ from .directory import Directory
 from .engine import Engine
 from .handlers import error, handle
 from .mailsessions import mail_sessions
+from .service_access import DAEMON_USER, daemon_problems
 from .socketfile import group_id, hand_over
 from .stalenotice import stale_notices
 from .supervisor import Supervisor
@@ -492,7 +493,15 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="validate the configuration and secret files, then exit",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--user",
+        help=f"the user twostepd runs as, default {DAEMON_USER}; --check run as root tests"
+        " the files as that user",
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.user is not None and not arguments.check:
+        parser.error("--user goes with --check")
+    return arguments
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -510,6 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 78
     logging.getLogger().setLevel(config.log_level.upper())
     if arguments.check:
+        # root reads every file: judge them as the user twostepd will run as
+        problems = [] if os.geteuid() else daemon_problems(config, arguments.user or DAEMON_USER)
+        for problem in problems:
+            log.error("%s", problem)
         try:
             _socket_gid(config.daemon)
         except ConfigError as exc:
@@ -517,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 78
         for name in resolve(config.daemon).unknown:
             log.warning("%s: no such user or group here; it grants nothing", name)
+        if problems:
+            return 78
         print(f"{path}: configuration and secret files are usable")
         return 0
     _descriptor_limit(config.daemon)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_secrets_dir
+from support.stack import world_readable_directory
 
 from pam_twostep.check_host import host_findings
 from pam_twostep.config import Config, parse_config
+from pam_twostep.service_access import DAEMON_USER, account
 
 
 def _config(tmp_path: Path, **daemon: Any) -> Config:
@@ -55,7 +60,11 @@ def test_a_client_outside_the_socket_group_is_told_how_to_join(tmp_path: Path) -
         socket_group=group,
         verify={"users": ["root", "daemon", "twostep-no-such-user"]},
     )
-    noted = [f for f in host_findings(config) if f.advice and "audit" not in f.what]
+    noted = [
+        f
+        for f in host_findings(config)
+        if f.advice and "audit" not in f.what and "service user" not in f.what
+    ]
     # root needs no group; a user this host does not have (no Postfix here) is no problem;
     # and daemon's service may grant the group when it starts: a note, not a failure
     assert [(f.ok, f.advice) for f in noted] == [(True, f"adduser daemon {group}")]
@@ -96,7 +105,67 @@ def test_a_secret_its_group_may_read_is_refused_when_the_group_has_others(
     os.chown(secret, 0, group.gr_gid)
     config = _config(tmp_path, socket_group="root", verify={"users": ["root"]})
     secret.chmod(0o640)
-    [shared] = [f for f in host_findings(config) if str(secret) in f.what]
+    [shared] = [f for f in host_findings(config) if "readable by the group" in f.what]
     assert not shared.ok and shared.advice == f"chmod 0600 {secret}"
     secret.chmod(0o600)
-    assert not [f for f in host_findings(config) if str(secret) in f.what]
+    assert not [f for f in host_findings(config) if "readable by the group" in f.what]
+
+
+def _listening(path: Path, owner: int) -> socket.socket:
+    """A socket at ``path`` owned by ``owner``, as a service running as that user
+    leaves it."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    os.chown(path, owner, -1)
+    return listener
+
+
+def test_the_files_are_judged_as_the_user_twostepd_runs_as() -> None:
+    """Its socket's owner while it runs: here nobody, who cannot read what root made."""
+    base = world_readable_directory("twostep-host-")
+    try:
+        make_secrets_dir(base / "etc")
+        config = _config(base / "etc", socket=str(base / "twostepd.sock"))
+        with _listening(base / "twostepd.sock", pwd.getpwnam("nobody").pw_uid):
+            failed = [f for f in host_findings(config) if "service user" in f.what]
+        keys = base / "etc/keys"
+        assert [(f.ok, f.what, f.advice) for f in failed] == [
+            (
+                False,
+                f"ldap.bind_password_file {base}/etc/ldap.secret: the service user nobody"
+                " cannot read it (owner root, mode 0600)",
+                f"chown nobody:nogroup {base}/etc/ldap.secret",
+            ),
+            (
+                False,
+                f"keys.directory {keys}: the service user nobody cannot list it (owner root,"
+                " mode 0700)",
+                f"chown nobody:nogroup {keys}",
+            ),
+            (
+                False,
+                f"keys.directory: key file {keys}/k1.key: the service user nobody cannot"
+                " read it (owner root, mode 0600)",
+                f"chown nobody:nogroup {keys}/k1.key",
+            ),
+        ]
+        # root's own socket: root reads anything
+        (base / "twostepd.sock").unlink()
+        with _listening(base / "twostepd.sock", 0):
+            assert "twostepd's user root can read its files" in [
+                f.what for f in host_findings(config) if f.ok
+            ]
+    finally:
+        shutil.rmtree(base)
+
+
+def test_without_a_running_twostepd_the_units_user_counts(tmp_path: Path) -> None:
+    config = _config(tmp_path, socket=str(tmp_path / "none.sock"))
+    if account(DAEMON_USER) is not None:
+        pytest.skip(f"this host has a user {DAEMON_USER}")
+    [missing] = [f for f in host_findings(config) if "service user" in f.what]
+    assert (missing.ok, missing.what, missing.advice) == (
+        False,
+        f"the service user {DAEMON_USER} does not exist (twostepd runs as it)",
+        "make install or the Debian package creates it",
+    )

@@ -848,21 +848,70 @@ def test_bad_configuration_exits_78(base: Path) -> None:
     assert "ldap.uris" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_check_mode(daemon: Twostepd) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pam_twostep.daemon",
-            "--check",
-            "--config",
-            str(daemon.config_path),
-        ],
+def _check(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pam_twostep.daemon", "--check", "--config", str(config), *extra],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_check_mode(daemon: Twostepd) -> None:
+    # the tests' twostepd runs as root, and so its files are root's
+    result = _check(daemon.config_path, "--user", "root")
     assert result.returncode == 0, result.stderr
+
+
+def test_check_as_root_judges_the_files_as_the_service_user(base: Path) -> None:
+    """Root reads every file; twostepd, run as its own user, would not: key files made by
+    root are refused, each with the command that fixes it."""
+    etc = make_secrets_dir(base / "etc")
+    path = base / "twostep.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "ldap": {
+                    "uris": ["ldap://127.0.0.1:1/"],
+                    "bind_dn": "cn=twostep,dc=example,dc=org",
+                    "bind_password_file": str(etc / "ldap.secret"),
+                },
+                "users": {"base": "ou=people,dc=example,dc=org"},
+                "policy": {"base": "ou=p,dc=example,dc=org"},
+                "keys": {"current": "k1", "directory": str(etc / "keys")},
+                "totp": {"issuer": "Example"},
+                "audit": {"syslog": False},
+                "daemon": {"socket_group": "root"},
+            }
+        )
+    )
+    path.chmod(0o644)
+    os.chown(etc / "keys", NOBODY.pw_uid, NOBODY.pw_gid)
+    key = etc / "keys" / "k1.key"
+    result = _check(path, "--user", "nobody")
+    assert result.returncode == 78, result.stderr
+    assert (
+        f"keys.directory: key file {key}: the service user nobody cannot read it (owner root,"
+        f" mode 0600); run chown nobody:nogroup {key}"
+    ) in result.stderr
+    assert f"ldap.bind_password_file {etc / 'ldap.secret'}: the service user" in result.stderr
+    assert "Traceback" not in result.stderr and "usable" not in result.stdout
+    for owned in (key, etc / "ldap.secret"):
+        os.chown(owned, NOBODY.pw_uid, NOBODY.pw_gid)
+    result = _check(path, "--user", "nobody")
+    assert result.returncode == 0, result.stderr
+    assert "configuration and secret files are usable" in result.stdout
+    result = _check(path, "--user", "twostep-no-such-user")
+    assert result.returncode == 78
+    assert "the service user twostep-no-such-user does not exist" in result.stderr
+    # --user says who --check judges for: the daemon itself has no use for it
+    result = subprocess.run(
+        [sys.executable, "-m", "pam_twostep.daemon", "--user", "nobody", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and "--user goes with --check" in result.stderr
 
 
 def test_continuations_spare_a_bind_and_prove_nothing_else(daemon: Twostepd, slapd: Slapd) -> None:
