@@ -16,7 +16,7 @@ DEB_PACKAGES := python3-venv slapd ldap-utils dovecot-imapd dovecot-pop3d doveco
 	php-sqlite3 \
 	build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	dpkg-dev \
-	lintian fail2ban logrotate man-db groff-base
+	lintian fail2ban logrotate man-db groff-base iproute2
 # Debian 12's pass runs the suite against Debian's own Python libraries, the ones the
 # package depends on and the oldest the project supports (a venv that sees them, with
 # only the development tools from pip); Debian 13's runs against pip's newest.
@@ -39,8 +39,12 @@ SYSCONFDIR ?= /etc
 LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
 SHAREDIR = $(DESTDIR)$(PREFIX)/share/twostep
+# systemd and tmpfiles read the administrator's /usr/local/lib as well as dpkg's /usr/lib
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+MANDIR = $(DESTDIR)$(PREFIX)/share/man
 
-.PHONY: test test-here test-other-release lint typecheck unit deps venv venv-libs demo demo-stop bench fuzz screenshots clean install install-clients install-roundcube
+.PHONY: test test-here test-other-release lint typecheck unit deps venv venv-libs demo demo-stop bench fuzz screenshots clean install install-clients install-roundcube uninstall
 
 # Both releases are always run; the make fails if either did, and the last line counts both.
 test:
@@ -139,12 +143,26 @@ install-clients:
 	cd $(CURDIR) && $(PYTHON) -m pam_twostep.lab.files $(CLIENTDIR) $(SHAREDIR)
 
 # Everything, for a real host (as root): the daemon in its own virtual environment, the
-# clients, the Lua script, the systemd unit, the twostep system user, /etc/twostep.
-# With DESTDIR set (packaging), files are staged there and no user is created.
+# clients, the Lua script, the systemd units, the twostep system users, /etc/twostep.
+# With DESTDIR set (packaging), files are staged there, written as if installed at
+# PREFIX (scripts, bytecode), and no user is created. A second install replaces the
+# program and keeps /etc/twostep, the keys and the logrotate file; restart twostepd and
+# twostep-portal afterwards. INSTALL_FILES lists what uninstall removes.
+INSTALL_FILES = $(PREFIX)/lib/twostep $(PREFIX)/share/twostep $(PREFIX)/share/doc/twostep \
+	$(PREFIX)/sbin/twostepd $(PREFIX)/bin/twostep \
+	$(UNITDIR)/twostepd.service $(UNITDIR)/twostep-portal.service \
+	$(TMPFILESDIR)/twostep.conf \
+	$(PREFIX)/share/man/man1/twostep.1 $(PREFIX)/share/man/man5/twostep.yaml.5 \
+	$(PREFIX)/share/man/man8/twostepd.8
 install: install-clients
 	$(PYTHON) -m venv $(LIBDIR)/venv
 	$(LIBDIR)/venv/bin/pip install -q --disable-pip-version-check .
-	$(LIBDIR)/venv/bin/python -m compileall -q $(LIBDIR)/venv/lib
+	if [ -n "$(DESTDIR)" ]; then \
+	  grep -rlI -F -- "$(LIBDIR)" $(LIBDIR)/venv/bin $(LIBDIR)/venv/pyvenv.cfg | \
+	    xargs -r sed -i 's|$(LIBDIR)|$(PREFIX)/lib/twostep|g'; \
+	fi
+	$(LIBDIR)/venv/bin/python -m compileall -q -f $(if $(DESTDIR),-s $(DESTDIR) -p /) \
+	  $(LIBDIR)/venv/lib
 	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/doc/twostep
 	ln -sfn $(PREFIX)/lib/twostep/venv/bin/twostepd $(DESTDIR)$(PREFIX)/sbin/twostepd
 	install -d -m 755 $(DESTDIR)$(PREFIX)/bin
@@ -152,17 +170,17 @@ install: install-clients
 	install -m 644 README.md CHANGELOG.md $(DESTDIR)$(PREFIX)/share/doc/twostep/
 	cp -r ldap_schema config checkpassword webmail $(SHAREDIR)/
 	ln -sfn ../../twostep/ldap_schema $(DESTDIR)$(PREFIX)/share/doc/twostep/ldap_schema
-	install -d -m 755 $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/tmpfiles.d
+	install -d -m 755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR)
 	for unit in twostepd twostep-portal; do \
 	  sed 's|/usr/local|$(PREFIX)|g' config/systemd/$$unit.service \
-	    > $(DESTDIR)/lib/systemd/system/$$unit.service; \
+	    > $(DESTDIR)$(UNITDIR)/$$unit.service; \
 	done
-	install -m 644 config/tmpfiles.d/twostep.conf $(DESTDIR)/usr/lib/tmpfiles.d/twostep.conf
-	install -d -m 755 $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
-	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(SYSCONFDIR)/logrotate.d
-	install -m 644 docs/man/twostep.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	install -m 644 docs/man/twostep.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	install -m 644 docs/man/twostepd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 config/tmpfiles.d/twostep.conf $(DESTDIR)$(TMPFILESDIR)/twostep.conf
+	install -d -m 755 $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 \
+	  $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -m 644 docs/man/twostep.1 $(MANDIR)/man1/
+	install -m 644 docs/man/twostep.yaml.5 $(MANDIR)/man5/
+	install -m 644 docs/man/twostepd.8 $(MANDIR)/man8/
 	[ -e $(DESTDIR)$(SYSCONFDIR)/logrotate.d/twostep ] || \
 	  install -m 644 config/logrotate/twostep $(DESTDIR)$(SYSCONFDIR)/logrotate.d/twostep
 	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/twostep
@@ -174,6 +192,9 @@ install: install-clients
 	  chgrp twostep $(SYSCONFDIR)/twostep $(SYSCONFDIR)/twostep/twostep.yaml; \
 	  chmod 750 $(SYSCONFDIR)/twostep; \
 	  install -d -m 700 -o twostep -g twostep $(SYSCONFDIR)/twostep/keys; \
+	  [ -n "$$(find $(SYSCONFDIR)/twostep/keys -name '*.key' -print -quit)" ] || \
+	    (umask 077; head -c 32 /dev/urandom | base64 > $(SYSCONFDIR)/twostep/keys/k1.key; \
+	     chown twostep:twostep $(SYSCONFDIR)/twostep/keys/k1.key); \
 	  getent passwd twostep-portal >/dev/null || \
 	    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \
 	      --groups twostep twostep-portal; \
@@ -192,7 +213,20 @@ install: install-clients
 	    (umask 077; head -c 32 /dev/urandom | base64 > $(SYSCONFDIR)/twostep/portal.key; \
 	     chown twostep-portal: $(SYSCONFDIR)/twostep/portal.key); \
 	fi
-	@echo "installed; next: keys in $(SYSCONFDIR)/twostep/keys, the service password, the LDAP schema"
+	@echo "installed; next: the LDAP schema, the service identity and its password (README)"
+	@echo "(an upgrade: systemctl daemon-reload; systemctl restart twostepd twostep-portal)"
+
+# What install added, with the same PREFIX; the site's own files stay: /etc/twostep
+# (configuration, keys, secrets), a logrotate file changed since, the system users and
+# groups, /var/vmail and /var/log/twostep. Stop and disable the units first.
+uninstall:
+	rm -rf $(addprefix $(DESTDIR),$(INSTALL_FILES))
+	-rmdir $(DESTDIR)$(UNITDIR) $(DESTDIR)$(dir $(UNITDIR)) $(DESTDIR)$(TMPFILESDIR) \
+	  $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 $(DESTDIR)$(PREFIX)/share/doc 2>/dev/null
+	if cmp -s config/logrotate/twostep $(DESTDIR)$(SYSCONFDIR)/logrotate.d/twostep; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/logrotate.d/twostep; fi
+	@echo "uninstalled; kept: $(SYSCONFDIR)/twostep (configuration, keys), /var/log/twostep," \
+	  "/var/vmail, the users twostep, twostep-portal, vmail and the group twostep-clients"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
