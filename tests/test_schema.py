@@ -55,7 +55,7 @@ def test_every_name_the_code_uses_is_defined_and_documented() -> None:
 
 def test_acl_protects_every_attribute() -> None:
     acl = (SCHEMA_DIR / "acl.ldif").read_text().replace("\n ", "")
-    protected = re.search(r"\{1\}to attrs=(\S+)", acl)
+    protected = re.search(r"\{2\}to attrs=(\S+)", acl)
     assert protected is not None
     assert set(protected.group(1).split(",")) == set(Attr.STATE) | set(POLICY_ATTRIBUTES)
 
