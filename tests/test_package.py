@@ -12,7 +12,6 @@ other release the suite runs in its chroot (tests/release), and so does this.
 
 from __future__ import annotations
 
-import hashlib
 import imaplib
 import json
 import os
@@ -155,24 +154,7 @@ _VOLATILE = re.compile(
 
 
 def _snapshot(root: FreshRoot) -> dict[str, str]:
-    """Every path outside ``_VOLATILE``; files under /etc with their digest and mode."""
-    found: dict[str, str] = {}
-    for top, directories, files in os.walk(root.path):
-        relative_top = os.path.relpath(top, root.path)
-        relative_top = "" if relative_top == "." else relative_top + "/"
-        directories[:] = [d for d in directories if not _VOLATILE.match(relative_top + d)]
-        for name in directories + files:
-            relative = relative_top + name
-            if _VOLATILE.match(relative):
-                continue
-            path = Path(top) / name
-            stamp = ""
-            if relative.startswith("etc/") and path.is_file() and not path.is_symlink():
-                info = path.stat()
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                stamp = f"{digest} {info.st_mode:o} {info.st_uid}:{info.st_gid}"
-            found[relative] = stamp
-    return found
+    return root.snapshot(_VOLATILE)
 
 
 @pytest.fixture(scope="module")

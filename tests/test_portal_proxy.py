@@ -21,20 +21,16 @@ from __future__ import annotations
 
 import errno
 import grp
-import http.client
 import imaplib
 import json
 import os
 import plistlib
-import re
 import shutil
 import socket
-import ssl
 import stat
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +40,7 @@ import yaml
 from flask import Flask
 from support import leaks
 from support.browser import CHROMIUM, Person, chromium, next_code
+from support.portal_client import Client
 from support.stack import LAB_INFO_KEYS, world_readable_directory
 
 from pam_twostep.config import Config, PortalConfig, parse_config
@@ -76,61 +73,6 @@ def lab() -> Iterator[dict[str, Any]]:
     yield info
     assert "nginx" in instance.down()
     assert not alive(pids["nginx"]) and not alive(pids["portal"])
-
-
-class Client:
-    """A browser-like HTTP client (cookies, the page's CSRF token) that connects from a
-    chosen loopback address, through nginx (HTTPS, the lab's CA and nothing else, names
-    checked) or straight to the portal (HTTP)."""
-
-    def __init__(self, base: str, source: str, ca: str | None = None) -> None:
-        self.base = base
-        url = urllib.parse.urlsplit(base)
-        self.host, self.port = url.hostname or "", url.port or 0
-        self.source = source
-        self.context = ssl.create_default_context(cafile=ca) if url.scheme == "https" else None
-        self.cookies: dict[str, str] = {}
-        self.token = ""
-
-    def request(
-        self, method: str, path: str, form: dict[str, str] | None = None, **headers: str
-    ) -> tuple[int, dict[str, str], str]:
-        connection: http.client.HTTPConnection
-        if self.context is not None:
-            connection = http.client.HTTPSConnection(
-                self.host, self.port, source_address=(self.source, 0), context=self.context
-            )
-        else:
-            connection = http.client.HTTPConnection(
-                self.host, self.port, source_address=(self.source, 0)
-            )
-        sent = {k.replace("_", "-"): v for k, v in headers.items()}
-        if self.cookies:
-            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode({**form, "csrf": self.token})
-            sent["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            connection.request(method, path, body=body, headers=sent)
-            response = connection.getresponse()
-            text = response.read().decode()
-            for header in response.headers.get_all("Set-Cookie") or []:
-                name, _, value = header.split(";", 1)[0].partition("=")
-                self.cookies[name.strip()] = value
-            found = re.search(r'name="csrf" value="([^"]+)"', text)
-            if found:
-                self.token = found.group(1)
-            return response.status, dict(response.headers), text
-        finally:
-            connection.close()
-
-    def sign_in(self, user: str, password: str, **headers: str) -> tuple[int, dict[str, str]]:
-        self.request("GET", "/signin")
-        status, answer, _ = self.request(
-            "POST", "/signin", {"user": user, "password": password}, **headers
-        )
-        return status, answer
 
 
 def password(lab: dict[str, Any], user: str) -> str:

@@ -7,14 +7,18 @@ sees what an earlier one left. Downloaded packages are kept in a cache of their 
 bound into each root. There is no systemd in it: daemons are started by hand.
 
 While open, the root has ``/proc`` and ``/dev``; closing it kills whatever still runs
-inside and undoes its mounts. Inside the chroot of the other release (tests/release)
-the same code builds a root of that release.
+inside and undoes its mounts. ``private_network()`` gives it a network namespace of its
+own with only a loopback interface: daemons started there with ``private=True`` listen
+on their usual ports without meeting this machine's, and nothing else can reach them.
+Inside the chroot of the other release (tests/release) the same code builds a root of
+that release.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -89,6 +93,7 @@ class FreshRoot:
         self.path = path
         self.release = release
         self._mounts: list[Path] = []
+        self._network: subprocess.Popen[bytes] | None = None
 
     @classmethod
     @contextlib.contextmanager
@@ -110,6 +115,13 @@ class FreshRoot:
         for name in ("resolv.conf", "hosts"):
             with contextlib.suppress(OSError):
                 shutil.copyfile(f"/etc/{name}", self.file(f"/etc/{name}"))
+        # this machine's way out (a proxy's own CA, as tests/release carries it in): pip
+        # in the root trusts what pip here does
+        bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+        if bundle.exists():
+            self.file("/etc/ssl").mkdir(exist_ok=True)
+            shutil.copyfile(bundle, self.file("/etc/ssl/host-ca-bundle.pem"))
+            self.file("/etc/pip.conf").write_text("[global]\ncert = /etc/ssl/host-ca-bundle.pem\n")
         self._mount("/proc", "-t", "proc", "proc")
         self._mount("/dev", "--bind", "/dev")
         self._mount("/dev/pts", "--bind", "/dev/pts")
@@ -127,16 +139,39 @@ class FreshRoot:
         """A path inside the root, as seen from outside."""
         return self.path / path.lstrip("/")
 
-    def _argv(self, argv: Sequence[str]) -> list[str]:
+    def private_network(self) -> None:
+        """A network namespace with loopback only, held by a process outside the root."""
+        self._network = subprocess.Popen(
+            ["unshare", "--net", "--", "sh", "-c", "ip link set lo up && exec sleep infinity"],
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while self.enter_network(["ip", "-o", "link", "show", "up", "lo"]).returncode:
+            assert time.monotonic() < deadline, "the private network's loopback is not up"
+            time.sleep(0.05)
+
+    def network_argv(self) -> list[str]:
+        """A prefix that runs a program of this machine in the private network."""
+        assert self._network is not None, "private_network() first"
+        return ["nsenter", f"--net=/proc/{self._network.pid}/ns/net", "--"]
+
+    def enter_network(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.network_argv(), *argv], capture_output=True, text=True, check=False
+        )
+
+    def _argv(self, argv: Sequence[str], private: bool = False) -> list[str]:
         env = ["HOME=/root", "LANG=C.UTF-8", f"PATH={_PATH}", "DEBIAN_FRONTEND=noninteractive"]
-        return ["chroot", str(self.path), "/usr/bin/env", "-i", *env, *argv]
+        prefix = self.network_argv() if private else []
+        return [*prefix, "chroot", str(self.path), "/usr/bin/env", "-i", *env, *argv]
 
     def run(
-        self, script: str, *, check: bool = True, timeout: float = 900
+        self, script: str, *, check: bool = True, timeout: float = 900, private: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        """``script`` by bash inside the root; its output, and failure when ``check``."""
+        """``script`` by bash inside the root; its output, and failure when ``check``.
+        ``private``: in the private network (no Internet there)."""
         done = subprocess.run(
-            self._argv(["bash", "-ec", script]),
+            self._argv(["bash", "-ec", script], private),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -160,6 +195,26 @@ class FreshRoot:
                 start_new_session=True,
             )
 
+    def snapshot(self, volatile: re.Pattern[str]) -> dict[str, str]:
+        """Every path not matching ``volatile``; files under /etc with digest, mode, owner."""
+        found: dict[str, str] = {}
+        for top, directories, files in os.walk(self.path):
+            relative_top = os.path.relpath(top, self.path)
+            relative_top = "" if relative_top == "." else relative_top + "/"
+            directories[:] = [d for d in directories if not volatile.match(relative_top + d)]
+            for name in directories + files:
+                relative = relative_top + name
+                if volatile.match(relative):
+                    continue
+                path = Path(top) / name
+                stamp = ""
+                if relative.startswith("etc/") and path.is_file() and not path.is_symlink():
+                    info = path.stat()
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    stamp = f"{digest} {info.st_mode:o} {info.st_uid}:{info.st_gid}"
+                found[relative] = stamp
+        return found
+
     def _inside(self) -> list[int]:
         pids = []
         for proc in Path("/proc").glob("[0-9]*"):
@@ -181,6 +236,10 @@ class FreshRoot:
 
     def close(self) -> None:
         self.stop_all()
+        if self._network is not None:
+            self._network.kill()
+            self._network.wait()
+            self._network = None
         for where in reversed(self._mounts):
             subprocess.run(["umount", "-l", str(where)], check=False)
         self._mounts.clear()
