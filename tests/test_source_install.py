@@ -45,7 +45,7 @@ STEPS = (
     ("install", "make install"),
     ("directory", "ldapadd    -Q -Y EXTERNAL -H ldapi:/// -f ldap_schema/twostep.ldif"),
     ("daemon", "twostepd --check"),
-    ("dovecot", "sed -i 's/^!include auth-system.conf.ext/#&/'"),
+    ("dovecot", "sed -i 's/^!include auth-/#&/' /etc/dovecot/conf.d/10-auth.conf"),
     ("postfix", "cat /usr/local/share/twostep/config/postfix/main.cf.twostep"),
     ("sshd", "cp /usr/local/share/twostep/config/pam.d/sshd /etc/pam.d/sshd"),
     ("nginx", "cp /usr/local/share/twostep/config/nginx/twostep-portal"),
@@ -191,8 +191,12 @@ def test_the_directory_and_the_daemon(host: Host) -> None:
         "dn: uid=alice,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n"
         f"uid: alice\ncn: Alice\nsn: A\nuserPassword: {hashed}\nEOF"
     )
-    # NSS knows her (sssd or libnss-ldapd would): a local account without a password
-    host.sh("useradd --uid 2001 --no-create-home --shell /bin/bash alice")
+    # NSS knows her (sssd or libnss-ldapd would); her local account has the same
+    # password, so a system passdb or pam_unix left in front of twostep would let it in
+    host.sh(
+        f"useradd --uid 2001 --no-create-home --shell /bin/bash alice && "
+        f"echo alice:{PASSWORD} | chpasswd"
+    )
     try:
         out = host.step("daemon")
     except AssertionError as exc:
@@ -219,8 +223,13 @@ def _step(host: Host, name: str) -> None:
 def test_mail_takes_passcodes_only_and_port_25_takes_mail(host: Host) -> None:
     _step(host, "dovecot")
     _step(host, "postfix")
+    # twostep's is Dovecot's only passdb
+    passdbs = host.sh("doveconf -n").stdout.count("\npassdb")
+    assert passdbs == 1, host.sh("doveconf -n").stdout
     for service in ("imap", "pop3", "submission"):
-        assert host.probe(service, "alice", host.passcode)["ok"], (service, host.logs())
+        accepted = host.probe(service, "alice", host.passcode)
+        assert accepted["ok"], (service, accepted, host.logs())
+        assert accepted.get("select", "OK") == "OK", accepted
         refused = host.probe(service, "alice", PASSWORD)
         assert not refused["ok"], (service, refused)
     assert host.probe("submission", "alice", PASSWORD)["code"] == 535
