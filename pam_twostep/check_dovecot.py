@@ -66,6 +66,11 @@ class DovecotAuth:
     mail_users: tuple[MailUser, ...] = ()
     twostep_lua: bool = False
     """A Lua passdb runs twostep's script."""
+    twostep_passdb: bool = False
+    """Some passdb is twostep's (a setting of it names twostep: the Lua script, the
+    checkpassword program, a PAM service)."""
+    other_passdbs: tuple[str, ...] = ()
+    """Passdbs that are not twostep's, by driver: each may accept a bare password."""
 
 
 @dataclass
@@ -139,7 +144,17 @@ def parse_doveconf(text: str) -> DovecotAuth:
     root = _parse(text)
     users = []
     lua = False
+    ours = False
+    others: list[str] = []
     for block in root.walk():
+        if block.kind == "passdb":
+            named = " ".join(block.settings.values())
+            if block.driver() == "lua" and "lua_file" not in block.settings:
+                named += " " + root.settings.get("lua_file", "")
+            if "twostep" in named:
+                ours = True
+            else:
+                others.append(f"passdb {block.name or block.driver() or '(unnamed)'}")
         if block.kind == "userdb" and block.driver() == "static":
             fields = _static_fields(block)
             users.append(
@@ -156,7 +171,7 @@ def parse_doveconf(text: str) -> DovecotAuth:
             if "lua_file" not in block.settings:
                 named += " " + root.settings.get("lua_file", "")
             lua = lua or _SCRIPT in named
-    return DovecotAuth(tuple(users), lua)
+    return DovecotAuth(tuple(users), lua, ours, tuple(others))
 
 
 def _fixed(value: str | None) -> str | None:
@@ -353,6 +368,16 @@ def dovecot_findings(config_file: Path | None = None, root: Path = Path("/")) ->
         ]
     auth = parse_doveconf(done.stdout)
     findings = mail_user_findings(auth.mail_users, root)
+    if auth.twostep_passdb and auth.other_passdbs:
+        findings.append(
+            Finding(
+                False,
+                f"Dovecot: {', '.join(auth.other_passdbs)} next to twostep's: a passdb"
+                " before it accepts the bare password without asking twostep",
+                "comment out its !include in conf.d/10-auth.conf (or its passdb block):"
+                " twostep's must be the only passdb",
+            )
+        )
     if auth.twostep_lua:
         findings.append(lua_socket_finding(root))
     return findings

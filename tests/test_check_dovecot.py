@@ -132,9 +132,9 @@ VMAIL_24 = MailUser("userdb static", "vmail", "vmail", "/var/vmail/%{user}")
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (DOVECOT_23, DovecotAuth((VMAIL_23,), True)),
-        (DOVECOT_24, DovecotAuth((VMAIL_24,), True)),
-        (DEBIAN_DEFAULT, DovecotAuth((), False)),
+        (DOVECOT_23, DovecotAuth((VMAIL_23,), True, True)),
+        (DOVECOT_24, DovecotAuth((VMAIL_24,), True, True)),
+        (DEBIAN_DEFAULT, DovecotAuth((), False, False, ("passdb pam",))),
         ("", DovecotAuth((), False)),
         # 2.4: a userdb of another name says its driver; fields may carry a modifier
         (
@@ -151,10 +151,19 @@ VMAIL_24 = MailUser("userdb static", "vmail", "vmail", "/var/vmail/%{user}")
         # a userdb of another driver, and a Lua passdb running another script
         (
             "userdb passwd {\n}\npassdb lua {\n  lua_file = /etc/dovecot/other.lua\n}\n",
-            DovecotAuth((), False),
+            DovecotAuth((), False, False, ("passdb lua",)),
         ),
         # 2.4: lua_file set outside the filter
-        (f"lua_file = {SCRIPT}\npassdb lua {{\n  use_worker = yes\n}}\n", DovecotAuth((), True)),
+        (
+            f"lua_file = {SCRIPT}\npassdb lua {{\n  use_worker = yes\n}}\n",
+            DovecotAuth((), True, True),
+        ),
+        # Debian's system passdb left in front of twostep's: it takes the bare password
+        (
+            f"passdb {{\n  driver = pam\n}}\npassdb {{\n  args = file={SCRIPT}\n"
+            "  driver = lua\n}\n",
+            DovecotAuth((), True, True, ("passdb pam",)),
+        ),
         # what cannot be read is skipped: stray braces, lines of neither kind
         (
             "}\nnonsense without equals\nuserdb {\n  driver = static\n"
