@@ -35,6 +35,13 @@ RESULTS := /var/cache/twostep/results-native.xml
 RESULTS_OTHER := /var/cache/twostep/results-other.xml
 
 PREFIX ?= /usr/local
+# install and uninstall write and remove under these: absolute, one word each
+ifneq ($(DESTDIR),)
+override DESTDIR := $(abspath $(DESTDIR))
+endif
+ifneq ($(words $(PREFIX)),1)
+$(error PREFIX must be one absolute path without spaces)
+endif
 SYSCONFDIR ?= /etc
 LIBDIR = $(DESTDIR)$(PREFIX)/lib/twostep
 CLIENTDIR = $(LIBDIR)/client
@@ -220,6 +227,9 @@ install: install-clients
 # (configuration, keys, secrets), a logrotate file changed since, the system users and
 # groups, /var/vmail and /var/log/twostep. Stop and disable the units first.
 uninstall:
+	@case "$(PREFIX)" in /?*) ;; *) echo "PREFIX=$(PREFIX): not an absolute folder" >&2; exit 1;; esac
+	@if [ -z "$(DESTDIR)" ] && dpkg -S $(PREFIX)/lib/twostep >/dev/null 2>&1; then \
+	  echo "$(PREFIX)/lib/twostep is the Debian package's: apt remove twostep" >&2; exit 1; fi
 	rm -rf $(addprefix $(DESTDIR),$(INSTALL_FILES))
 	-rmdir $(DESTDIR)$(UNITDIR) $(DESTDIR)$(dir $(UNITDIR)) $(DESTDIR)$(TMPFILESDIR) \
 	  $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 $(DESTDIR)$(PREFIX)/share/doc 2>/dev/null

@@ -501,6 +501,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     if arguments.user is not None and not arguments.check:
         parser.error("--user goes with --check")
+    if arguments.user is not None and os.geteuid() != 0:
+        parser.error("--user needs root: only root can judge files as another user")
     return arguments
 
 
