@@ -47,7 +47,7 @@ STEPS = (
     ("daemon", "twostepd --check"),
     ("dovecot", "sed -i 's/^!include auth-/#&/' /etc/dovecot/conf.d/10-auth.conf"),
     ("postfix", "cat /usr/local/share/twostep/config/postfix/main.cf.twostep"),
-    ("sshd", "cp /usr/local/share/twostep/config/pam.d/sshd /etc/pam.d/sshd"),
+    ("sshd", "cp -b /usr/local/share/twostep/config/pam.d/sshd /etc/pam.d/sshd"),
     ("nginx", "cp /usr/local/share/twostep/config/nginx/twostep-portal"),
     ("uninstall", "systemctl disable --now twostepd twostep-portal"),
 )
@@ -298,7 +298,8 @@ def test_make_uninstall_removes_what_install_added_and_nothing_else(host: Host) 
         "etc/postfix/main.cf",
         "etc/postfix/master.cf",
         "etc/pam.d/sshd",
-        "etc/ssh/sshd_config.d/twostep.conf",
+        "etc/pam.d/sshd~",
+        "etc/ssh/sshd_config.d/00-twostep.conf",
         "etc/nginx/sites-available/twostep-portal",
         "etc/nginx/sites-enabled/twostep-portal",
     }
