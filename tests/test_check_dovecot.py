@@ -357,7 +357,9 @@ def test_the_installed_doveconf_is_read_for_the_shipped_snippet() -> None:
 @needs_doveconf
 def test_a_configuration_doveconf_refuses_is_a_finding(tmp_path: Path) -> None:
     path = tmp_path / "dovecot.conf"
-    path.write_text("no_such_setting_of_dovecot = 1\n")
+    # 2.4 wants its configuration version first, or names that instead
+    first = "dovecot_config_version = 2.4.0\n" if installed_version().is_24 else ""
+    path.write_text(f"{first}no_such_setting_of_dovecot = 1\n")
     [finding] = dovecot_findings(path)
     assert not finding.ok
     assert finding.what.startswith(f"Dovecot: doveconf -c {path} -n fails: ")
