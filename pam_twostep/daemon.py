@@ -53,7 +53,7 @@ from .background import Background
 from .config import Config, DaemonConfig, config_path, load_config, load_secrets
 from .continuation import Continuations
 from .core.errors import ConfigError
-from .directory import Directory
+from .directory import Directory, ProviderChoice
 from .engine import Engine
 from .handlers import error, handle
 from .mailsessions import mail_sessions
@@ -92,10 +92,10 @@ class _Runtime:
     rules: Rules
 
 
-def _build(config: Config) -> _Runtime:
+def _build(config: Config, choice: ProviderChoice) -> _Runtime:
     secrets = load_secrets(config)
     rules = resolve(config.daemon)
-    directory = Directory(config.ldap, config.users, secrets.bind_password)
+    directory = Directory(config.ldap, config.users, secrets.bind_password, choice=choice)
     sink = build_sink(config.audit)
     engine = Engine(
         config,
@@ -217,12 +217,17 @@ class Daemon:
     """One serving process: an event loop for the sockets, threads for the decisions."""
 
     def __init__(
-        self, path: Path, listener: socket.socket, continuations: Continuations | None = None
+        self,
+        path: Path,
+        listener: socket.socket,
+        continuations: Continuations | None = None,
+        choice: ProviderChoice | None = None,
     ) -> None:
         self._path = path
         self._listener = listener
         self._continuations = continuations or Continuations()
-        self._runtime = _build(load_config(path))
+        self._choice = choice or ProviderChoice()
+        self._runtime = _build(load_config(path), self._choice)
         workers = self._runtime.config.daemon.workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
         self._waiting = asyncio.Semaphore(workers * 4)
@@ -265,7 +270,7 @@ class Daemon:
 
     def _reload(self) -> None:
         try:
-            runtime = _build(load_config(self._path))
+            runtime = _build(load_config(self._path), self._choice)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
@@ -550,8 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if count == 1:
             return asyncio.run(Daemon(path, listener).run())
         continuations = Continuations()  # one key for all: a login may cross processes
+        choice = ProviderChoice()  # one provider for all: single use needs one server
         return Supervisor(
-            lambda: asyncio.run(Daemon(path, listener, continuations).run()), count
+            lambda: asyncio.run(Daemon(path, listener, continuations, choice).run()), count
         ).run()
     except ConfigError as exc:
         log.error("%s", exc)

@@ -87,6 +87,8 @@ def test_full_config() -> None:
         ("ldap.timeout", "5", "ldap.timeout: must be a number"),
         ("ldap.timeout", 0, "ldap.timeout: must be between"),
         ("ldap.pool_size", True, "ldap.pool_size: must be a whole number"),
+        ("ldap.single_use", "lenient", "ldap.single_use: must be one of"),
+        ("ldap.single_use", True, "ldap.single_use: must be"),
         ("ldap.uris", [], "ldap.uris: must be a URI"),
         ("ldap.uris", ["http://x/"], "is not an ldap://"),
         ("ldap.uris", ["ldap://[::1/"], "is not an ldap://"),  # found by tests/fuzz

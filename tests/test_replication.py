@@ -1,4 +1,9 @@
-"""Two providers in multi-provider replication: fail-over, single use, one provider at a time."""
+"""Two providers in multi-provider replication: fail-over, single use, one provider per daemon.
+
+Two ``Directory`` objects sharing one ``ProviderChoice`` are two serving processes of
+one daemon, as the supervisor forks them (the sharing across a fork: test_choice.py);
+whole daemons of several processes each: test_replicated_daemons.py.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,16 @@ from typing import Any
 
 import pytest
 from conftest import Clock, config_data, make_secrets_dir
+from support.concurrency import at_once
 from support.flows import enroll, interactive_login, mail_login
-from support.replication import providers, wait_until
+from support.replication import consume_from, providers, wait_until
 from support.slapd import Slapd, user_dn
 from support.stack import world_readable_directory
 
 from pam_twostep.audit import MemorySink
 from pam_twostep.config import Config, load_secrets, parse_config
 from pam_twostep.core.decision import Outcome, Reason
-from pam_twostep.directory import Directory
+from pam_twostep.directory import Directory, ProviderChoice
 from pam_twostep.engine import Engine
 from pam_twostep.lab.twostepd import Twostepd
 
@@ -52,10 +58,19 @@ def config_for(servers: tuple[Slapd, ...], base: Path, **ldap: Any) -> Config:
     return parse_config(data)
 
 
-def engine_for(config: Config, clock: Clock, monotonic: Monotonic | None = None) -> Engine:
+def engine_for(
+    config: Config,
+    clock: Clock,
+    monotonic: Monotonic | None = None,
+    choice: ProviderChoice | None = None,
+) -> Engine:
     loaded = load_secrets(config)
     directory = Directory(
-        config.ldap, config.users, loaded.bind_password, clock=monotonic or Monotonic()
+        config.ldap,
+        config.users,
+        loaded.bind_password,
+        choice=choice,
+        clock=monotonic or Monotonic(),
     )
     return Engine(config, directory, loaded.keyring, MemorySink(), clock=clock)
 
@@ -150,7 +165,8 @@ def test_a_provider_that_stays_down_costs_one_attempt_per_period(
 ) -> None:
     a, b = servers
     clock, monotonic = Clock(), Monotonic()
-    engine = engine_for(config_for((a, b), tmp_path, failback_after=60), clock, monotonic)
+    config = config_for((a, b), tmp_path, failback_after=60, single_use="available")
+    engine = engine_for(config, clock, monotonic)
     directory = engine.directory
     try:
         a.kill()
@@ -162,5 +178,136 @@ def test_a_provider_that_stays_down_costs_one_attempt_per_period(
         assert directory.counts()["failback-probe"] == 3
         assert directory.server_in_use == b.uri
         assert user_dn("bob") in b.snapshot()
+    finally:
+        directory.close()
+
+
+def kept_for(engine: Engine) -> set[int]:
+    """The providers a directory holds connections to."""
+    providers = engine.directory._providers
+    return {index for index, _ in providers._idle + providers._binders}
+
+
+@pytest.mark.parametrize("single_use", ["strict", "available"])
+def test_the_processes_of_one_daemon_use_one_provider(
+    servers: tuple[Slapd, Slapd], tmp_path: Path, single_use: str
+) -> None:
+    """The outage only one process noticed: the other, idle meanwhile, follows it to the
+    second provider instead of going straight back to the first (issue 22)."""
+    a, b = servers
+    clock, monotonic, choice = Clock(), Monotonic(), ProviderChoice()
+    config = config_for((a, b), tmp_path, single_use=single_use)
+    busy, idle = (engine_for(config, clock, monotonic, choice) for _ in range(2))
+    try:
+        _, codes = enroll(busy, clock.now)
+        assert mail_login(idle, "bob", "wrong").outcome is Outcome.DENY
+        a.kill()
+        # (strict: a deny, or a temporary failure where the failure count must be written)
+        assert mail_login(busy, "bob", "wrong").outcome is not Outcome.ACCEPT
+        a.start()
+        synced(a, b)
+        monotonic.now += config.ldap.timeout  # writes were held off that long (strict)
+        for engine in (busy, idle):
+            assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+            assert engine.directory.server_in_use == b.uri
+            writes = a.uri if single_use == "strict" else b.uri
+            assert engine.directory.write_server == writes
+            assert kept_for(engine) <= ({0, 1} if single_use == "strict" else {1})
+        # one code through both "processes", one right after the other: once
+        assert interactive_login(busy, "alice", codes[0]).outcome is Outcome.ACCEPT
+        assert interactive_login(idle, "alice", codes[0]).outcome is not Outcome.ACCEPT
+    finally:
+        busy.directory.close()
+        idle.directory.close()
+        choice.close()
+
+
+def test_strict_writes_only_on_the_first_provider(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    """While the first URI is down, passcodes (which write nothing) still log in, codes
+    are a temporary failure, and nothing twostep keeps is written to the second."""
+    a, b = servers
+    clock, monotonic = Clock(), Monotonic()
+    engine = engine_for(config_for((a, b), tmp_path, timeout=2), clock, monotonic)
+    try:
+        _, codes = enroll(engine, clock.now)
+        passcode = engine.add_passcode("alice", "Phone").passcode
+        synced(a, b)
+        before = b.snapshot()[user_dn("alice")]
+        a.kill()
+        assert mail_login(engine, "alice", passcode).outcome is Outcome.ACCEPT
+        refused = interactive_login(engine, "alice", codes[0])
+        assert refused.outcome is Outcome.TEMPFAIL
+        assert refused.reason is Reason.DIRECTORY_UNAVAILABLE
+        assert mail_login(engine, "alice", "wrong").outcome is not Outcome.ACCEPT
+        assert engine.directory.server_in_use == b.uri
+        assert engine.directory.write_server == a.uri
+        assert b.snapshot()[user_dn("alice")] == before
+        a.start()
+        # a write that failed spares the others its timeout: they fail at once, for that long
+        assert interactive_login(engine, "alice", codes[0]).outcome is Outcome.TEMPFAIL
+        monotonic.now += 2
+        assert interactive_login(engine, "alice", codes[0]).outcome is Outcome.ACCEPT
+        # read from the second provider, maybe before replication: the write decides
+        assert interactive_login(engine, "alice", codes[0]).outcome is not Outcome.ACCEPT
+        assert interactive_login(engine, "alice", codes[1]).outcome is Outcome.ACCEPT
+    finally:
+        engine.directory.close()
+
+
+def test_fail_back_waits_until_the_returning_provider_has_caught_up(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    a, b = servers
+    clock, monotonic = Clock(), Monotonic()
+    config = config_for((a, b), tmp_path, failback_after=60, single_use="available")
+    engine = engine_for(config, clock, monotonic)
+    directory = engine.directory
+    consume_from(a, 2, "ldap://127.0.0.1:9")  # a can no longer catch up from b
+    try:
+        enroll(engine, clock.now)
+        wait_until(lambda: user_dn("alice") in b.snapshot() and a.snapshot() == b.snapshot())
+        a.kill()
+        engine.add_passcode("alice", "Phone")  # written to b only
+        assert directory.server_in_use == b.uri
+        a.start()
+        monotonic.now += 61
+        assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        assert directory.server_in_use == b.uri  # a answers, but lacks the passcode
+        assert directory.counts()["failback-probe"] == 1
+        monotonic.now += 0.5
+        assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        assert directory.counts()["failback-probe"] == 1  # looked at again after 1 s
+        consume_from(a, 2, b.uri)
+        synced(a, b)
+        monotonic.now += 0.6
+        assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        assert directory.server_in_use == a.uri
+        assert directory.counts()["failback-probe"] == 2
+    finally:
+        if a.process is None or not a.process.alive():
+            a.start()
+        consume_from(a, 2, b.uri)
+        directory.close()
+
+
+def test_a_read_after_a_restart_takes_a_fresh_connection(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    """Every pooled connection went stale with the restart: the retry must not take
+    another of them (it did, and idle processes gave temporary failures after outages)."""
+    a, _ = servers
+    engine = engine_for(config_for((a,), tmp_path), Clock())
+    directory = engine.directory
+    try:
+        at_once(6, lambda _: directory.read(user_dn("bob"), ["uid"]))
+        assert len(directory._providers._idle) > 1
+        a.kill()
+        a.start()
+        connects = directory.counts()["connect"]
+        assert directory.read(user_dn("bob"), ["uid"]) is not None
+        assert directory.counts()["connect"] == connects + 1
+        assert len(directory._providers._idle) == 1
     finally:
         directory.close()

@@ -140,6 +140,7 @@ def parse_config(data: object, source: Path | None = None) -> Config:
         failback_after=ldap.take(
             "failback_after", _seconds(0, 86400, "0 and 1 day"), LdapConfig.failback_after
         ),
+        single_use=ldap.take("single_use", _choice(("strict", "available")), LdapConfig.single_use),
     )
     ldap.done()
     for uri in ldap_config.uris:

@@ -68,7 +68,13 @@ class LdapConfig:
     """Seconds for connecting and for each operation."""
     pool_size: int = 16
     failback_after: int = 60
-    """Seconds on a later URI before trying the earlier ones again (replication catches up)."""
+    """Seconds on a later URI before trying the earlier ones again; they must also have
+    caught up (contextCSN) before the daemon moves back."""
+    single_use: str = "strict"
+    """``strict``: writes (codes, backup codes, failure counts) only on the first URI, a
+    temporary failure while it is unreachable, and no code ever accepted twice;
+    ``available``: writes fail over with reads, and a code can be used twice while hosts
+    use different providers, within the replication delay (docs/security.md)."""
 
 
 @dataclass(frozen=True)

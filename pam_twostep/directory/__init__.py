@@ -10,14 +10,17 @@ Connections bound as the service identity are pooled (one thread uses one connec
 at a time). Password checks bind as the user on connections kept for that alone, so a
 user's identity never leaks into a service connection. Every operation has a timeout.
 
-One provider at a time. With several URIs (replicated providers), every connection of a
-``Directory`` goes to the same server: the first in configured order that answers. It
-moves to a later one only when its server fails, and back to an earlier one no sooner
-than ``ldap.failback_after`` seconds later, once replication has caught up. So the read
-and the compare-and-swap that consume a code go to one server, and every twostepd that
-lists the providers in the same order consumes codes on the same one (docs/security.md).
+One provider per daemon. With several URIs (replicated providers), every connection of
+every serving process goes to the same server, chosen for the whole daemon
+(``ProviderChoice``, created before the processes fork): the first in configured order
+that answers. It moves to a later one only when its server fails, and back to an earlier
+one no sooner than ``ldap.failback_after`` seconds later and once that one has caught
+up. Under ``ldap.single_use: strict`` (the default) writes go to the first URI only, so
+every twostepd that lists the same first URI consumes codes on the same server, whatever
+its reads do (docs/security.md).
 
 Inside: ``_providers`` (which server, the pooled connections, fail-over and fail-back),
+``_choice`` (the daemon's one choice of provider), ``_csn`` (has a provider caught up?),
 ``_answers`` (result codes and errors in our terms), ``_prepared`` (searches encoded
 once), ``_decoding`` (entries decoded only as far as they are read), ``_tls``
 (verified TLS); this module, the operations.
@@ -43,6 +46,7 @@ from ..core.account import RawEntry
 from ..core.changes import Change, Modify, Op
 from ..core.errors import Conflict, DirectoryIncomplete, DirectoryRefused, DirectoryUnavailable
 from ._answers import (
+    BROKEN,
     CONFLICTS,
     REFUSALS,
     SIZE_LIMIT_EXCEEDED,
@@ -56,9 +60,9 @@ from ._answers import (
 )
 from ._decoding import install
 from ._prepared import SearchRequests, send_prepared
-from ._providers import Providers
+from ._providers import ProviderChoice, Providers
 
-__all__ = ["Directory", "escape_filter"]
+__all__ = ["Directory", "ProviderChoice", "escape_filter"]
 
 install()  # entries decoded only as far as they are read (see _decoding)
 
@@ -101,13 +105,18 @@ class Directory:
         users: UsersConfig,
         bind_password: str,
         *,
+        choice: ProviderChoice | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``choice``: the daemon's record of the provider in use, shared by its serving
+        processes; a ``Directory`` of its own otherwise."""
         self._config = ldap
         self._users = users
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
-        self._providers = Providers(ldap, bind_password, self._count, clock=clock)
+        self._providers = Providers(
+            ldap, bind_password, self._count, base=users.base, choice=choice, clock=clock
+        )
         self._searches = SearchRequests(ldap.timeout)
 
     def _count(self, what: str) -> None:
@@ -121,37 +130,35 @@ class Directory:
 
     @property
     def server_in_use(self) -> str:
-        """The URI every connection goes to now (for ``stats`` and ``twostep check``)."""
-        return self._config.uris[self._providers.current]
+        """The URI reads go to now (for ``stats`` and ``twostep check``)."""
+        return self._providers.server_in_use
+
+    @property
+    def write_server(self) -> str:
+        """The URI writes go to now: the first under ``strict``, else ``server_in_use``."""
+        return self._providers.write_server
 
     def close(self) -> None:
         self._providers.close()
 
-    def _run(self, what: str, operation: Callable[[Connection], _T], *, retry: bool) -> _T:
+    def _run(self, what: str, operation: Callable[[Connection], _T], *, write: bool) -> _T:
         """Run ``operation`` on a service connection, translating errors.
 
-        Reads are retried once on a fresh connection: a pooled connection may have gone
-        stale when the server restarted. Writes are not, because a write whose answer was
-        lost may have been applied.
+        Reads are retried once on a fresh connection, never a pooled one: the pooled
+        ones may all have gone stale when the server restarted. Writes are not, because
+        a write whose answer was lost may have been applied.
         """
         self._count(what)
-        attempts = 2 if retry else 1
+        attempts = 1 if write else 2
         for attempt in range(attempts):
             try:
-                with self._providers.service() as conn:
+                with self._providers.service(write=write, fresh=attempt > 0) as conn:
                     return operation(conn)
             except CONFLICTS as exc:
                 raise Conflict(f"{what}: {type(exc).__name__}") from None
             except REFUSALS as exc:
                 raise DirectoryRefused(f"{what}: {describe(exc)}") from None
-            except (
-                ldap_errors.LDAPCommunicationError,
-                ldap_errors.LDAPSessionTerminatedByServerError,
-                ldap_errors.LDAPResponseTimeoutError,
-                ldap_errors.LDAPSocketReceiveError,
-                ldap_errors.LDAPSocketSendError,
-                OSError,
-            ) as exc:
+            except BROKEN as exc:
                 if attempt + 1 < attempts:
                     continue
                 raise DirectoryUnavailable(f"{what}: {type(exc).__name__}") from None
@@ -248,7 +255,7 @@ class Directory:
                     raise NotSuccess("the server repeated a paging cookie")
                 seen.add(cookie)
 
-        return self._run("search", operation, retry=True)
+        return self._run("search", operation, write=False)
 
     def _search(
         self, base: str, search_filter: str, attributes: Sequence[str], scope: str, limit: int
@@ -270,7 +277,7 @@ class Directory:
                 require_success(conn)
             return entries
 
-        return self._run("search", operation, retry=True)
+        return self._run("search", operation, write=False)
 
     # -- writes -----------------------------------------------------------------------
 
@@ -285,7 +292,7 @@ class Directory:
         def operation(conn: Connection) -> None:
             conn.modify(dn, grouped)
 
-        self._run("modify", operation, retry=False)
+        self._run("modify", operation, write=True)
 
     def add_values_if_missing(self, dn: str, attribute: str, value: str) -> None:
         """Add one value, treating 'already there' as success (objectClass on first use)."""
@@ -298,13 +305,13 @@ class Directory:
         def operation(conn: Connection) -> None:
             conn.add(dn, list(object_classes), attributes)
 
-        self._run("add", operation, retry=False)
+        self._run("add", operation, write=True)
 
     def delete_entry(self, dn: str) -> None:
         def operation(conn: Connection) -> None:
             conn.delete(dn)
 
-        self._run("delete", operation, retry=False)
+        self._run("delete", operation, write=True)
 
     def read_as(
         self,
@@ -379,7 +386,7 @@ class Directory:
                 "a new password has 1 to 1024 characters, no NUL and no control characters"
             )
         try:
-            _, conn = self._providers.open(dn, old, fail_over=False)
+            _, conn = self._providers.open(dn, old, fail_over=False, write=True)
         except ldap_errors.LDAPInvalidCredentialsResult:
             return False
         except ldap_errors.LDAPException as exc:

@@ -21,6 +21,7 @@ __all__ = [
     "CONFLICTS",
     "REFUSALS",
     "SIZE_LIMIT_EXCEEDED",
+    "BROKEN",
     "UNREACHABLE",
     "NoSuchObject",
     "NotSuccess",
@@ -54,6 +55,17 @@ UNREACHABLE = (
     ldap_errors.LDAPBusyResult,
     ldap_errors.LDAPUnavailableResult,
     ldap_errors.LDAPUnwillingToPerformResult,
+    OSError,
+)
+# What says the connection itself is gone (a server restarted, a link cut), as opposed to
+# an answer on it: a read is retried on a fresh connection, and the idle ones to the same
+# server, most likely gone the same way, are dropped.
+BROKEN = (
+    ldap_errors.LDAPCommunicationError,
+    ldap_errors.LDAPSessionTerminatedByServerError,
+    ldap_errors.LDAPResponseTimeoutError,
+    ldap_errors.LDAPSocketReceiveError,
+    ldap_errors.LDAPSocketSendError,
     OSError,
 )
 _MAX_ENTRY_VALUES = 4000

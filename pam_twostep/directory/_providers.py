@@ -1,9 +1,18 @@
-"""The providers and the connections to them: one provider at a time, pooled.
+"""The providers and the connections to them: one provider per daemon, pooled.
 
-Every connection goes to the provider in use: the first in configured order that
-answers. Service connections move to a later one only when it fails, and back to an
-earlier one no sooner than ``ldap.failback_after`` seconds later; user binds never move
-it. Private to the directory package.
+Every connection goes to the provider the daemon uses: the first in configured order that
+answers, one choice for all the daemon's serving processes (``_choice``). Service
+connections move it to a later one only when it fails, and back to an earlier one no
+sooner than ``ldap.failback_after`` seconds later *and* once that one has caught up
+(``_csn``); user binds never move it.
+
+With ``ldap.single_use: strict`` (the default) writes have a provider of their own: the
+first URI, always. Whatever the reads do, every code, backup code and failure count is
+consumed on that one server, so its compare-and-swap decides single use for every host
+that lists the same first URI; while it is unreachable writes fail (a temporary failure)
+and logins that write nothing (application passcodes) go on from the others. With
+``available``, writes go where reads go, and fail over with them. Private to the
+directory package.
 """
 
 from __future__ import annotations
@@ -21,10 +30,12 @@ from ldap3.core import exceptions as ldap_errors
 
 from ..config import LdapConfig
 from ..core.errors import DirectoryUnavailable
-from ._answers import UNREACHABLE, quietly_close, require_success
+from ._answers import BROKEN, UNREACHABLE, quietly_close, require_success
+from ._choice import ProviderChoice
+from ._csn import caught_up, context_csns, suffix_of
 from ._tls import VerifyingTls, start_tls
 
-__all__ = ["DEFAULT_LDAPI_SOCKET", "Providers", "ldapi_socket"]
+__all__ = ["DEFAULT_LDAPI_SOCKET", "ProviderChoice", "Providers", "ldapi_socket"]
 
 log = logging.getLogger("pam_twostep.directory")
 
@@ -32,6 +43,9 @@ log = logging.getLogger("pam_twostep.directory")
 DEFAULT_LDAPI_SOCKET = "/run/slapd/ldapi"
 """Where Debian's slapd listens for ldapi:/// (libldap's default socket, as ldapsearch
 -H ldapi:/// reaches it)."""
+
+_RECHECK = 1.0
+"""Seconds before probing again a provider that answered but had not caught up."""
 
 
 def ldapi_socket(uri: str) -> str:
@@ -49,17 +63,24 @@ class Providers:
         bind_password: str,
         counted: Callable[[str], None],
         *,
+        base: str,
+        choice: ProviderChoice | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = ldap
         self._password = bind_password
         self._counted = counted
+        self._base = base
         self._servers = [self._server(uri) for uri in ldap.uris]
-        self._current = 0
-        """The provider in use; connections to any other are dropped, not used."""
-        self._moved_at = 0.0
-        self._probing = False
+        self._choice = choice if choice is not None else ProviderChoice()
+        self._owns_choice = choice is None
+        self._strict = ldap.single_use == "strict" and len(ldap.uris) > 1
         self._clock = clock
+        record = self._choice.read()
+        if record.index >= len(self._servers):  # reloaded with fewer URIs
+            self._choice.move(record.index, 0, clock())
+        self._seen = self.current
+        """The provider this process's pool was kept for; the record may have moved since."""
         self._idle: list[tuple[int, Connection]] = []
         self._binders: list[tuple[int, Connection]] = []
         self._lock = threading.Lock()
@@ -67,7 +88,33 @@ class Providers:
 
     @property
     def current(self) -> int:
-        return self._current
+        """The provider every process of the daemon reads from now."""
+        index = self._choice.read().index
+        return index if index < len(self._servers) else 0
+
+    def _write_index(self, current: int) -> int:
+        return 0 if self._strict else current
+
+    def _kept(self, index: int) -> bool:
+        current = self.current
+        return index in (current, self._write_index(current))
+
+    def _follow(self) -> int:
+        """Follow the record before an operation: connections kept for a provider no
+        longer in use are dropped. Returns the provider in use."""
+        current = self.current
+        if current == self._seen:
+            return current
+        keep = (current, self._write_index(current))
+        with self._lock:
+            self._seen = current
+            stale = [c for i, c in self._idle + self._binders if i not in keep]
+            self._idle = [(i, c) for i, c in self._idle if i in keep]
+            self._binders = [(i, c) for i, c in self._binders if i in keep]
+        log.info("ldap: following the daemon to %s", self._config.uris[current])
+        for conn in stale:
+            quietly_close(conn)
+        return current
 
     def take_binder(self) -> tuple[int, Connection | None]:
         """A connection kept for user binds, with its provider's index, if there is one."""
@@ -97,43 +144,83 @@ class Providers:
 
     @property
     def server_in_use(self) -> str:
-        """The URI every connection goes to now (for ``stats`` and ``twostep check``)."""
-        return self._config.uris[self._current]
+        """The URI reads go to now (for ``stats`` and ``twostep check``)."""
+        return self._config.uris[self.current]
+
+    @property
+    def write_server(self) -> str:
+        """The URI writes go to now."""
+        return self._config.uris[self._write_index(self.current)]
+
+    def _try(self, index: int, user: str | None, password: str | None) -> Connection | None:
+        try:
+            return self._connect(index, user, password)
+        except UNREACHABLE as exc:
+            # The message says why (a certificate that does not verify, a refused
+            # connection); ldap3 puts no credentials in these.
+            log.warning(
+                "ldap server %s unusable: %s: %s",
+                self._servers[index],
+                type(exc).__name__,
+                str(exc)[:1000],
+            )
+            return None
 
     def open(
-        self, user: str | None, password: str | None, *, fail_over: bool = True
+        self,
+        user: str | None,
+        password: str | None,
+        *,
+        fail_over: bool = True,
+        write: bool = False,
     ) -> tuple[int, Connection]:
         """A bound connection to the provider in use, or else (``fail_over``) the first
-        that answers.
+        that answers; with ``write``, to the write provider, which never fails over under
+        ``strict``.
 
         Only the service identity's connections fail over: a user's bind that is slow or
         refused says nothing about the server, and moving the daemon for it would break
-        the one-provider-at-a-time rule that single use relies on.
+        the one-provider-at-a-time rule that single use relies on. A process that finds
+        the daemon moved by another while it was looking goes where the other went.
 
-        Returns it with the index of its server; raises ldap3 errors.
+        Returns it with the index of its server; raises ldap3 errors (unreachable ones
+        as ``DirectoryUnavailable``).
         """
-        current = self._current
-        others = [i for i in range(len(self._servers)) if i != current] if fail_over else []
-        order = [current, *others]
-        last: Exception | None = None
-        for index in order:
-            try:
-                conn = self._connect(index, user, password)
-            except UNREACHABLE as exc:
-                last = exc
-                # The message says why (a certificate that does not verify, a refused
-                # connection); ldap3 puts no credentials in these.
-                log.warning(
-                    "ldap server %s unusable: %s: %s",
-                    self._servers[index],
-                    type(exc).__name__,
-                    str(exc)[:1000],
-                )
-                continue
-            if index != current:
-                self.move_to(index)
-            return index, conn
-        raise DirectoryUnavailable(f"no LDAP server answered ({type(last).__name__})")
+        if write and self._strict:
+            return 0, self._open_write(user, password)
+        current = self.current
+        for _ in range(2 * len(self._servers)):
+            conn = self._try(current, user, password)
+            if conn is not None:
+                return current, conn
+            if not fail_over:
+                break
+            for index in (i for i in range(len(self._servers)) if i != current):
+                conn = self._try(index, user, password)
+                if conn is not None:
+                    break
+            else:
+                break
+            agreed = self._choice.move(current, index, self._clock())
+            if agreed == index:
+                self._moved(current, index)
+                return index, conn
+            quietly_close(conn)  # another process moved the daemon first: follow it
+            current = agreed
+        raise DirectoryUnavailable("no LDAP server answered")
+
+    def _open_write(self, user: str | None, password: str | None) -> Connection:
+        """A connection to the write provider; after a failure, writes fail at once for
+        ``ldap.timeout`` rather than each waiting it out (a provider that drops packets
+        would otherwise hold every pooled slot)."""
+        now = self._clock()
+        if now < self._choice.read().writes_down_until:
+            raise DirectoryUnavailable("the write provider did not answer moments ago")
+        conn = self._try(0, user, password)
+        if conn is None:
+            self._choice.writes_down(self._clock() + self._config.timeout)
+            raise DirectoryUnavailable("the write provider did not answer")
+        return conn
 
     def _connect(self, index: int, user: str | None, password: str | None) -> Connection:
         # ldap3 remembers a failed address for 5 s; we keep our own order instead, so a
@@ -175,88 +262,120 @@ class Providers:
             raise
         return conn
 
-    def move_to(self, index: int) -> None:
-        """Use provider ``index`` from now on; connections to the others are dropped."""
-        with self._lock:
-            if self._current == index:
-                return
-            log.warning(
-                "ldap: now using %s instead of %s",
-                self._config.uris[index],
-                self._config.uris[self._current],
-            )
-            self._current = index
-            self._moved_at = self._clock()
-            stale = [c for i, c in self._idle + self._binders if i != index]
-            self._idle = [(i, c) for i, c in self._idle if i == index]
-            self._binders = [(i, c) for i, c in self._binders if i == index]
+    def _moved(self, old: int, new: int) -> None:
+        log.warning(
+            "ldap: the daemon now uses %s instead of %s",
+            self._config.uris[new],
+            self._config.uris[old],
+        )
         self._counted("failover")
-        for conn in stale:
-            quietly_close(conn)
+        self._follow()
 
     def fail_back(self) -> None:
-        """Past ``failback_after`` on a later provider, try the earlier ones again.
+        """Past ``failback_after`` on a later provider, try the earlier ones again, and
+        move the daemon to the first that answers *and* has caught up.
 
-        One thread probes at a time, and a failed probe waits another period, so a
-        provider that stays down costs one connection attempt per period.
+        One process probes at a time (a lease in the shared record). A provider that does
+        not answer waits another period, so one that stays down costs one connection
+        attempt per period; one that answers but lags is looked at again in a second.
         """
-        with self._lock:
-            if (
-                self._current == 0
-                or self._probing
-                or self._clock() - self._moved_at < self._config.failback_after
-            ):
-                return
-            self._probing = True
-            current = self._current
+        wait = self._config.failback_after
+        current = self._choice.lease_probe(self._clock(), wait, 2 * self._config.timeout + 1)
+        if current is None or current >= len(self._servers):
+            return
+        wait_from = self._clock()
         try:
             for index in range(current):
                 self._counted("failback-probe")
-                try:
-                    conn = self._connect(index, self._config.bind_dn, self._password)
-                except Exception as exc:  # noqa: BLE001 - any failed probe waits a period
-                    log.info("fail-back probe of %s failed: %s", self._servers[index], exc)
+                conn = self._try(index, self._config.bind_dn, self._password)
+                if conn is None:
                     continue
-                self.move_to(index)
-                self.pool(index, conn)
-                return
-            with self._lock:
-                self._moved_at = self._clock()
+                if not self._ready(index, conn, current):
+                    quietly_close(conn)
+                    wait_from = min(wait_from, self._clock() - wait + _RECHECK)
+                    continue
+                if self._choice.move(current, index, self._clock()) == index:
+                    self._moved(current, index)
+                    self.pool(index, conn)
+                    return
+                quietly_close(conn)
+                return  # another process moved the daemon meanwhile
+        except BaseException:
+            self._choice.probed(wait_from)
+            raise
+        self._choice.probed(wait_from)
+
+    def _ready(self, index: int, conn: Connection, current: int) -> bool:
+        """Whether provider ``index`` (``conn``) holds every change that ``current`` does."""
+        ours = self._try(current, self._config.bind_dn, self._password)
+        if ours is None:
+            return False  # the one in use is failing: fail-over, not fail-back, decides
+        try:
+            suffix = suffix_of(ours, self._base)
+            in_use = context_csns(ours, suffix)
+            returning = context_csns(conn, suffix)
+        except (ldap_errors.LDAPException, OSError) as exc:
+            log.info("fail-back: cannot compare %s: %s", self._servers[index], exc)
+            return False
         finally:
-            with self._lock:
-                self._probing = False
+            quietly_close(ours)
+        ready = caught_up(returning, in_use)
+        if ready is None:
+            log.info("fail-back: no contextCSN on %s; the timer alone decides", suffix)
+            return True
+        if not ready:
+            log.info("fail-back: %s has not caught up yet", self._config.uris[index])
+        return ready
 
     def pool(self, index: int, conn: Connection) -> None:
         with self._lock:
-            if index == self._current:
+            if self._kept(index):
                 self._idle.append((index, conn))
                 return
         quietly_close(conn)
 
+    def _drop_idle(self, index: int) -> None:
+        with self._lock:
+            stale = [c for i, c in self._idle if i == index]
+            self._idle = [(i, c) for i, c in self._idle if i != index]
+        for conn in stale:
+            quietly_close(conn)
+
     @contextmanager
-    def service(self) -> Iterator[Connection]:
-        """A pooled connection bound as the service; broken ones are dropped."""
+    def service(self, *, write: bool = False, fresh: bool = False) -> Iterator[Connection]:
+        """A pooled connection bound as the service, to the read provider or (``write``)
+        the write provider; ``fresh`` skips the pool (a retry after a broken one)."""
         self.fail_back()
+        current = self._follow()
+        target = self._write_index(current) if write else current
         if not self._slots.acquire(timeout=self._config.timeout):
             raise DirectoryUnavailable("all LDAP connections are busy")
         index, conn = -1, None
         try:
             stale = []
             with self._lock:
-                while self._idle and conn is None:
-                    index, conn = self._idle.pop()
-                    if index != self._current or conn.closed:
-                        stale.append(conn)
-                        conn = None
+                for position in range(len(self._idle) - 1, -1, -1):
+                    if fresh:
+                        break
+                    if self._idle[position][0] != target:
+                        continue
+                    index, conn = self._idle.pop(position)
+                    if not conn.closed:
+                        break
+                    stale.append(conn)
+                    conn = None
             for old in stale:
                 quietly_close(old)
             if conn is None:
-                index, conn = self._open_service()
+                index, conn = self._open_service(write)
             yield conn
-        except BaseException:
+        except BaseException as exc:
             # Whatever went wrong, this connection's state is unknown: do not pool it.
+            # If the link broke, the idle ones to that server most likely broke with it.
             if conn is not None:
                 quietly_close(conn)
+                if isinstance(exc, BROKEN):
+                    self._drop_idle(index)
             conn = None
             raise
         finally:
@@ -264,9 +383,9 @@ class Providers:
                 self.pool(index, conn)
             self._slots.release()
 
-    def _open_service(self) -> tuple[int, Connection]:
+    def _open_service(self, write: bool) -> tuple[int, Connection]:
         try:
-            return self.open(self._config.bind_dn, self._password)
+            return self.open(self._config.bind_dn, self._password, write=write)
         except ldap_errors.LDAPInvalidCredentialsResult:
             raise DirectoryUnavailable("the service identity's password was refused") from None
         except ldap_errors.LDAPException as exc:
@@ -280,10 +399,12 @@ class Providers:
             binders, self._binders = self._binders, []
         for _, conn in idle + binders:
             quietly_close(conn)
+        if self._owns_choice:
+            self._choice.close()
 
     def keep_binder(self, index: int, conn: Connection) -> None:
         with self._lock:
-            if index == self._current and len(self._binders) < self._config.pool_size:
+            if index == self.current and len(self._binders) < self._config.pool_size:
                 self._binders.append((index, conn))
                 return
         quietly_close(conn)

@@ -144,6 +144,7 @@ class Engine:
         return {
             "directory": self.directory.counts(),
             "ldap_server": self.directory.server_in_use,
+            "ldap_write_server": self.directory.write_server,
             "logins": self.logins.login_count,
         }
 

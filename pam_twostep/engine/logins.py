@@ -176,6 +176,11 @@ class Authenticator:
                 decision, loaded, attempt, ctx, password=check, bound=bound
             )
             decision = observed.decision
+        # Counted before the write: while the write provider is unreachable (strict single
+        # use) the write fails, and the guess must still count against its address.
+        counted = decision.counted and not is_loopback(ctx.remote)
+        if counted:
+            self._sources.failed(ctx.remote, ctx.now)
         if decision.commit:
             try:
                 self._store.write(state, decision.commit)
@@ -189,7 +194,7 @@ class Authenticator:
         if decision.locks or (decision.reason is Reason.LOCKED and decision.followups):
             # this failure locked it, or a lock reached by failures elsewhere is written now
             self._revoker.locked(state)
-        if decision.counted and not is_loopback(ctx.remote):
+        if decision.counted and not counted and not is_loopback(ctx.remote):
             self._sources.failed(ctx.remote, ctx.now)
         self._store.bookkeeping(state, decision.followups)
         if observed is not None:

@@ -281,5 +281,6 @@ class Parts(Protocol):
     def stale_clients(self) -> StaleClients: ...
 
     def stats(self) -> Mapping[str, object]:
-        """``directory`` (operation counts), ``ldap_server``, ``logins``."""
+        """``directory`` (operation counts), ``ldap_server`` (reads),
+        ``ldap_write_server``, ``logins``."""
         ...

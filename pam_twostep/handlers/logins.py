@@ -138,6 +138,7 @@ def _stats(stats: Callable[[], Mapping[str, object]], values: NoFields, caller: 
         "result": "ok",
         "directory": counters["directory"],
         "ldap_server": counters["ldap_server"],
+        "ldap_write_server": counters["ldap_write_server"],
         "rss_kb": _rss_kb(),
         "logins": counters["logins"],
         "pid": os.getpid(),

@@ -13,16 +13,30 @@ from pathlib import Path
 
 from support.slapd import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, USERS, Slapd
 
-__all__ = ["providers", "replicate", "wait_until"]
+__all__ = ["consume_from", "providers", "replicate", "wait_until"]
+
+
+def _consumer(rid: int, uri: str) -> str:
+    return (
+        f"olcSyncrepl: rid={rid:03d} provider={uri} bindmethod=simple"
+        f' binddn="{ADMIN_DN}" credentials={ADMIN_PASSWORD} searchbase="{SUFFIX}"'
+        ' type=refreshAndPersist retry="1 +" timeout=1 network-timeout=1\n'
+    )
+
+
+def consume_from(server: Slapd, rid: int, uri: str) -> None:
+    """Point ``server``'s one consumer (of a pair) at ``uri``: somewhere nothing answers
+    holds it behind, the other provider's URI lets it catch up again."""
+    path = server.directory / "consumer.ldif"
+    path.write_text(
+        "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcSyncrepl\n"
+        + _consumer(rid, uri)
+    )
+    server.ldapmodify(path)
 
 
 def _config_ldif(number: int, others: Sequence[tuple[int, Slapd]]) -> str:
-    consumers = "".join(
-        f"olcSyncrepl: rid={other_number:03d} provider={other.uri} bindmethod=simple"
-        f' binddn="{ADMIN_DN}" credentials={ADMIN_PASSWORD} searchbase="{SUFFIX}"'
-        ' type=refreshAndPersist retry="1 +" timeout=1 network-timeout=1\n'
-        for other_number, other in others
-    )
+    consumers = "".join(_consumer(other_number, other.uri) for other_number, other in others)
     return f"""dn: cn=module{{0}},cn=config
 changetype: modify
 add: olcModuleLoad

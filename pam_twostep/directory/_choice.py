@@ -1,0 +1,130 @@
+"""Which provider a whole twostepd uses: one record that all its serving processes share.
+
+Each serving process has its own connections, but not its own opinion of where they go.
+Left to themselves, two processes of one daemon that saw an outage differently (one busy,
+one idle) ended up on different providers, and one code sent to both was accepted twice.
+So the record lives in memory mapped before the processes are forked, and says:
+
+- ``index``: the provider every process reads from (and writes to, unless writes have
+  their own provider, see ``_providers``); a process follows it before every operation;
+- ``moved_at``: when it last moved, or when a fail-back probe last found the earlier
+  provider not ready: fail-back waits from there;
+- ``probe_until``: one process at a time probes for fail-back, under a lease that runs
+  out, so a process that dies while probing does not stop fail-back for good;
+- ``writes_down_until``: the write provider just failed: writes fail at once until then,
+  instead of each waiting out the timeout.
+
+A process whose provider fails moves the record by compare-and-set from the index it
+saw: of two processes that notice one outage, the second finds the record moved and
+follows it rather than moving it again. Times are ``time.monotonic()``, one clock for
+every process of the machine.
+
+The lock is a POSIX record lock on the memory's file (per process, so the forked
+processes exclude each other) taken under a thread lock (so the threads of one process
+do too). Private to the directory package.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+__all__ = ["ProviderChoice", "Record"]
+
+_LAYOUT = struct.Struct("<Q d d d")
+"""index, moved_at, probe_until, writes_down_until."""
+
+
+@dataclass(frozen=True)
+class Record:
+    index: int = 0
+    moved_at: float = 0.0
+    probe_until: float = 0.0
+    writes_down_until: float = 0.0
+
+
+class ProviderChoice:
+    """The shared record. Create it before forking; every process then sees one record."""
+
+    def __init__(self) -> None:
+        self._fd = os.memfd_create("twostep-provider-choice", os.MFD_CLOEXEC)
+        os.ftruncate(self._fd, mmap.PAGESIZE)
+        self._map = mmap.mmap(self._fd, mmap.PAGESIZE)
+        self._threads = threading.Lock()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._threads:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def _read(self) -> Record:
+        return Record(*_LAYOUT.unpack_from(self._map, 0))
+
+    def _write(self, record: Record) -> None:
+        _LAYOUT.pack_into(
+            self._map,
+            0,
+            record.index,
+            record.moved_at,
+            record.probe_until,
+            record.writes_down_until,
+        )
+
+    def read(self) -> Record:
+        with self._locked():
+            return self._read()
+
+    def update(self, change: Callable[[Record], Record]) -> Record:
+        """Apply ``change`` to the record atomically; returns the record as it is after."""
+        with self._locked():
+            record = change(self._read())
+            self._write(record)
+            return record
+
+    def move(self, seen: int, to: int, now: float) -> int:
+        """Move from ``seen`` to ``to``, unless another process moved it first; returns
+        the index in force afterwards, which the caller then uses."""
+
+        def change(record: Record) -> Record:
+            if record.index != seen or seen == to:
+                return record
+            return replace(record, index=to, moved_at=now, probe_until=0.0)
+
+        return self.update(change).index
+
+    def lease_probe(self, now: float, wait: float, lease: float) -> int | None:
+        """The index in force, if this caller may probe for fail-back now (the record is
+        on a later provider, ``wait`` has passed, and no other probe holds the lease);
+        else None."""
+        granted: list[int] = []
+
+        def change(record: Record) -> Record:
+            if record.index == 0 or now - record.moved_at < wait or now < record.probe_until:
+                return record
+            granted.append(record.index)
+            return replace(record, probe_until=now + lease)
+
+        self.update(change)
+        return granted[0] if granted else None
+
+    def probed(self, wait_from: float) -> None:
+        """A probe that did not fail back: the lease ends, and the next probe waits from
+        ``wait_from``."""
+        self.update(lambda record: replace(record, moved_at=wait_from, probe_until=0.0))
+
+    def writes_down(self, until: float) -> None:
+        self.update(lambda record: replace(record, writes_down_until=until))
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
