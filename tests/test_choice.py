@@ -25,6 +25,7 @@ def test_a_move_made_in_one_process_is_seen_by_the_others() -> None:
     choice = ProviderChoice()
     assert _in_child(lambda: choice.move(0, 1, 5.0) == 1) == 1
     assert choice.read() == Record(index=1, moved_at=5.0)
+    assert choice.index() == 1  # the unlocked read of every operation
 
 
 def test_the_second_process_to_notice_an_outage_follows_the_first() -> None:

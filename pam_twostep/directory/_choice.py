@@ -39,6 +39,7 @@ __all__ = ["ProviderChoice", "Record"]
 
 _LAYOUT = struct.Struct("<Q d d d")
 """index, moved_at, probe_until, writes_down_until."""
+_INDEX = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,12 @@ class ProviderChoice:
     def read(self) -> Record:
         with self._locked():
             return self._read()
+
+    def index(self) -> int:
+        """The index alone, without the lock: read before every operation, so it must
+        cost nothing (an aligned 8-byte field, written whole; a stale value only means
+        the move is followed at the next operation)."""
+        return int(_INDEX.unpack_from(self._map, 0)[0])
 
     def update(self, change: Callable[[Record], Record]) -> Record:
         """Apply ``change`` to the record atomically; returns the record as it is after."""

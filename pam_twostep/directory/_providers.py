@@ -89,7 +89,7 @@ class Providers:
     @property
     def current(self) -> int:
         """The provider every process of the daemon reads from now."""
-        index = self._choice.read().index
+        index = self._choice.index()
         return index if index < len(self._servers) else 0
 
     def _write_index(self, current: int) -> int:
