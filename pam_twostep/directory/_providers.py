@@ -279,6 +279,8 @@ class Providers:
         not answer waits another period, so one that stays down costs one connection
         attempt per period; one that answers but lags is looked at again in a second.
         """
+        if self._choice.index() == 0:
+            return  # on the first provider, as nearly always: no lock taken
         wait = self._config.failback_after
         current = self._choice.lease_probe(self._clock(), wait, 2 * self._config.timeout + 1)
         if current is None or current >= len(self._servers):
