@@ -23,7 +23,13 @@ CASES = [
     ("has one more server ID", [csn(T1, 1), csn(T1, 3)], [csn(T1, 1)], True),
     ("nothing to compare", [], [], None),
     ("returning has none", [], [csn(T1, 1)], False),
-    ("in use has none", [csn(T1, 1)], [], True),
+    ("in use has none: the timer decides", [csn(T1, 1)], [], None),
+    (
+        "two-digit server IDs (before 2.4)",
+        [f"{T2}.000000Z#000000#01#000000".encode()],
+        [f"{T1}.000000Z#000000#01#000000".encode()],
+        True,
+    ),
     ("not a CSN", [b"yesterday"], [csn(T1, 1)], False),
     ("in use not a CSN", [csn(T1, 1)], [b"20261202170000Z"], False),
 ]

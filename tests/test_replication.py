@@ -136,7 +136,8 @@ def test_one_provider_at_a_time_and_back_only_after_failback(
 ) -> None:
     a, b = servers
     clock, monotonic = Clock(), Monotonic()
-    engine = engine_for(config_for((a, b), tmp_path, failback_after=60), clock, monotonic)
+    config = config_for((a, b), tmp_path, failback_after=60, single_use="available")
+    engine = engine_for(config, clock, monotonic)
     directory = engine.directory
     try:
         assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
@@ -150,7 +151,9 @@ def test_one_provider_at_a_time_and_back_only_after_failback(
         synced(a, b)
         monotonic.now += 2
         assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        directory._providers.wait_for_probes()  # probes run in a thread of their own
         assert directory.server_in_use == a.uri
+        assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
         # nothing of the other provider is kept: the read and the write of a login
         # always go to the same server
         kept = directory._providers._idle + directory._providers._binders
@@ -175,6 +178,7 @@ def test_a_provider_that_stays_down_costs_one_attempt_per_period(
             monotonic.now += 61
             for _ in range(5):
                 assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+                directory._providers.wait_for_probes()
         assert directory.counts()["failback-probe"] == 3
         assert directory.server_in_use == b.uri
         assert user_dn("bob") in b.snapshot()
@@ -207,12 +211,18 @@ def test_the_processes_of_one_daemon_use_one_provider(
         a.start()
         synced(a, b)
         monotonic.now += config.ldap.timeout  # writes were held off that long (strict)
+        # strict: reads go back to a as soon as it has caught up; available: not before
+        # failback_after (60 s)
+        reads = a.uri if single_use == "strict" else b.uri
         for engine in (busy, idle):
             assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
-            assert engine.directory.server_in_use == b.uri
+            engine.directory._providers.wait_for_probes()
+        for engine in (busy, idle):
+            assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+            assert engine.directory.server_in_use == reads
             writes = a.uri if single_use == "strict" else b.uri
             assert engine.directory.write_server == writes
-            assert kept_for(engine) <= ({0, 1} if single_use == "strict" else {1})
+            assert kept_for(engine) == ({0} if single_use == "strict" else {1})
         # one code through both "processes", one right after the other: once
         assert interactive_login(busy, "alice", codes[0]).outcome is Outcome.ACCEPT
         assert interactive_login(idle, "alice", codes[0]).outcome is not Outcome.ACCEPT
@@ -234,16 +244,20 @@ def test_strict_writes_only_on_the_first_provider(
         _, codes = enroll(engine, clock.now)
         passcode = engine.add_passcode("alice", "Phone").passcode
         synced(a, b)
-        before = b.snapshot()[user_dn("alice")]
+        single_use = ("twostepbackupcode", "twosteptotplaststep", "twostepsecret")
+        before = {k: v for k, v in b.snapshot()[user_dn("alice")].items() if k in single_use}
         a.kill()
         assert mail_login(engine, "alice", passcode).outcome is Outcome.ACCEPT
         refused = interactive_login(engine, "alice", codes[0])
         assert refused.outcome is Outcome.TEMPFAIL
         assert refused.reason is Reason.DIRECTORY_UNAVAILABLE
-        assert mail_login(engine, "alice", "wrong").outcome is not Outcome.ACCEPT
+        # a wrong passcode is still a deny, and counted (on b): lock-out still works
+        assert mail_login(engine, "alice", "wrong").outcome is Outcome.DENY
         assert engine.directory.server_in_use == b.uri
         assert engine.directory.write_server == a.uri
-        assert b.snapshot()[user_dn("alice")] == before
+        after = b.snapshot()[user_dn("alice")]
+        assert {k: v for k, v in after.items() if k in single_use} == before
+        assert after["twostepfailure"]
         a.start()
         # a write that failed spares the others its timeout: they fail at once, for that long
         assert interactive_login(engine, "alice", codes[0]).outcome is Outcome.TEMPFAIL
@@ -272,17 +286,21 @@ def test_fail_back_waits_until_the_returning_provider_has_caught_up(
         engine.add_passcode("alice", "Phone")  # written to b only
         assert directory.server_in_use == b.uri
         a.start()
+        probes = directory._providers.wait_for_probes
         monotonic.now += 61
         assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        probes()
         assert directory.server_in_use == b.uri  # a answers, but lacks the passcode
         assert directory.counts()["failback-probe"] == 1
         monotonic.now += 0.5
         assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        probes()
         assert directory.counts()["failback-probe"] == 1  # looked at again after 1 s
         consume_from(a, 2, b.uri)
         synced(a, b)
         monotonic.now += 0.6
         assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        probes()
         assert directory.server_in_use == a.uri
         assert directory.counts()["failback-probe"] == 2
     finally:
@@ -311,3 +329,47 @@ def test_a_read_after_a_restart_takes_a_fresh_connection(
         assert len(directory._providers._idle) == 1
     finally:
         directory.close()
+
+
+def test_strict_still_counts_guesses_while_the_first_provider_is_down(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    """Failure records are not single use: they go to the provider in use, so guessing
+    while the first URI is down is still throttled and locked out (review of issue 22: they were
+    temporary failures, never counted, and the right password then logged in)."""
+    a, b = servers
+    engine = engine_for(config_for((a, b), tmp_path), Clock())
+    try:
+        a.kill()
+        reasons = [mail_login(engine, "bob", f"guess{n}").reason for n in range(12)]
+        assert reasons[0] is Reason.WRONG_PASSWORD
+        # the account's throttle, from the failures stored on b
+        assert reasons[-1] in (Reason.THROTTLED, Reason.LOCKED)
+        assert user_dn("bob") in b.snapshot() and b.snapshot()[user_dn("bob")]["twostepfailure"]
+        assert mail_login(engine, "bob", "bob-pw").outcome is Outcome.DENY
+    finally:
+        engine.directory.close()
+
+
+def test_processes_that_disagree_on_the_uris_serve_nothing(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    """A process left on other ``ldap.uris`` (its reload failed, or it was forked after
+    the file changed without one) would call another server "the first": it refuses."""
+    a, b = servers
+    choice = ProviderChoice()
+    old = engine_for(config_for((a, b), tmp_path / "old"), Clock(), choice=choice)
+    new = engine_for(config_for((b, a), tmp_path / "new"), Clock(), choice=choice)
+    try:
+        assert mail_login(new, "bob", "wrong").outcome is Outcome.DENY
+        refused = mail_login(old, "bob", "wrong")
+        assert refused.outcome is Outcome.TEMPFAIL
+        assert refused.reason is Reason.DIRECTORY_UNAVAILABLE
+        # reloaded with the same settings: it serves again
+        again = engine_for(config_for((b, a), tmp_path / "again"), Clock(), choice=choice)
+        assert mail_login(again, "bob", "wrong").outcome is Outcome.DENY
+        again.directory.close()
+    finally:
+        old.directory.close()
+        new.directory.close()
+        choice.close()

@@ -71,8 +71,8 @@ class LdapConfig:
     """Seconds on a later URI before trying the earlier ones again; they must also have
     caught up (contextCSN) before the daemon moves back."""
     single_use: str = "strict"
-    """``strict``: writes (codes, backup codes, failure counts) only on the first URI, a
-    temporary failure while it is unreachable, and no code ever accepted twice;
+    """``strict``: single-use writes (codes, backup codes, enrollment) only on the first
+    URI, a temporary failure while it is unreachable, and no code ever accepted twice;
     ``available``: writes fail over with reads, and a code can be used twice while hosts
     use different providers, within the replication delay (docs/security.md)."""
 

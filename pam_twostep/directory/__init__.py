@@ -10,14 +10,14 @@ Connections bound as the service identity are pooled (one thread uses one connec
 at a time). Password checks bind as the user on connections kept for that alone, so a
 user's identity never leaks into a service connection. Every operation has a timeout.
 
-One provider per daemon. With several URIs (replicated providers), every connection of
-every serving process goes to the same server, chosen for the whole daemon
-(``ProviderChoice``, created before the processes fork): the first in configured order
-that answers. It moves to a later one only when its server fails, and back to an earlier
-one no sooner than ``ldap.failback_after`` seconds later and once that one has caught
-up. Under ``ldap.single_use: strict`` (the default) writes go to the first URI only, so
-every twostepd that lists the same first URI consumes codes on the same server, whatever
-its reads do (docs/security.md).
+One provider per daemon. With several URIs (replicated providers), the reads of every
+serving process go to the same server, chosen for the whole daemon (``ProviderChoice``,
+created before the processes fork): the first in configured order that answers. It
+moves to a later one only when its server fails, and back to an earlier one after a wait
+and once that one has caught up. Under ``ldap.single_use: strict`` (the default)
+single-use writes (guarded modifies) go to the first URI only, so every twostepd that
+lists the same first URI consumes codes on the same server, whatever its reads do;
+under ``available`` writes go where reads go (docs/security.md).
 
 Inside: ``_providers`` (which server, the pooled connections, fail-over and fail-back),
 ``_choice`` (the daemon's one choice of provider), ``_csn`` (has a provider caught up?),
@@ -141,7 +141,14 @@ class Directory:
     def close(self) -> None:
         self._providers.close()
 
-    def _run(self, what: str, operation: Callable[[Connection], _T], *, write: bool) -> _T:
+    def _run(
+        self,
+        what: str,
+        operation: Callable[[Connection], _T],
+        *,
+        write: bool,
+        single_use: bool = False,
+    ) -> _T:
         """Run ``operation`` on a service connection, translating errors.
 
         Reads are retried once on a fresh connection, never a pooled one: the pooled
@@ -152,7 +159,9 @@ class Directory:
         attempts = 1 if write else 2
         for attempt in range(attempts):
             try:
-                with self._providers.service(write=write, fresh=attempt > 0) as conn:
+                with self._providers.service(
+                    write=write, single_use=single_use, fresh=attempt > 0
+                ) as conn:
                     return operation(conn)
             except CONFLICTS as exc:
                 raise Conflict(f"{what}: {type(exc).__name__}") from None
@@ -282,7 +291,10 @@ class Directory:
     # -- writes -----------------------------------------------------------------------
 
     def modify(self, dn: str, modify: Modify) -> None:
-        """Apply one modify request atomically; ``Conflict`` if a deleted value was gone."""
+        """Apply one modify request atomically; ``Conflict`` if a deleted value was gone.
+
+        A guarded modify (a code consumed, by compare-and-swap) is single use: under
+        ``strict`` it goes to the first URI or nowhere."""
         if not modify:
             return
         grouped: dict[str, list[tuple[str, list[str]]]] = {}
@@ -292,7 +304,7 @@ class Directory:
         def operation(conn: Connection) -> None:
             conn.modify(dn, grouped)
 
-        self._run("modify", operation, write=True)
+        self._run("modify", operation, write=True, single_use=modify.guarded)
 
     def add_values_if_missing(self, dn: str, attribute: str, value: str) -> None:
         """Add one value, treating 'already there' as success (objectClass on first use)."""

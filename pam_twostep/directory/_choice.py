@@ -12,7 +12,11 @@ So the record lives in memory mapped before the processes are forked, and says:
 - ``probe_until``: one process at a time probes for fail-back, under a lease that runs
   out, so a process that dies while probing does not stop fail-back for good;
 - ``writes_down_until``: the write provider just failed: writes fail at once until then,
-  instead of each waiting out the timeout.
+  instead of each waiting out the timeout;
+- ``settings``: a fingerprint of the ``ldap.uris`` (and ``single_use``) the index
+  counts in. The newest ``Providers`` sets it; a process whose settings differ (its
+  reload failed, or it was forked after the file changed without a reload) serves
+  nothing until it reloads, since its "first URI" may be another server.
 
 A process whose provider fails moves the record by compare-and-set from the index it
 saw: of two processes that notice one outage, the second finds the record moved and
@@ -37,9 +41,10 @@ from dataclasses import dataclass, replace
 
 __all__ = ["ProviderChoice", "Record"]
 
-_LAYOUT = struct.Struct("<Q d d d")
-"""index, moved_at, probe_until, writes_down_until."""
+_LAYOUT = struct.Struct("<Q d d d Q")
+"""index, moved_at, probe_until, writes_down_until, settings."""
 _INDEX = struct.Struct("<Q")
+_SETTINGS_AT = 32
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Record:
     moved_at: float = 0.0
     probe_until: float = 0.0
     writes_down_until: float = 0.0
+    settings: int = 0
 
 
 class ProviderChoice:
@@ -79,6 +85,7 @@ class ProviderChoice:
             record.moved_at,
             record.probe_until,
             record.writes_down_until,
+            record.settings,
         )
 
     def read(self) -> Record:
@@ -90,6 +97,20 @@ class ProviderChoice:
         cost nothing (an aligned 8-byte field, written whole; a stale value only means
         the move is followed at the next operation)."""
         return int(_INDEX.unpack_from(self._map, 0)[0])
+
+    def settings(self) -> int:
+        """The settings fingerprint, likewise unlocked."""
+        return int(_INDEX.unpack_from(self._map, _SETTINGS_AT)[0])
+
+    def adopt(self, settings: int, now: float) -> None:
+        """Make ``settings`` the daemon's; new settings start again on the first URI."""
+
+        def change(record: Record) -> Record:
+            if record.settings == settings:
+                return record
+            return Record(moved_at=now, settings=settings)
+
+        self.update(change)
 
     def update(self, change: Callable[[Record], Record]) -> Record:
         """Apply ``change`` to the record atomically; returns the record as it is after."""
@@ -125,9 +146,15 @@ class ProviderChoice:
         return granted[0] if granted else None
 
     def probed(self, wait_from: float) -> None:
-        """A probe that did not fail back: the lease ends, and the next probe waits from
-        ``wait_from``."""
-        self.update(lambda record: replace(record, moved_at=wait_from, probe_until=0.0))
+        """A probe ended: the lease ends, and unless the probe moved the daemon (a move
+        ends the lease itself) the next probe waits from ``wait_from``."""
+
+        def change(record: Record) -> Record:
+            if record.probe_until == 0.0:
+                return record
+            return replace(record, moved_at=wait_from, probe_until=0.0)
+
+        self.update(change)
 
     def writes_down(self, until: float) -> None:
         self.update(lambda record: replace(record, writes_down_until=until))

@@ -20,7 +20,8 @@ from ._answers import require_success
 
 __all__ = ["caught_up", "context_csns", "suffix_of"]
 
-_CSN = re.compile(rb"\d{14}(\.\d{1,6})?Z#[0-9a-f]{6}#([0-9a-f]{3})#[0-9a-f]{6}")
+_CSN = re.compile(rb"\d{14}(\.\d{1,6})?Z#[0-9a-f]{6}#([0-9a-f]{2,3})#[0-9a-f]{6}")
+"""A CSN; the server ID has 2 hex digits in CSNs written before OpenLDAP 2.4."""
 
 
 def _by_server(values: Iterable[bytes]) -> dict[bytes, bytes] | None:
@@ -36,12 +37,13 @@ def _by_server(values: Iterable[bytes]) -> dict[bytes, bytes] | None:
 
 
 def caught_up(returning: Iterable[bytes], in_use: Iterable[bytes]) -> bool | None:
-    """Whether ``returning`` holds every change ``in_use`` holds; None when neither has a
-    CSN (no replication to compare: two names of one server, say)."""
+    """Whether ``returning`` holds every change ``in_use`` holds; None when the one in use
+    shows no CSN (no replication to compare: two names of one server, or contextCSN
+    hidden from the service), then the caller decides on its timer alone."""
     theirs, ours = _by_server(returning), _by_server(in_use)
     if theirs is None or ours is None:
         return False
-    if not theirs and not ours:
+    if not ours:
         return None
     return all(theirs.get(sid, b"") >= csn for sid, csn in ours.items())
 

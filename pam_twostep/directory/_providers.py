@@ -7,16 +7,18 @@ sooner than ``ldap.failback_after`` seconds later *and* once that one has caught
 (``_csn``); user binds never move it.
 
 With ``ldap.single_use: strict`` (the default) writes have a provider of their own: the
-first URI, always. Whatever the reads do, every code, backup code and failure count is
-consumed on that one server, so its compare-and-swap decides single use for every host
-that lists the same first URI; while it is unreachable writes fail (a temporary failure)
-and logins that write nothing (application passcodes) go on from the others. With
+first URI. Whatever the reads do, every single-use write (a compare-and-swap carrying a
+decision: a code, a backup code, a pending secret) goes to that one server, so its
+compare-and-swap decides single use for every host that lists the same first URI;
+while it is unreachable those fail (a temporary failure). Other writes (failure counts,
+usage, management) go there too while it answers, else to the provider in use. With
 ``available``, writes go where reads go, and fail over with them. Private to the
 directory package.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -48,6 +50,12 @@ _RECHECK = 1.0
 """Seconds before probing again a provider that answered but had not caught up."""
 
 
+def _fingerprint(ldap: LdapConfig) -> int:
+    """What the shared index means: the URIs it counts in, and where writes go."""
+    text = "\n".join((ldap.single_use, *ldap.uris)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") or 1
+
+
 def ldapi_socket(uri: str) -> str:
     """The socket an ldapi:// URI names: its %-escaped host, else its path; ``ldapi:///``
     (no socket named) is the system's slapd, as for libldap, not the folder "/"."""
@@ -76,11 +84,13 @@ class Providers:
         self._owns_choice = choice is None
         self._strict = ldap.single_use == "strict" and len(ldap.uris) > 1
         self._clock = clock
-        record = self._choice.read()
-        if record.index >= len(self._servers):  # reloaded with fewer URIs
-            self._choice.move(record.index, 0, clock())
+        self._settings = _fingerprint(ldap)
+        self._choice.adopt(self._settings, clock())
+        self._disowned = False
         self._seen = self.current
         """The provider this process's pool was kept for; the record may have moved since."""
+        self._probes: list[threading.Thread] = []
+        self._closed = False
         self._idle: list[tuple[int, Connection]] = []
         self._binders: list[tuple[int, Connection]] = []
         self._lock = threading.Lock()
@@ -101,7 +111,18 @@ class Providers:
 
     def _follow(self) -> int:
         """Follow the record before an operation: connections kept for a provider no
-        longer in use are dropped. Returns the provider in use."""
+        longer in use are dropped. Returns the provider in use.
+
+        A process whose ``ldap`` settings are not the daemon's (another process reloaded
+        newer ones) serves nothing: its index would name another server."""
+        if self._choice.settings() != self._settings:
+            if not self._disowned:
+                self._disowned = True
+                log.error(
+                    "ldap.uris or ldap.single_use differ between twostepd's serving "
+                    "processes: this one refuses to serve until it is reloaded (SIGHUP)"
+                )
+            raise DirectoryUnavailable("the serving processes disagree on ldap settings")
         current = self.current
         if current == self._seen:
             return current
@@ -173,10 +194,13 @@ class Providers:
         *,
         fail_over: bool = True,
         write: bool = False,
+        single_use: bool = False,
     ) -> tuple[int, Connection]:
         """A bound connection to the provider in use, or else (``fail_over``) the first
-        that answers; with ``write``, to the write provider, which never fails over under
-        ``strict``.
+        that answers; with ``write``, to the write provider. Under ``strict`` a
+        ``single_use`` write (a code consumed: the outcome of a compare-and-swap) never
+        fails over; any other write goes to the provider in use while the write provider
+        is unreachable, so failures are still counted and accounts still lock.
 
         Only the service identity's connections fail over: a user's bind that is slow or
         refused says nothing about the server, and moving the daemon for it would break
@@ -186,8 +210,13 @@ class Providers:
         Returns it with the index of its server; raises ldap3 errors (unreachable ones
         as ``DirectoryUnavailable``).
         """
+        self._follow()
         if write and self._strict:
-            return 0, self._open_write(user, password)
+            try:
+                return 0, self._open_write(user, password)
+            except DirectoryUnavailable:
+                if single_use:
+                    raise
         current = self.current
         for _ in range(2 * len(self._servers)):
             conn = self._try(current, user, password)
@@ -206,6 +235,8 @@ class Providers:
                 self._moved(current, index)
                 return index, conn
             quietly_close(conn)  # another process moved the daemon first: follow it
+            if agreed >= len(self._servers):
+                break
             current = agreed
         raise DirectoryUnavailable("no LDAP server answered")
 
@@ -272,19 +303,38 @@ class Providers:
         self._follow()
 
     def fail_back(self) -> None:
-        """Past ``failback_after`` on a later provider, try the earlier ones again, and
-        move the daemon to the first that answers *and* has caught up.
+        """Past the wait on a later provider, probe the earlier ones, and move the daemon
+        to the first that answers *and* has caught up.
 
-        One process probes at a time (a lease in the shared record). A provider that does
-        not answer waits another period, so one that stays down costs one connection
-        attempt per period; one that answers but lags is looked at again in a second.
+        The wait: ``failback_after`` (``available``), or a second (``strict``: the first
+        URI holds every single-use write anyway, and reads should see them soon). One
+        process probes at a time (a lease in the shared record), in a thread of its own,
+        so no login waits for a probe of a server that drops packets. A provider that
+        does not answer waits another period; one that answers but lags is looked at
+        again in a second.
         """
         if self._choice.index() == 0:
             return  # on the first provider, as nearly always: no lock taken
-        wait = self._config.failback_after
-        current = self._choice.lease_probe(self._clock(), wait, 2 * self._config.timeout + 1)
+        wait = _RECHECK if self._strict else self._config.failback_after
+        wait = min(wait, self._config.failback_after)
+        # a probe: two connections and three searches, each within the timeout
+        lease = 8 * self._config.timeout + 1
+        current = self._choice.lease_probe(self._clock(), wait, lease)
         if current is None or current >= len(self._servers):
             return
+        probe = threading.Thread(
+            target=self._probe, args=(current, wait), name="failback-probe", daemon=True
+        )
+        probe.start()
+        self._probes.append(probe)
+        self._probes = [p for p in self._probes if p.is_alive()]
+
+    def wait_for_probes(self, timeout: float | None = None) -> None:
+        """Until the fail-back probes started so far have ended (for tests and close)."""
+        for probe in list(self._probes):
+            probe.join(timeout)
+
+    def _probe(self, current: int, wait: float) -> None:
         wait_from = self._clock()
         try:
             for index in range(current):
@@ -292,20 +342,24 @@ class Providers:
                 conn = self._try(index, self._config.bind_dn, self._password)
                 if conn is None:
                     continue
-                if not self._ready(index, conn, current):
+                try:
+                    ready = self._ready(index, conn, current)
+                    moved = ready and self._choice.move(current, index, self._clock()) == index
+                except BaseException:
                     quietly_close(conn)
-                    wait_from = min(wait_from, self._clock() - wait + _RECHECK)
-                    continue
-                if self._choice.move(current, index, self._clock()) == index:
+                    raise
+                if moved:
                     self._moved(current, index)
                     self.pool(index, conn)
                     return
                 quietly_close(conn)
-                return  # another process moved the daemon meanwhile
-        except BaseException:
+                if ready:
+                    return  # another process moved the daemon meanwhile
+                wait_from = min(wait_from, self._clock() - wait + _RECHECK)
+        except Exception:  # a probe that fails waits a period, no more
+            log.exception("fail-back probe failed")
+        finally:
             self._choice.probed(wait_from)
-            raise
-        self._choice.probed(wait_from)
 
     def _ready(self, index: int, conn: Connection, current: int) -> bool:
         """Whether provider ``index`` (``conn``) holds every change that ``current`` does."""
@@ -323,7 +377,12 @@ class Providers:
             quietly_close(ours)
         ready = caught_up(returning, in_use)
         if ready is None:
-            log.info("fail-back: no contextCSN on %s; the timer alone decides", suffix)
+            log.warning(
+                "fail-back: no contextCSN readable on %s at %s; the timer alone decides "
+                "(twostep check reports it)",
+                suffix,
+                self._config.uris[current],
+            )
             return True
         if not ready:
             log.info("fail-back: %s has not caught up yet", self._config.uris[index])
@@ -331,7 +390,7 @@ class Providers:
 
     def pool(self, index: int, conn: Connection) -> None:
         with self._lock:
-            if self._kept(index):
+            if self._kept(index) and not self._closed:
                 self._idle.append((index, conn))
                 return
         quietly_close(conn)
@@ -344,12 +403,23 @@ class Providers:
             quietly_close(conn)
 
     @contextmanager
-    def service(self, *, write: bool = False, fresh: bool = False) -> Iterator[Connection]:
+    def service(
+        self, *, write: bool = False, single_use: bool = False, fresh: bool = False
+    ) -> Iterator[Connection]:
         """A pooled connection bound as the service, to the read provider or (``write``)
-        the write provider; ``fresh`` skips the pool (a retry after a broken one)."""
+        the write provider (see ``open`` for ``single_use``); ``fresh`` skips the pool
+        (a retry after a broken one)."""
         self.fail_back()
         current = self._follow()
-        target = self._write_index(current) if write else current
+        writer = self._write_index(current)
+        target = writer if write else current
+        if (
+            write
+            and not single_use
+            and target != current
+            and self._clock() < self._choice.read().writes_down_until
+        ):
+            target = current  # the write provider is down: this write may go elsewhere
         if not self._slots.acquire(timeout=self._config.timeout):
             raise DirectoryUnavailable("all LDAP connections are busy")
         index, conn = -1, None
@@ -369,7 +439,7 @@ class Providers:
             for old in stale:
                 quietly_close(old)
             if conn is None:
-                index, conn = self._open_service(write)
+                index, conn = self._open_service(write and target == writer, single_use)
             yield conn
         except BaseException as exc:
             # Whatever went wrong, this connection's state is unknown: do not pool it.
@@ -385,9 +455,11 @@ class Providers:
                 self.pool(index, conn)
             self._slots.release()
 
-    def _open_service(self, write: bool) -> tuple[int, Connection]:
+    def _open_service(self, write: bool, single_use: bool) -> tuple[int, Connection]:
         try:
-            return self.open(self._config.bind_dn, self._password, write=write)
+            return self.open(
+                self._config.bind_dn, self._password, write=write, single_use=single_use
+            )
         except ldap_errors.LDAPInvalidCredentialsResult:
             raise DirectoryUnavailable("the service identity's password was refused") from None
         except ldap_errors.LDAPException as exc:
@@ -397,11 +469,13 @@ class Providers:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
             binders, self._binders = self._binders, []
         for _, conn in idle + binders:
             quietly_close(conn)
         if self._owns_choice:
+            self.wait_for_probes()
             self._choice.close()
 
     def keep_binder(self, index: int, conn: Connection) -> None:
