@@ -55,6 +55,8 @@ def _ldap_findings(
         try:
             directory.search(config.users.base, "(objectClass=*)", ["1.1"], limit=1)
             findings.append(Finding(True, f"{uri}: reachable, service identity binds"))
+            if len(config.ldap.uris) > 1:
+                findings.append(_replication_finding(uri, directory))
         except DirectoryUnavailable as exc:
             findings.append(
                 Finding(
@@ -114,12 +116,27 @@ def _ldap_findings(
     return findings
 
 
+def _replication_finding(uri: str, directory: Directory) -> Finding:
+    """Fail-back compares contextCSNs: without them it can only trust its timer."""
+    readable = bool(directory.context_csns())
+    return Finding(
+        readable,
+        f"{uri}: contextCSN {'readable' if readable else 'NOT readable'} (fail-back "
+        "waits until a returning provider has caught up)",
+        ""
+        if readable
+        else "load the syncprov overlay on the database, and let the service identity "
+        "read the suffix entry's contextCSN (the shipped acl.ldif does)",
+    )
+
+
 def _access_findings(
     directory: Directory, dn: str, user: str | None, user_password: str | None
 ) -> list[Finding]:
     findings = []
     try:
-        directory.modify(dn, Modify((Change.delete(Attr.USAGE, _PROBE),)))
+        # guarded: under strict, where codes are written (the first URI), not elsewhere
+        directory.modify(dn, Modify((Change.delete(Attr.USAGE, _PROBE),), guarded=True))
         writable = True  # pragma: no cover - the probe value never exists
     except Conflict:
         writable = True

@@ -78,3 +78,38 @@ def test_a_move_ends_the_probe_and_writes_down_is_shared() -> None:
     assert choice.read() == Record(index=0, moved_at=60.5)
     assert _in_child(lambda: choice.writes_down(70.0) or 0) == 0
     assert choice.read().writes_down_until == 70.0
+
+
+def test_a_process_on_other_settings_neither_probes_nor_moves() -> None:
+    """Review of issue 22: a process left on old ``ldap.uris`` took the lease and moved
+    the record by its own list, onto a server never compared."""
+    choice = ProviderChoice()
+    choice.adopt(7, 0.0)
+    choice.move(0, 2, 0.0, settings=7)
+    assert choice.lease_probe(100.0, 60, 3, settings=8) is None
+    assert choice.lease_probe(100.0, 60, 3, settings=7, count=2) is None  # fewer URIs
+    assert choice.read().probe_until == 0.0  # nothing held by the refused callers
+    assert choice.move(2, 0, 100.0, settings=8) == 2
+    assert choice.lease_probe(100.0, 60, 3, settings=7, count=3) == 2
+
+
+def test_a_probe_that_outlived_its_lease_does_not_end_the_next() -> None:
+    choice = ProviderChoice()
+    choice.move(0, 1, 0.0)
+    assert choice.lease_probe(60.0, 60, 3) == 1  # token 63.0
+    assert choice.lease_probe(64.0, 60, 3) == 1  # the first ran long: token 67.0
+    choice.probed(64.5, token=63.0)  # the first ends now
+    assert choice.read().probe_until == 67.0
+    choice.probed(65.0, token=67.0)
+    assert choice.read().probe_until == 0.0 and choice.read().moved_at == 65.0
+
+
+def test_new_settings_start_on_the_first_provider() -> None:
+    choice = ProviderChoice()
+    choice.adopt(7, 0.0)
+    choice.move(0, 1, 1.0)
+    choice.adopt(7, 2.0)
+    assert choice.read().index == 1  # the same settings: nothing changes
+    choice.adopt(9, 3.0)
+    assert choice.read() == Record(index=0, moved_at=3.0, settings=9)
+    assert choice.settings() == 9

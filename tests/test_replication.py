@@ -373,3 +373,50 @@ def test_processes_that_disagree_on_the_uris_serve_nothing(
         old.directory.close()
         new.directory.close()
         choice.close()
+
+
+def test_twostep_check_says_whether_fail_back_can_compare(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    from pam_twostep.check import _ldap_findings
+
+    a, b = servers
+    config = config_for((a, b), tmp_path)
+    password = load_secrets(config).bind_password
+    findings = [str(f) for f in _ldap_findings(config, password, None, None)]
+    for server in (a, b):
+        assert f"ok   {server.uri}: contextCSN readable (fail-back waits" in "\n".join(findings)
+    single = engine_for(config_for((a,), tmp_path / "one"), Clock())
+    try:
+        assert single.directory.context_csns()  # the pair's: one CSN per server ID
+    finally:
+        single.directory.close()
+
+
+def test_strict_a_swap_lost_to_a_lagging_read_is_a_temporary_failure(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    """Reads on b, which does not receive a's changes; writes on a. The second use of a
+    code reads it as unused from b, and its swap on a fails: never an accept, and not a
+    counted replay either (the owner's next login would be punished for b's lag)."""
+    a, b = servers
+    clock, monotonic = Clock(), Monotonic()
+    engine = engine_for(config_for((a, b), tmp_path, timeout=0.5), clock, monotonic)
+    try:
+        _, codes = enroll(engine, clock.now)
+        synced(a, b)
+        consume_from(b, 1, "ldap://127.0.0.1:9")  # b no longer catches up from a
+        a.kill()
+        assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        a.start()
+        monotonic.now += 0.6  # past the writes held off, short of a fail-back probe
+        assert engine.directory.server_in_use == b.uri
+        assert interactive_login(engine, "alice", codes[0]).outcome is Outcome.ACCEPT
+        again = interactive_login(engine, "alice", codes[0])
+        assert again.outcome is Outcome.TEMPFAIL
+        assert again.reason is Reason.DIRECTORY_UNAVAILABLE
+    finally:
+        if not (a.process and a.process.alive()):
+            a.start()
+        consume_from(b, 1, a.uri)
+        engine.directory.close()

@@ -58,6 +58,7 @@ from ._answers import (
     require_success,
     result_code,
 )
+from ._csn import context_csns, suffix_of
 from ._decoding import install
 from ._prepared import SearchRequests, send_prepared
 from ._providers import ProviderChoice, Providers
@@ -164,6 +165,14 @@ class Directory:
                 ) as conn:
                     return operation(conn)
             except CONFLICTS as exc:
+                if single_use and self.server_in_use != self.write_server:
+                    # strict, reads not yet back on the first URI: the swap may have lost
+                    # to a value the read provider has not received, not to a replay. No
+                    # second accept either way; a temporary failure, not a counted one.
+                    raise DirectoryUnavailable(
+                        f"{what}: {type(exc).__name__} on the write provider while reads "
+                        "come from another"
+                    ) from None
                 raise Conflict(f"{what}: {type(exc).__name__}") from None
             except REFUSALS as exc:
                 raise DirectoryRefused(f"{what}: {describe(exc)}") from None
@@ -285,6 +294,15 @@ class Directory:
             if not (result_code(conn) == SIZE_LIMIT_EXCEEDED and len(entries) >= limit):
                 require_success(conn)
             return entries
+
+        return self._run("search", operation, write=False)
+
+    def context_csns(self) -> list[bytes]:
+        """The contextCSN values of the database holding the users (none without
+        syncprov, or where the service may not read them): what fail-back compares."""
+
+        def operation(conn: Connection) -> list[bytes]:
+            return context_csns(conn, suffix_of(conn, self._users.base))
 
         return self._run("search", operation, write=False)
 

@@ -119,25 +119,40 @@ class ProviderChoice:
             self._write(record)
             return record
 
-    def move(self, seen: int, to: int, now: float) -> int:
-        """Move from ``seen`` to ``to``, unless another process moved it first; returns
-        the index in force afterwards, which the caller then uses."""
+    def move(self, seen: int, to: int, now: float, settings: int | None = None) -> int:
+        """Move from ``seen`` to ``to``, unless another process moved it first (or, given
+        ``settings``, the record counts in other settings); returns the index in force
+        afterwards, which the caller then uses."""
 
         def change(record: Record) -> Record:
             if record.index != seen or seen == to:
+                return record
+            if settings is not None and record.settings != settings:
                 return record
             return replace(record, index=to, moved_at=now, probe_until=0.0)
 
         return self.update(change).index
 
-    def lease_probe(self, now: float, wait: float, lease: float) -> int | None:
+    def lease_probe(
+        self,
+        now: float,
+        wait: float,
+        lease: float,
+        settings: int | None = None,
+        count: int | None = None,
+    ) -> int | None:
         """The index in force, if this caller may probe for fail-back now (the record is
-        on a later provider, ``wait`` has passed, and no other probe holds the lease);
-        else None."""
+        on a later provider, ``wait`` has passed, no other probe holds the lease, and,
+        given them, the record counts in ``settings`` within ``count`` URIs); else None.
+        The lease runs until ``now + lease``: that value is the caller's token."""
         granted: list[int] = []
 
         def change(record: Record) -> Record:
             if record.index == 0 or now - record.moved_at < wait or now < record.probe_until:
+                return record
+            if settings is not None and record.settings != settings:
+                return record
+            if count is not None and record.index >= count:
                 return record
             granted.append(record.index)
             return replace(record, probe_until=now + lease)
@@ -145,12 +160,16 @@ class ProviderChoice:
         self.update(change)
         return granted[0] if granted else None
 
-    def probed(self, wait_from: float) -> None:
-        """A probe ended: the lease ends, and unless the probe moved the daemon (a move
-        ends the lease itself) the next probe waits from ``wait_from``."""
+    def probed(self, wait_from: float, token: float | None = None) -> None:
+        """A probe ended: its lease ends, and unless the probe moved the daemon (a move
+        ends the lease itself) the next probe waits from ``wait_from``. With ``token``
+        (the lease's end), only if the lease is still that probe's: a probe that outlived
+        its lease must not end another's."""
 
         def change(record: Record) -> Record:
             if record.probe_until == 0.0:
+                return record
+            if token is not None and record.probe_until != token:
                 return record
             return replace(record, moved_at=wait_from, probe_until=0.0)
 

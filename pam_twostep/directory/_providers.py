@@ -115,7 +115,10 @@ class Providers:
 
         A process whose ``ldap`` settings are not the daemon's (another process reloaded
         newer ones) serves nothing: its index would name another server."""
-        if self._choice.settings() != self._settings:
+        if (
+            self._choice.settings() != self._settings
+            and self._choice.read().settings != self._settings  # not a torn read
+        ):
             if not self._disowned:
                 self._disowned = True
                 log.error(
@@ -230,7 +233,7 @@ class Providers:
                     break
             else:
                 break
-            agreed = self._choice.move(current, index, self._clock())
+            agreed = self._choice.move(current, index, self._clock(), self._settings)
             if agreed == index:
                 self._moved(current, index)
                 return index, conn
@@ -315,43 +318,60 @@ class Providers:
         """
         if self._choice.index() == 0:
             return  # on the first provider, as nearly always: no lock taken
+        if self._closed or self._choice.settings() != self._settings:
+            return  # a process on other settings must not move the daemon
         wait = _RECHECK if self._strict else self._config.failback_after
         wait = min(wait, self._config.failback_after)
-        # a probe: two connections and three searches, each within the timeout
-        lease = 8 * self._config.timeout + 1
-        current = self._choice.lease_probe(self._clock(), wait, lease)
-        if current is None or current >= len(self._servers):
+        # a probe: per earlier URI two connections (connect, StartTLS, bind) and three
+        # searches, each within the timeout
+        lease = 9 * self._config.timeout * (len(self._servers) - 1) + 1
+        now = self._clock()
+        current = self._choice.lease_probe(now, wait, lease, self._settings, len(self._servers))
+        if current is None:
             return
         probe = threading.Thread(
-            target=self._probe, args=(current, wait), name="failback-probe", daemon=True
+            target=self._probe,
+            args=(current, wait, now + lease),
+            name="failback-probe",
+            daemon=True,
         )
+        with self._lock:
+            self._probes = [p for p in self._probes if p.is_alive()]
+            self._probes.append(probe)
         probe.start()
-        self._probes.append(probe)
-        self._probes = [p for p in self._probes if p.is_alive()]
 
     def wait_for_probes(self, timeout: float | None = None) -> None:
         """Until the fail-back probes started so far have ended (for tests and close)."""
-        for probe in list(self._probes):
+        with self._lock:
+            probes = list(self._probes)
+        for probe in probes:
             probe.join(timeout)
 
-    def _probe(self, current: int, wait: float) -> None:
+    def _probe(self, current: int, wait: float, token: float) -> None:
         wait_from = self._clock()
         try:
             for index in range(current):
+                if self._closed:
+                    return  # reloaded meanwhile: the new Directory decides
                 self._counted("failback-probe")
                 conn = self._try(index, self._config.bind_dn, self._password)
                 if conn is None:
                     continue
                 try:
                     ready = self._ready(index, conn, current)
-                    moved = ready and self._choice.move(current, index, self._clock()) == index
+                    moved = (
+                        ready
+                        and not self._closed
+                        and self._choice.move(current, index, self._clock(), self._settings)
+                        == index
+                    )
+                    if moved:
+                        self._moved(current, index)
+                        self.pool(index, conn)
+                        return
                 except BaseException:
                     quietly_close(conn)
                     raise
-                if moved:
-                    self._moved(current, index)
-                    self.pool(index, conn)
-                    return
                 quietly_close(conn)
                 if ready:
                     return  # another process moved the daemon meanwhile
@@ -359,7 +379,8 @@ class Providers:
         except Exception:  # a probe that fails waits a period, no more
             log.exception("fail-back probe failed")
         finally:
-            self._choice.probed(wait_from)
+            if not self._closed or not self._owns_choice:
+                self._choice.probed(wait_from, token)
 
     def _ready(self, index: int, conn: Connection, current: int) -> bool:
         """Whether provider ``index`` (``conn``) holds every change that ``current`` does."""
