@@ -113,3 +113,16 @@ def test_new_settings_start_on_the_first_provider() -> None:
     choice.adopt(9, 3.0)
     assert choice.read() == Record(index=0, moved_at=3.0, settings=9)
     assert choice.settings() == 9
+
+
+def test_one_writer_retries_a_write_provider_that_was_down() -> None:
+    """Review of issue 22: when the hold ran out, every waiting writer tried the first
+    URI at once, each holding a pooled slot for the timeout when it dropped packets."""
+    choice = ProviderChoice()
+    assert choice.claim_write_retry(10.0, 5) == "up"
+    choice.writes_down(15.0)
+    assert choice.claim_write_retry(12.0, 5) == "down"
+    assert choice.claim_write_retry(15.0, 5) == "retry"
+    assert _in_child(lambda: choice.claim_write_retry(15.1, 5) == "down") == 1
+    choice.writes_down(0.0)  # the retry connected
+    assert choice.claim_write_retry(15.2, 5) == "up"

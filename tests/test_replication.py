@@ -75,6 +75,14 @@ def engine_for(
     return Engine(config, directory, loaded.keyring, MemorySink(), clock=clock)
 
 
+def available(
+    servers: tuple[Slapd, Slapd], base: Path, clock: Clock, monotonic: Monotonic
+) -> Engine:
+    """An engine on both providers under ``single_use: available``, fail-back after 60 s."""
+    config = config_for(servers, base, failback_after=60, single_use="available")
+    return engine_for(config, clock, monotonic)
+
+
 def synced(a: Slapd, b: Slapd) -> None:
     wait_until(lambda: a.snapshot() == b.snapshot())
 
@@ -136,8 +144,7 @@ def test_one_provider_at_a_time_and_back_only_after_failback(
 ) -> None:
     a, b = servers
     clock, monotonic = Clock(), Monotonic()
-    config = config_for((a, b), tmp_path, failback_after=60, single_use="available")
-    engine = engine_for(config, clock, monotonic)
+    engine = available(servers, tmp_path, clock, monotonic)
     directory = engine.directory
     try:
         assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
@@ -168,8 +175,7 @@ def test_a_provider_that_stays_down_costs_one_attempt_per_period(
 ) -> None:
     a, b = servers
     clock, monotonic = Clock(), Monotonic()
-    config = config_for((a, b), tmp_path, failback_after=60, single_use="available")
-    engine = engine_for(config, clock, monotonic)
+    engine = available(servers, tmp_path, clock, monotonic)
     directory = engine.directory
     try:
         a.kill()
@@ -275,8 +281,7 @@ def test_fail_back_waits_until_the_returning_provider_has_caught_up(
 ) -> None:
     a, b = servers
     clock, monotonic = Clock(), Monotonic()
-    config = config_for((a, b), tmp_path, failback_after=60, single_use="available")
-    engine = engine_for(config, clock, monotonic)
+    engine = available(servers, tmp_path, clock, monotonic)
     directory = engine.directory
     consume_from(a, 2, "ldap://127.0.0.1:9")  # a can no longer catch up from b
     try:

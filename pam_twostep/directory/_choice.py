@@ -175,7 +175,28 @@ class ProviderChoice:
 
         self.update(change)
 
+    def claim_write_retry(self, now: float, hold: float) -> str:
+        """Before connecting to the write provider: ``"up"`` (not known to be down:
+        connect), ``"retry"`` (it was down and its wait ran out: this caller, and only
+        it, tries it now; the others fail at once for ``hold`` meanwhile) or ``"down"``
+        (fail at once)."""
+        answer: list[str] = []
+
+        def change(record: Record) -> Record:
+            if record.writes_down_until == 0.0:
+                answer.append("up")
+                return record
+            if now < record.writes_down_until:
+                answer.append("down")
+                return record
+            answer.append("retry")
+            return replace(record, writes_down_until=now + hold)
+
+        self.update(change)
+        return answer[0]
+
     def writes_down(self, until: float) -> None:
+        """The write provider failed: writes fail at once until ``until`` (0: it is up)."""
         self.update(lambda record: replace(record, writes_down_until=until))
 
     def close(self) -> None:

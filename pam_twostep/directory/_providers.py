@@ -176,13 +176,17 @@ class Providers:
         """The URI writes go to now."""
         return self._config.uris[self._write_index(self.current)]
 
-    def _try(self, index: int, user: str | None, password: str | None) -> Connection | None:
+    def _try(
+        self, index: int, user: str | None, password: str | None, *, probe: bool = False
+    ) -> Connection | None:
         try:
             return self._connect(index, user, password)
         except UNREACHABLE as exc:
             # The message says why (a certificate that does not verify, a refused
-            # connection); ldap3 puts no credentials in these.
-            log.warning(
+            # connection); ldap3 puts no credentials in these. A fail-back probe's
+            # failure is news only at info: under strict one runs every second.
+            log.log(
+                logging.INFO if probe else logging.WARNING,
                 "ldap server %s unusable: %s: %s",
                 self._servers[index],
                 type(exc).__name__,
@@ -214,15 +218,18 @@ class Providers:
         as ``DirectoryUnavailable``).
         """
         self._follow()
+        tried = -1
         if write and self._strict:
             try:
                 return 0, self._open_write(user, password)
             except DirectoryUnavailable:
                 if single_use:
                     raise
+                tried = 0  # not again at once: straight to the others
         current = self.current
         for _ in range(2 * len(self._servers)):
-            conn = self._try(current, user, password)
+            conn = self._try(current, user, password) if current != tried else None
+            tried = -1
             if conn is not None:
                 return current, conn
             if not fail_over:
@@ -244,16 +251,20 @@ class Providers:
         raise DirectoryUnavailable("no LDAP server answered")
 
     def _open_write(self, user: str | None, password: str | None) -> Connection:
-        """A connection to the write provider; after a failure, writes fail at once for
+        """A connection to the write provider. After a failure, writes fail at once for
         ``ldap.timeout`` rather than each waiting it out (a provider that drops packets
-        would otherwise hold every pooled slot)."""
-        now = self._clock()
-        if now < self._choice.read().writes_down_until:
+        would otherwise hold every pooled slot), and then one writer of the daemon tries
+        it again while the others go on failing at once."""
+        hold = self._config.timeout
+        state = self._choice.claim_write_retry(self._clock(), hold)
+        if state == "down":
             raise DirectoryUnavailable("the write provider did not answer moments ago")
         conn = self._try(0, user, password)
         if conn is None:
-            self._choice.writes_down(self._clock() + self._config.timeout)
+            self._choice.writes_down(self._clock() + hold)
             raise DirectoryUnavailable("the write provider did not answer")
+        if state == "retry":
+            self._choice.writes_down(0.0)
         return conn
 
     def _connect(self, index: int, user: str | None, password: str | None) -> Connection:
@@ -354,7 +365,7 @@ class Providers:
                 if self._closed:
                     return  # reloaded meanwhile: the new Directory decides
                 self._counted("failback-probe")
-                conn = self._try(index, self._config.bind_dn, self._password)
+                conn = self._try(index, self._config.bind_dn, self._password, probe=True)
                 if conn is None:
                     continue
                 try:
