@@ -119,10 +119,21 @@ def test_one_writer_retries_a_write_provider_that_was_down() -> None:
     """Review of issue 22: when the hold ran out, every waiting writer tried the first
     URI at once, each holding a pooled slot for the timeout when it dropped packets."""
     choice = ProviderChoice()
-    assert choice.claim_write_retry(10.0, 5) == "up"
+    assert choice.claim_write_retry(10.0, 5) == ("up", 0.0)
     choice.writes_down(15.0)
-    assert choice.claim_write_retry(12.0, 5) == "down"
-    assert choice.claim_write_retry(15.0, 5) == "retry"
-    assert _in_child(lambda: choice.claim_write_retry(15.1, 5) == "down") == 1
-    choice.writes_down(0.0)  # the retry connected
-    assert choice.claim_write_retry(15.2, 5) == "up"
+    assert choice.claim_write_retry(12.0, 5) == ("down", 0.0)
+    assert choice.claim_write_retry(15.0, 5) == ("retry", 20.0)
+    assert _in_child(lambda: choice.claim_write_retry(15.1, 5)[0] == "down") == 1
+    choice.writes_up(19.0)  # not this retry's token: nothing
+    assert choice.read().writes_down_until == 20.0
+    choice.writes_up(20.0)  # the retry connected
+    assert choice.claim_write_retry(15.2, 5) == ("up", 0.0)
+
+
+def test_a_failure_seen_after_the_retry_claim_is_not_wiped_out() -> None:
+    choice = ProviderChoice()
+    choice.writes_down(1.0)
+    _, token = choice.claim_write_retry(2.0, 5)
+    choice.writes_down(3.5)  # another writer saw it fail meanwhile
+    choice.writes_up(token)
+    assert choice.read().writes_down_until == 3.5

@@ -425,3 +425,47 @@ def test_strict_a_swap_lost_to_a_lagging_read_is_a_temporary_failure(
             a.start()
         consume_from(b, 1, a.uri)
         engine.directory.close()
+
+
+def test_strict_a_hold_on_writes_does_not_move_the_daemon(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    """Review of issue 22: during a hold on writes an unguarded write moved every read
+    to b without trying a (and, in the next test, a wrong old password on a password
+    change took the retry and kept codes failing)."""
+    a, b = servers
+    clock, monotonic = Clock(), Monotonic()
+    engine = engine_for(config_for((a, b), tmp_path, timeout=1), clock, monotonic)
+    directory = engine.directory
+    try:
+        _, codes = enroll(engine, clock.now)
+        directory._providers._choice.writes_down(monotonic.now + 100)
+        directory._providers._drop_idle(0)  # nothing pooled: the write connects
+        directory.add_values_if_missing(user_dn("bob"), "objectClass", "twostepAccount")
+        assert mail_login(engine, "bob", "wrong").outcome is Outcome.DENY
+        assert directory.server_in_use == a.uri
+        assert "failover" not in directory.counts()
+        monotonic.now += 101
+        assert interactive_login(engine, "alice", codes[0]).outcome is Outcome.ACCEPT
+    finally:
+        directory.close()
+
+
+def test_strict_a_password_change_does_not_take_the_write_retry(
+    servers: tuple[Slapd, Slapd], tmp_path: Path
+) -> None:
+    a, b = servers
+    clock, monotonic = Clock(), Monotonic()
+    engine = engine_for(config_for((a, b), tmp_path, timeout=1), clock, monotonic)
+    directory = engine.directory
+    try:
+        _, codes = enroll(engine, clock.now)
+        directory._providers._choice.writes_down(monotonic.now + 1)
+        monotonic.now += 2  # the hold ran out: the next write retries the first URI
+        directory._providers._choice.move(0, 1, monotonic.now)  # reads on b, as after a blip
+        directory._providers._drop_idle(0)  # the code's write must connect to a
+        assert not directory.change_password(user_dn("alice"), "not-the-password", "x-pw-1")
+        assert interactive_login(engine, "alice", codes[0]).outcome is Outcome.ACCEPT
+        assert directory.server_in_use == b.uri
+    finally:
+        directory.close()

@@ -175,28 +175,39 @@ class ProviderChoice:
 
         self.update(change)
 
-    def claim_write_retry(self, now: float, hold: float) -> str:
-        """Before connecting to the write provider: ``"up"`` (not known to be down:
-        connect), ``"retry"`` (it was down and its wait ran out: this caller, and only
-        it, tries it now; the others fail at once for ``hold`` meanwhile) or ``"down"``
-        (fail at once)."""
-        answer: list[str] = []
+    def claim_write_retry(self, now: float, hold: float) -> tuple[str, float]:
+        """Before the service connects to the write provider: ``"up"`` (not known to be
+        down: connect), ``"retry"`` (it was down and its wait ran out: this caller, and
+        only it, tries it now; the others fail at once for ``hold`` meanwhile) or
+        ``"down"`` (fail at once); with the retry's token, for ``writes_up``."""
+        answer: list[tuple[str, float]] = []
 
         def change(record: Record) -> Record:
             if record.writes_down_until == 0.0:
-                answer.append("up")
+                answer.append(("up", 0.0))
                 return record
             if now < record.writes_down_until:
-                answer.append("down")
+                answer.append(("down", 0.0))
                 return record
-            answer.append("retry")
+            answer.append(("retry", now + hold))
             return replace(record, writes_down_until=now + hold)
 
         self.update(change)
         return answer[0]
 
+    def writes_up(self, token: float) -> None:
+        """The retry that holds ``token`` reached the write provider: writes may go to it
+        again, unless another writer saw it fail since."""
+
+        def change(record: Record) -> Record:
+            if record.writes_down_until != token:
+                return record
+            return replace(record, writes_down_until=0.0)
+
+        self.update(change)
+
     def writes_down(self, until: float) -> None:
-        """The write provider failed: writes fail at once until ``until`` (0: it is up)."""
+        """The write provider failed: writes fail at once until ``until``."""
         self.update(lambda record: replace(record, writes_down_until=until))
 
     def close(self) -> None:

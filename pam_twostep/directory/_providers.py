@@ -218,26 +218,28 @@ class Providers:
         as ``DirectoryUnavailable``).
         """
         self._follow()
-        tried = -1
+        skip: set[int] = set()  # tried and failed in this call: not again at once
         if write and self._strict:
-            try:
-                return 0, self._open_write(user, password)
-            except DirectoryUnavailable:
-                if single_use:
-                    raise
-                tried = 0  # not again at once: straight to the others
+            conn, attempted = self._open_write(user, password)
+            if conn is not None:
+                return 0, conn
+            if single_use:
+                raise DirectoryUnavailable("the write provider did not answer")
+            if attempted:
+                skip.add(0)
         current = self.current
         for _ in range(2 * len(self._servers)):
-            conn = self._try(current, user, password) if current != tried else None
-            tried = -1
+            conn = self._try(current, user, password) if current not in skip else None
             if conn is not None:
                 return current, conn
+            skip.add(current)
             if not fail_over:
                 break
-            for index in (i for i in range(len(self._servers)) if i != current):
+            for index in (i for i in range(len(self._servers)) if i not in skip):
                 conn = self._try(index, user, password)
                 if conn is not None:
                     break
+                skip.add(index)
             else:
                 break
             agreed = self._choice.move(current, index, self._clock(), self._settings)
@@ -250,22 +252,34 @@ class Providers:
             current = agreed
         raise DirectoryUnavailable("no LDAP server answered")
 
-    def _open_write(self, user: str | None, password: str | None) -> Connection:
-        """A connection to the write provider. After a failure, writes fail at once for
-        ``ldap.timeout`` rather than each waiting it out (a provider that drops packets
-        would otherwise hold every pooled slot), and then one writer of the daemon tries
-        it again while the others go on failing at once."""
-        hold = self._config.timeout
-        state = self._choice.claim_write_retry(self._clock(), hold)
+    def _open_write(self, user: str | None, password: str | None) -> tuple[Connection | None, bool]:
+        """A connection to the write provider, or None; and whether it was tried.
+
+        After the service identity failed to connect, writes fail at once for a while
+        rather than each waiting out the timeout (a provider that drops packets would
+        otherwise hold every pooled slot); then one writer of the daemon tries again
+        while the others go on failing at once. A user's bind (a password change) neither
+        claims that retry nor marks the provider down: it says nothing of the server."""
+        if user != self._config.bind_dn:
+            if self._clock() < self._choice.read().writes_down_until:
+                return None, False
+            return self._try(0, user, password), True
+        # one attempt: connect, StartTLS and bind, each within the timeout
+        hold = 3 * self._config.timeout + 1
+        state, token = self._choice.claim_write_retry(self._clock(), hold)
         if state == "down":
-            raise DirectoryUnavailable("the write provider did not answer moments ago")
-        conn = self._try(0, user, password)
+            return None, False
+        try:
+            conn = self._try(0, user, password)
+        except BaseException:
+            if state == "retry":
+                self._choice.writes_up(token)  # it answered, or we cannot tell: not down
+            raise
         if conn is None:
-            self._choice.writes_down(self._clock() + hold)
-            raise DirectoryUnavailable("the write provider did not answer")
-        if state == "retry":
-            self._choice.writes_down(0.0)
-        return conn
+            self._choice.writes_down(self._clock() + self._config.timeout)
+        elif state == "retry":
+            self._choice.writes_up(token)
+        return conn, True
 
     def _connect(self, index: int, user: str | None, password: str | None) -> Connection:
         # ldap3 remembers a failed address for 5 s; we keep our own order instead, so a
