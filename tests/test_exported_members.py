@@ -50,7 +50,7 @@ EXPORTED = {
         "portal_trust_refused",
     ],
     "pam_twostep.core": [],
-    "pam_twostep.directory": ["Directory", "escape_filter"],
+    "pam_twostep.directory": ["Directory", "ProviderChoice", "escape_filter"],
     "pam_twostep.engine": [
         "AccountManager",
         "Authenticator",
