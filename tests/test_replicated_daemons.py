@@ -25,7 +25,7 @@ from support.concurrency import at_once
 from support.engines import engine_for
 from support.flows import enroll
 from support.replication import providers, wait_until
-from support.slapd import POLICIES, Slapd
+from support.slapd import POLICIES, Slapd, user_dn
 from support.stack import world_readable_directory
 
 from pam_twostep.config import parse_config
@@ -53,6 +53,9 @@ class Hosts:
     mode: str
     users: Iterator[str] = field(default_factory=lambda: _USERS)
     doubles: Counter[str] = field(default_factory=Counter)
+    raced: set[str] = field(default_factory=set)
+    """Users whose entry both providers wrote at once (``available``): left out of the
+    comparison of the two (see ``in_step``)."""
     """Races in which a code was accepted twice, by scenario (``available`` only)."""
 
     @property
@@ -103,6 +106,17 @@ def hosts(pair: tuple[Slapd, Slapd], request: pytest.FixtureRequest) -> Iterator
         path.close()
 
 
+def in_step(hosts: Hosts) -> bool:
+    """Whether both providers hold the same entries, but for the users raced under
+    ``available``: with the same value deleted on both providers at once, OpenLDAP 2.6
+    (Debian 13) was seen to keep those entries apart for good (2.5 converges)."""
+    left, right = hosts.a.snapshot(), hosts.b.snapshot()
+    for user in hosts.raced:
+        left.pop(user_dn(user), None)
+        right.pop(user_dn(user), None)
+    return left == right
+
+
 def _alive(server: Slapd) -> bool:
     return server.process is not None and server.process.alive()
 
@@ -114,7 +128,7 @@ def healthy(hosts: Hosts) -> Hosts:
     for server in (hosts.a, hosts.b):
         if not _alive(server):
             server.start()
-    wait_until(lambda: hosts.a.snapshot() == hosts.b.snapshot())
+    wait_until(lambda: in_step(hosts))
     time.sleep(FAILBACK + TIMEOUT)
     for daemon in hosts.daemons:
         wait_until(lambda d=daemon: on_first(d), timeout=15)
@@ -159,7 +173,7 @@ def accounts(hosts: Hosts, count: int) -> list[Account]:
         user = next(hosts.users)
         key, codes = enroll(hosts.admin, time.time(), user)
         made.append((user, key, codes))
-    wait_until(lambda: hosts.a.snapshot() == hosts.b.snapshot())
+    wait_until(lambda: in_step(hosts))
     return made
 
 
@@ -179,6 +193,8 @@ def race(
         code = totp(key, (time_step(time.time(), 30) + 1) * 30)
     else:
         code = codes[0]
+    if hosts.mode == "available" and len(targets) > 1:
+        hosts.raced.add(user)
     results = at_once(EACH * len(targets), lambda i: ask(targets[i // EACH], user, code))
     assert set(results) <= {"accept", "deny", "tempfail"}, results
     accepts = results.count("accept")
@@ -205,6 +221,7 @@ def window(hosts: Hosts) -> None:
     ready = accounts(hosts, len(delays))
     twice = []
     for (user, _, codes), delay in zip(ready, delays, strict=True):
+        hosts.raced.add(user)
         first = ask(hosts.one, user, codes[0])
         time.sleep(delay)
         second = ask(hosts.two, user, codes[0])
@@ -221,7 +238,7 @@ def test_a_brief_outage_that_only_some_processes_notice(healthy: Hosts) -> None:
     hosts.two.ask({"op": "lookup", "user": "bob"})
     assert server_of(hosts.two) == hosts.b.uri
     hosts.a.start()
-    wait_until(lambda: hosts.a.snapshot() == hosts.b.snapshot())
+    wait_until(lambda: in_step(hosts))
     time.sleep(TIMEOUT)  # strict: writes were held off that long
     # the whole daemon moved: every process of it reads from b until fail-back
     assert {server_of(hosts.two) for _ in range(10)} == {hosts.b.uri}
@@ -237,7 +254,7 @@ def test_a_split_where_packets_are_dropped(healthy: Hosts) -> None:
     user = next(hosts.users)
     enroll(hosts.admin, time.time(), user)
     passcode = hosts.admin.add_passcode(user, "Phone").passcode
-    wait_until(lambda: hosts.a.snapshot() == hosts.b.snapshot())
+    wait_until(lambda: in_step(hosts))
     mail = {"op": "auth", "user": user, "password": passcode, "service": "imap"}
     hosts.path.freeze()
     started = time.monotonic()
@@ -251,7 +268,7 @@ def test_a_split_where_packets_are_dropped(healthy: Hosts) -> None:
         # codes through the cut-off host are a temporary failure, never an accept
         user = next(hosts.users)
         _, codes = enroll(hosts.admin, time.time(), user)
-        wait_until(lambda: hosts.a.snapshot() == hosts.b.snapshot())
+        wait_until(lambda: in_step(hosts))
         assert ask(hosts.two, user, codes[0]) == "tempfail"
         assert ask(hosts.one, user, codes[0]) == "accept"
     else:
@@ -268,5 +285,5 @@ def test_a_provider_killed_under_load(healthy: Hosts) -> None:
     hosts.a.kill()
     both(hosts, "provider a down", ready)
     hosts.a.start()
-    wait_until(lambda: hosts.a.snapshot() == hosts.b.snapshot())
+    wait_until(lambda: in_step(hosts))
     both(hosts, "provider a back")
