@@ -490,17 +490,24 @@ def _ber_length(data: bytes, at: int) -> tuple[int, int]:
     return int.from_bytes(data[at + 1 : at + 1 + count], "big"), at + 1 + count
 
 
-def _answering_server(bind_codes: list[int]) -> tuple[socket.socket, list[int]]:
+_ANSWERS = {0x66: 0x67, 0x68: 0x69, 0x4A: 0x6B, 0x77: 0x78}
+"""Request tag -> response tag: modify, add, delete, extended."""
+
+
+def _answering_server(
+    bind_codes: list[int], write_code: int = 0
+) -> tuple[socket.socket, list[int]]:
     """A loopback LDAP 'server' that answers the n-th bind with ``bind_codes[n]`` (the
-    last one for every later bind), as a broken server, proxy or overlay could."""
+    last one for every later bind), and every write with ``write_code``, as a broken
+    server, proxy or overlay could (or a read-only replica: referral)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
     answered: list[int] = []
 
-    def reply(client: socket.socket, message_id: bytes, code: int) -> None:
+    def reply(client: socket.socket, message_id: bytes, code: int, tag: int = 0x61) -> None:
         body = bytes([0x0A, 1, code, 0x04, 0, 0x04, 0])
-        op = bytes([0x61, len(body)]) + body  # bindResponse
+        op = bytes([tag, len(body)]) + body  # bindResponse, or another LDAPResult
         inner = bytes([0x02, len(message_id)]) + message_id + op
         client.sendall(bytes([0x30, len(inner)]) + inner)
 
@@ -526,6 +533,9 @@ def _answering_server(bind_codes: list[int]) -> tuple[socket.socket, list[int]]:
                         code = bind_codes[min(len(answered), len(bind_codes) - 1)]
                         answered.append(code)
                         reply(client, message_id, code)
+                    elif tag in _ANSWERS:
+                        answered.append(write_code)
+                        reply(client, message_id, write_code, _ANSWERS[tag])
 
     def serve() -> None:
         with contextlib.suppress(OSError):
@@ -558,6 +568,40 @@ def test_a_bind_answered_with_anything_but_success_is_never_an_accept(
             directory.close()
             server.close()
         assert code in answered
+
+
+_ODD_WRITE_CODES = [5, 6, 10, 14]  # ldap3 raises for none of these either
+
+
+@pytest.mark.parametrize("code", _ODD_WRITE_CODES)
+def test_a_write_answered_with_anything_but_success_is_not_taken_as_applied(
+    slapd: Slapd, secrets_dir: Path, code: int
+) -> None:
+    """A code's swap answered with a referral (a read-only replica with olcUpdateRef
+    listed in ldap.uris) was taken as applied: the code was never consumed, and was
+    accepted again for as long as it was valid."""
+    server, answered = _answering_server([0], write_code=code)
+    port = server.getsockname()[1]
+    directory = directory_for(slapd, secrets_dir, uris=[f"ldap://127.0.0.1:{port}"])
+    dn = user_dn("alice")
+    swap = Modify(
+        (Change.delete(Attr.LAST_STEP, "5"), Change.add(Attr.LAST_STEP, "6")), guarded=True
+    )
+    try:
+        for write in (
+            lambda: directory.modify(dn, swap),
+            lambda: directory.modify(dn, Modify((Change.add(Attr.LAST_STEP, "6"),))),
+            lambda: directory.add_entry(dn, ["device"], {"cn": ["x"]}),
+            lambda: directory.delete_entry(dn),
+        ):
+            with pytest.raises(DirectoryIncomplete, match=f"code {code}"):
+                write()
+        with pytest.raises(DirectoryUnavailable, match="password change"):
+            directory.change_password(dn, "old password", "new password")
+    finally:
+        directory.close()
+        server.close()
+    assert answered.count(code) == 5
 
 
 def test_invalid_credentials_is_a_wrong_password_and_success_a_right_one(

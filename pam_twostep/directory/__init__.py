@@ -320,7 +320,9 @@ class Directory:
             grouped.setdefault(change.attribute, []).append((_OPS[change.op], list(change.values)))
 
         def operation(conn: Connection) -> None:
-            conn.modify(dn, grouped)
+            # ldap3 raises for neither a referral nor compareTrue: a swap answered so was
+            # not applied, and taken as done it would accept one code again and again
+            require_success(conn, conn.modify(dn, grouped))
 
         self._run("modify", operation, write=True, single_use=modify.guarded)
 
@@ -333,13 +335,13 @@ class Directory:
         self, dn: str, object_classes: Sequence[str], attributes: dict[str, list[str]]
     ) -> None:
         def operation(conn: Connection) -> None:
-            conn.add(dn, list(object_classes), attributes)
+            require_success(conn, conn.add(dn, list(object_classes), attributes))
 
         self._run("add", operation, write=True)
 
     def delete_entry(self, dn: str) -> None:
         def operation(conn: Connection) -> None:
-            conn.delete(dn)
+            require_success(conn, conn.delete(dn))
 
         self._run("delete", operation, write=True)
 
@@ -422,7 +424,8 @@ class Directory:
         except ldap_errors.LDAPException as exc:
             raise DirectoryUnavailable(f"password change: {describe(exc)}") from None
         try:
-            conn.extend.standard.modify_password(user=dn, old_password=old, new_password=new)
+            done = conn.extend.standard.modify_password(user=dn, old_password=old, new_password=new)
+            require_success(conn, done)  # a referral, say: the password is unchanged
         except ldap_errors.LDAPException as exc:
             raise DirectoryUnavailable(f"password change: {describe(exc)}") from None
         finally:
