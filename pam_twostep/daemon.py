@@ -278,6 +278,7 @@ class Daemon:
         for name in ("socket", "socket_mode", "socket_group"):
             if getattr(new, name) != getattr(running, name):
                 log.warning("daemon.%s changed: takes effect at the next restart", name)
+        runtime.directory.adopt_settings()  # built whole: the daemon's settings now
         old, self._runtime = self._runtime, runtime
         old.directory.close()
         _announce(runtime.rules)

@@ -115,6 +115,19 @@ def test_new_settings_start_on_the_first_provider() -> None:
     assert choice.settings() == 9
 
 
+def test_only_a_reload_replaces_the_settings() -> None:
+    """Review of issue 22: a replacement process forked from an edited file took the
+    daemon over, and the processes on the running configuration refused to serve."""
+    choice = ProviderChoice()
+    choice.adopt(7, 0.0, replace=False)  # the first process to start
+    assert choice.settings() == 7
+    choice.move(0, 1, 1.0)
+    choice.adopt(9, 2.0, replace=False)  # a replacement on an edited file
+    assert choice.read() == Record(index=1, moved_at=1.0, settings=7)
+    choice.adopt(9, 3.0)  # a reload
+    assert choice.read() == Record(index=0, moved_at=3.0, settings=9)
+
+
 def test_one_writer_retries_a_write_provider_that_was_down() -> None:
     """Review of issue 22: when the hold ran out, every waiting writer tried the first
     URI at once, each holding a pooled slot for the timeout when it dropped packets."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -814,6 +815,65 @@ def test_a_broken_configuration_is_refused_on_reload(daemon: Twostepd) -> None:
         time.sleep(0.05)
     assert "reload refused" in daemon.log()
     assert daemon.ask(auth())["result"] == "accept"
+
+
+def _serving_processes(supervisor: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == supervisor and fields[0] != "Z":
+                    found.add(int(entry.name))
+    return found
+
+
+_DISAGREE = "ERROR: ldap.uris or ldap.single_use differ"
+
+
+def test_a_process_forked_from_an_edited_file_does_not_take_the_daemon_over(
+    slapd: Slapd, base: Path
+) -> None:
+    """Review of issue 22: the process the supervisor forked to replace one that died
+    read ``ldap.uris`` edited but not reloaded, made them the daemon's, and the process
+    still on the running configuration refused to serve. Only a reload changes them."""
+    daemon = make_daemon(slapd, base, daemon={"processes": 2})
+    daemon.start()
+    try:
+        assert daemon.pid is not None
+        supervisor = daemon.pid
+        wait_for(lambda: len(_serving_processes(supervisor)) == 2, 10, "two serving processes")
+        first = _serving_processes(supervisor)
+        daemon.config["ldap"]["uris"] = [*daemon.config["ldap"]["uris"], "ldap://127.0.0.1:9"]
+        daemon.write_config()
+        died = min(first)
+        os.kill(died, signal.SIGKILL)
+        wait_for(
+            lambda: len(_serving_processes(supervisor) - first) == 1, 15, "a replacement process"
+        )
+        (replacement,) = _serving_processes(supervisor) - first
+        (running,) = first - {died}
+        wait_for(lambda: daemon.log().count("listening on") == 3, 15, "the replacement listening")
+        answers = Counter(str(daemon.ask(auth())["result"]) for _ in range(40))
+        assert answers["accept"] > 0, answers
+        refusing = {
+            int(line.split("[", 1)[1].split("]", 1)[0])
+            for line in daemon.log().splitlines()
+            if _DISAGREE in line
+        }
+        assert running not in refusing
+        assert refusing <= {replacement}
+        # the reload makes the edited file the daemon's, in every process
+        before = daemon.log().count("configuration and keys reloaded")
+        daemon.reload()
+        wait_for(
+            lambda: daemon.log().count("configuration and keys reloaded") >= before + 2,
+            10,
+            "both reloaded",
+        )
+        assert {str(daemon.ask(auth())["result"]) for _ in range(20)} == {"accept"}
+    finally:
+        daemon.stop()
 
 
 def test_sigterm_finishes_requests_in_flight(slapd: Slapd, base: Path) -> None:

@@ -360,12 +360,19 @@ def test_processes_that_disagree_on_the_uris_serve_nothing(
     servers: tuple[Slapd, Slapd], tmp_path: Path
 ) -> None:
     """A process left on other ``ldap.uris`` (its reload failed, or it was forked after
-    the file changed without one) would call another server "the first": it refuses."""
+    the file changed without one) would call another server "the first": it refuses.
+    Only a reload makes new settings the daemon's."""
     a, b = servers
     choice = ProviderChoice()
     old = engine_for(config_for((a, b), tmp_path / "old"), Clock(), choice=choice)
     new = engine_for(config_for((b, a), tmp_path / "new"), Clock(), choice=choice)
     try:
+        # forked from the edited file: it does not take the daemon over
+        assert mail_login(old, "bob", "wrong").outcome is Outcome.DENY
+        refused = mail_login(new, "bob", "wrong")
+        assert refused.outcome is Outcome.TEMPFAIL
+        assert refused.reason is Reason.DIRECTORY_UNAVAILABLE
+        new.directory.adopt_settings()  # its reload succeeded
         assert mail_login(new, "bob", "wrong").outcome is Outcome.DENY
         refused = mail_login(old, "bob", "wrong")
         assert refused.outcome is Outcome.TEMPFAIL

@@ -110,7 +110,8 @@ class Directory:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``choice``: the daemon's record of the provider in use, shared by its serving
-        processes; a ``Directory`` of its own otherwise."""
+        processes; a ``Directory`` of its own otherwise. A shared record keeps the
+        ``ldap`` settings it has (``adopt_settings`` replaces them)."""
         self._config = ldap
         self._users = users
         self._counts: Counter[str] = Counter()
@@ -138,6 +139,11 @@ class Directory:
     def write_server(self) -> str:
         """The URI writes go to now: the first under ``strict``, else ``server_in_use``."""
         return self._providers.write_server
+
+    def adopt_settings(self) -> None:
+        """Make this ``Directory``'s ``ldap`` settings the daemon's, for every serving
+        process: on a reload, once the whole new configuration has been built."""
+        self._providers.adopt()
 
     def close(self) -> None:
         self._providers.close()

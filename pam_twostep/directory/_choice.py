@@ -14,9 +14,11 @@ So the record lives in memory mapped before the processes are forked, and says:
 - ``writes_down_until``: the write provider just failed: writes fail at once until then,
   instead of each waiting out the timeout;
 - ``settings``: a fingerprint of the ``ldap.uris`` (and ``single_use``) the index
-  counts in. The newest ``Providers`` sets it; a process whose settings differ (its
-  reload failed, or it was forked after the file changed without a reload) serves
-  nothing until it reloads, since its "first URI" may be another server.
+  counts in. The first process to start sets it, and a reload (SIGHUP) replaces it; a
+  process whose settings differ (its reload failed, or the supervisor forked it after
+  the file changed without a reload) serves nothing until it reloads, since its "first
+  URI" may be another server. Only a reload replaces it: a replacement process forked
+  from an edited file must not take the daemon over from the processes that run.
 
 A process whose provider fails moves the record by compare-and-set from the index it
 saw: of two processes that notice one outage, the second finds the record moved and
@@ -102,11 +104,15 @@ class ProviderChoice:
         """The settings fingerprint, likewise unlocked."""
         return int(_INDEX.unpack_from(self._map, _SETTINGS_AT)[0])
 
-    def adopt(self, settings: int, now: float) -> None:
-        """Make ``settings`` the daemon's; new settings start again on the first URI."""
+    def adopt(self, settings: int, now: float, *, replace: bool = True) -> None:
+        """Make ``settings`` the daemon's (a reload), or without ``replace`` only if the
+        record has none yet (the first process to start); new settings start again on
+        the first URI."""
 
         def change(record: Record) -> Record:
             if record.settings == settings:
+                return record
+            if not replace and record.settings != 0:
                 return record
             return Record(moved_at=now, settings=settings)
 

@@ -85,7 +85,7 @@ class Providers:
         self._strict = ldap.single_use == "strict" and len(ldap.uris) > 1
         self._clock = clock
         self._settings = _fingerprint(ldap)
-        self._choice.adopt(self._settings, clock())
+        self._choice.adopt(self._settings, clock(), replace=False)
         self._disowned = False
         self._seen = self.current
         """The provider this process's pool was kept for; the record may have moved since."""
@@ -95,6 +95,10 @@ class Providers:
         self._binders: list[tuple[int, Connection]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(ldap.pool_size)
+
+    def adopt(self) -> None:
+        """Make this process's ``ldap`` settings the daemon's (a reload that succeeded)."""
+        self._choice.adopt(self._settings, self._clock())
 
     @property
     def current(self) -> int:
