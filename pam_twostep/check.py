@@ -10,12 +10,14 @@ exist, which the server refuses with "no such value" when writing is allowed and
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import shutil
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import wire
-from .config import Config, load_config, load_secrets
+from .config import Config, LdapConfig, load_config, load_secrets
 from .core.account import ACCOUNT_CLASS, Attr
 from .core.changes import Change, Modify
 from .core.errors import ConfigError, Conflict, DirectoryUnavailable, TwostepError
@@ -50,6 +52,9 @@ def _ldap_findings(
     config: Config, password: str, user: str | None, user_password: str | None
 ) -> list[Finding]:
     findings = []
+    consumer = _single_use_finding(config.ldap)
+    if consumer is not None:
+        findings.append(consumer)
     for uri in config.ldap.uris:
         directory = _directory(config, password, (uri,))
         try:
@@ -114,6 +119,37 @@ def _ldap_findings(
     finally:
         directory.close()
     return findings
+
+
+def _single_use_finding(ldap: LdapConfig) -> Finding | None:
+    """Under ``strict`` the first URI decides single use for every host that lists it
+    first: a name that means this host's own slapd (ldapi://, loopback) means another
+    server on each host, and each would accept the same code once."""
+    if ldap.single_use != "strict" or len(ldap.uris) < 2:
+        return None
+    first = ldap.uris[0]
+    what = f"{first}: consumes every code (ldap.single_use strict)"
+    if not _local(first):
+        return Finding(True, what + "; every host must list it first")
+    return Finding(
+        True,
+        what + "; it is this host's own slapd",
+        "if twostepd on other hosts uses these providers, list one of them first by a "
+        "name every host reaches, the same on all (docs/security.md)",
+    )
+
+
+def _local(uri: str) -> bool:
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme == "ldapi":
+        return True
+    host = (parsed.hostname or "").rstrip(".").lower()
+    if host in ("", "localhost") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _replication_finding(uri: str, directory: Directory) -> Finding:

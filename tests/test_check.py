@@ -15,8 +15,8 @@ from support.engines import engine_for
 from support.flows import interactive_login
 from support.slapd import NAMES, USERS, Slapd, user_dn
 
-from pam_twostep.check import run_checks
-from pam_twostep.config import parse_config
+from pam_twostep.check import _single_use_finding, run_checks
+from pam_twostep.config import LdapConfig, parse_config
 from pam_twostep.core.decision import Method, Outcome
 from pam_twostep.core.errors import DirectoryRefused
 from pam_twostep.lab.files import resource
@@ -136,3 +136,47 @@ def test_a_schema_from_before_the_grace_dates(old_slapd: Slapd, tmp_path: Path) 
         with pytest.raises(DirectoryRefused):
             engine.set_policy("default", {"required_from": int(time.time()) + 86400})
         assert engine.show_policy("default").settings == before
+
+
+_REMOTE = "ldaps://ldap2.example.org"
+
+
+@pytest.mark.parametrize(
+    ("first", "local"),
+    [
+        ("ldapi:///", True),
+        ("ldapi://%2Frun%2Fslapd%2Fldapi", True),
+        ("ldap://localhost", True),
+        ("ldap://LOCALHOST.:389", True),
+        ("ldap://ldap.localhost", True),
+        ("ldap://127.0.0.1:389", True),
+        ("ldap://127.8.9.10", True),
+        ("ldap://[::1]:389", True),
+        ("ldap:///", True),
+        ("ldaps://ldap1.example.org", False),
+        ("ldap://192.0.2.7", False),
+        ("ldap://[2001:db8::1]", False),
+    ],
+)
+def test_check_says_which_server_consumes_codes(first: str, local: bool) -> None:
+    """Review of issue 22: with the shipped ``ldapi:///`` first on every host, each host
+    consumed codes on its own provider, and one code raced through two was accepted
+    twice. The name is the same; the server is not."""
+    ldap = LdapConfig(uris=(first, _REMOTE), bind_dn="cn=x", bind_password_file=Path("/x"))
+    finding = _single_use_finding(ldap)
+    assert finding is not None and finding.ok
+    assert finding.what.startswith(f"{first}: consumes every code (ldap.single_use strict)")
+    assert ("this host's own slapd" in finding.what) is local
+    assert ("every host reaches" in finding.advice) is local
+
+
+def test_check_says_nothing_of_single_use_with_one_uri_or_available() -> None:
+    one = LdapConfig(uris=("ldapi:///",), bind_dn="cn=x", bind_password_file=Path("/x"))
+    assert _single_use_finding(one) is None
+    available = LdapConfig(
+        uris=("ldapi:///", _REMOTE),
+        bind_dn="cn=x",
+        bind_password_file=Path("/x"),
+        single_use="available",
+    )
+    assert _single_use_finding(available) is None

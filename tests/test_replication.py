@@ -396,6 +396,9 @@ def test_twostep_check_says_whether_fail_back_can_compare(
     config = config_for((a, b), tmp_path)
     password = load_secrets(config).bind_password
     findings = [str(f) for f in _ldap_findings(config, password, None, None)]
+    assert f"ok   {a.uri}: consumes every code (ldap.single_use strict); it is this host's" in (
+        "\n".join(findings)
+    )
     for server in (a, b):
         assert f"ok   {server.uri}: contextCSN readable (fail-back waits" in "\n".join(findings)
     single = engine_for(config_for((a,), tmp_path / "one"), Clock())
