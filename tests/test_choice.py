@@ -115,17 +115,31 @@ def test_new_settings_start_on_the_first_provider() -> None:
     assert choice.settings() == 9
 
 
-def test_only_a_reload_replaces_the_settings() -> None:
+def test_only_a_reload_replaces_the_settings_while_their_holders_live() -> None:
     """Review of issue 22: a replacement process forked from an edited file took the
-    daemon over, and the processes on the running configuration refused to serve."""
+    daemon over, and the processes on the running configuration refused to serve; yet
+    once none of those is left, the replacements must serve, not all refuse."""
     choice = ProviderChoice()
-    choice.adopt(7, 0.0, replace=False)  # the first process to start
-    assert choice.settings() == 7
+    alive = {100, 101}
+    assert choice.adopt(7, 0.0, (100, 1), replace=False, alive=alive.__contains__)
+    assert choice.adopt(7, 0.5, (101, 1), replace=False, alive=alive.__contains__)
     choice.move(0, 1, 1.0)
-    choice.adopt(9, 2.0, replace=False)  # a replacement on an edited file
+    alive = {101, 102}  # 100 died; its replacement read an edited file
+    assert not choice.adopt(9, 2.0, (102, 1), replace=False, alive=alive.__contains__)
     assert choice.read() == Record(index=1, moved_at=1.0, settings=7)
-    choice.adopt(9, 3.0)  # a reload
+    alive = {102, 103}  # 101 died too: nobody on 7 is left
+    assert choice.adopt(9, 3.0, (102, 1), replace=False, alive=alive.__contains__)
     assert choice.read() == Record(index=0, moved_at=3.0, settings=9)
+    assert choice.adopt(9, 3.5, (103, 1), replace=False, alive=alive.__contains__)
+    assert not choice.adopt(7, 3.6, (104, 1), replace=False, alive=lambda pid: True)
+    # a reload replaces them whoever holds them
+    assert choice.adopt(11, 4.0, (103, 2), alive=alive.__contains__)
+    assert choice.read() == Record(index=0, moved_at=4.0, settings=11)
+    assert not choice.adopt(9, 4.5, (102, 2), replace=False, alive=alive.__contains__)
+    # a holder that closed no longer counts, though its process lives
+    choice.release((103, 2))
+    assert choice.adopt(9, 5.0, (102, 2), replace=False, alive=lambda pid: True)
+    assert choice.settings() == 9
 
 
 def test_one_writer_retries_a_write_provider_that_was_down() -> None:

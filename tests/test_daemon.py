@@ -836,7 +836,8 @@ def test_a_process_forked_from_an_edited_file_does_not_take_the_daemon_over(
 ) -> None:
     """Review of issue 22: the process the supervisor forked to replace one that died
     read ``ldap.uris`` edited but not reloaded, made them the daemon's, and the process
-    still on the running configuration refused to serve. Only a reload changes them."""
+    still on the running configuration refused to serve. A reload changes them, and so
+    does the death of the last process on them (else every login would be refused)."""
     daemon = make_daemon(slapd, base, daemon={"processes": 2})
     daemon.start()
     try:
@@ -863,6 +864,15 @@ def test_a_process_forked_from_an_edited_file_does_not_take_the_daemon_over(
         }
         assert running not in refusing
         assert refusing <= {replacement}
+        # the last process on the running settings dies: the replacements take over
+        os.kill(running, signal.SIGKILL)
+        wait_for(lambda: daemon.log().count("listening on") == 4, 15, "another replacement")
+        wait_for(
+            lambda: {str(daemon.ask(auth())["result"]) for _ in range(20)} == {"accept"},
+            10,
+            "the replacements serving",
+        )
+        assert "on the running ldap settings is left" in daemon.log()
         # the reload makes the edited file the daemon's, in every process
         before = daemon.log().count("configuration and keys reloaded")
         daemon.reload()

@@ -17,8 +17,11 @@ So the record lives in memory mapped before the processes are forked, and says:
   counts in. The first process to start sets it, and a reload (SIGHUP) replaces it; a
   process whose settings differ (its reload failed, or the supervisor forked it after
   the file changed without a reload) serves nothing until it reloads, since its "first
-  URI" may be another server. Only a reload replaces it: a replacement process forked
-  from an edited file must not take the daemon over from the processes that run.
+  URI" may be another server. A replacement process forked from an edited file must
+  not take the daemon over from the processes that run; but once none of those is left,
+  it must, or the daemon would refuse every login until a reload;
+- ``holders``: who runs on those settings (process ID and a serial per ``Providers``),
+  so that "none is left" can be told: a holder whose process is gone does not count.
 
 A process whose provider fails moves the record by compare-and-set from the index it
 saw: of two processes that notice one outage, the second finds the record moved and
@@ -47,6 +50,23 @@ _LAYOUT = struct.Struct("<Q d d d Q")
 """index, moved_at, probe_until, writes_down_until, settings."""
 _INDEX = struct.Struct("<Q")
 _SETTINGS_AT = 32
+_HOLDERS_AT = 64
+_HOLDER = struct.Struct("<iI")
+_SLOTS = 256
+"""Holders kept: 64 serving processes at most, each with a ``Providers`` or two."""
+
+Holder = tuple[int, int]
+"""A process ID and a serial of the ``Providers`` in it."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -104,19 +124,50 @@ class ProviderChoice:
         """The settings fingerprint, likewise unlocked."""
         return int(_INDEX.unpack_from(self._map, _SETTINGS_AT)[0])
 
-    def adopt(self, settings: int, now: float, *, replace: bool = True) -> None:
-        """Make ``settings`` the daemon's (a reload), or without ``replace`` only if the
-        record has none yet (the first process to start); new settings start again on
-        the first URI."""
+    def _holders(self) -> list[Holder]:
+        found = []
+        for slot in range(_SLOTS):
+            holder = _HOLDER.unpack_from(self._map, _HOLDERS_AT + slot * _HOLDER.size)
+            if holder[0]:
+                found.append((int(holder[0]), int(holder[1])))
+        return found
 
-        def change(record: Record) -> Record:
-            if record.settings == settings:
-                return record
-            if not replace and record.settings != 0:
-                return record
-            return Record(moved_at=now, settings=settings)
+    def _set_holders(self, holders: list[Holder]) -> None:
+        for slot in range(_SLOTS):
+            pid, serial = holders[slot] if slot < len(holders) else (0, 0)
+            _HOLDER.pack_into(self._map, _HOLDERS_AT + slot * _HOLDER.size, pid, serial)
 
-        self.update(change)
+    def adopt(
+        self,
+        settings: int,
+        now: float,
+        holder: Holder = (0, 0),
+        *,
+        replace: bool = True,
+        alive: Callable[[int], bool] = _alive,
+    ) -> bool:
+        """Make ``settings`` the daemon's (``replace``: a reload), or without it only if
+        the record has none yet (the first process to start) or no holder of the
+        record's settings is alive; new settings start again on the first URI. Returns
+        whether ``settings`` are the daemon's now, with ``holder`` among their holders."""
+        with self._locked():
+            record = self._read()
+            living = [h for h in self._holders() if h != holder and alive(h[0])]
+            if record.settings != settings:
+                if not replace and record.settings != 0 and living:
+                    self._set_holders(living)
+                    return False
+                self._write(Record(moved_at=now, settings=settings))
+                living = []
+            if holder[0]:
+                living.append(holder)
+            self._set_holders(living[-_SLOTS:])
+            return True
+
+    def release(self, holder: Holder) -> None:
+        """``holder`` no longer runs on the record's settings (it was closed)."""
+        with self._locked():
+            self._set_holders([h for h in self._holders() if h != holder])
 
     def update(self, change: Callable[[Record], Record]) -> Record:
         """Apply ``change`` to the record atomically; returns the record as it is after."""

@@ -19,8 +19,10 @@ directory package.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
+import os
 import threading
 import time
 import urllib.parse
@@ -48,6 +50,9 @@ DEFAULT_LDAPI_SOCKET = "/run/slapd/ldapi"
 
 _RECHECK = 1.0
 """Seconds before probing again a provider that answered but had not caught up."""
+
+_SERIALS = itertools.count(1)
+"""Tells the ``Providers`` of one process apart in the shared record's holders."""
 
 
 def _fingerprint(ldap: LdapConfig) -> int:
@@ -85,12 +90,13 @@ class Providers:
         self._strict = ldap.single_use == "strict" and len(ldap.uris) > 1
         self._clock = clock
         self._settings = _fingerprint(ldap)
-        self._choice.adopt(self._settings, clock(), replace=False)
+        self._holder = (os.getpid(), next(_SERIALS))
+        self._closed = False
+        self._take_over()
         self._disowned = False
         self._seen = self.current
         """The provider this process's pool was kept for; the record may have moved since."""
         self._probes: list[threading.Thread] = []
-        self._closed = False
         self._idle: list[tuple[int, Connection]] = []
         self._binders: list[tuple[int, Connection]] = []
         self._lock = threading.Lock()
@@ -98,7 +104,7 @@ class Providers:
 
     def adopt(self) -> None:
         """Make this process's ``ldap`` settings the daemon's (a reload that succeeded)."""
-        self._choice.adopt(self._settings, self._clock())
+        self._choice.adopt(self._settings, self._clock(), self._holder)
 
     @property
     def current(self) -> int:
@@ -122,6 +128,7 @@ class Providers:
         if (
             self._choice.settings() != self._settings
             and self._choice.read().settings != self._settings  # not a torn read
+            and not self._take_over()
         ):
             if not self._disowned:
                 self._disowned = True
@@ -143,6 +150,24 @@ class Providers:
         for conn in stale:
             quietly_close(conn)
         return current
+
+    def _take_over(self) -> bool:
+        """Whether this process's settings are the daemon's: they were, the record had
+        none, or no process on the record's is left (all were replaced since the file
+        was edited without a reload)."""
+        before = self._choice.settings()
+        if self._closed or not self._choice.adopt(
+            self._settings, self._clock(), self._holder, replace=False
+        ):
+            return False
+        if before not in (0, self._settings):
+            log.warning(
+                "ldap: no serving process on the running ldap settings is left: this "
+                "one's are the daemon's now (the configuration file changed without a "
+                "reload)"
+            )
+        self._disowned = False
+        return True
 
     def take_binder(self) -> tuple[int, Connection | None]:
         """A connection kept for user binds, with its provider's index, if there is one."""
@@ -524,6 +549,8 @@ class Providers:
             binders, self._binders = self._binders, []
         for _, conn in idle + binders:
             quietly_close(conn)
+        if not self._owns_choice:
+            self._choice.release(self._holder)
         if self._owns_choice:
             self.wait_for_probes()
             self._choice.close()
