@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import shutil
+import socket as sockets
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,31 +126,47 @@ def _single_use_finding(ldap: LdapConfig) -> Finding | None:
     """Under ``strict`` the first URI decides single use for every host that lists it
     first: a name that means this host's own slapd (ldapi://, loopback) means another
     server on each host, and each would accept the same code once."""
-    if ldap.single_use != "strict" or len(ldap.uris) < 2:
-        return None
+    if ldap.single_use != "strict" and len(ldap.uris) > 1:
+        return None  # codes are consumed wherever reads go
     first = ldap.uris[0]
-    what = f"{first}: consumes every code (ldap.single_use strict)"
+    what = f"{first}: consumes every code" + (
+        " (ldap.single_use strict)" if len(ldap.uris) > 1 else ""
+    )
     if not _local(first):
         return Finding(True, what + "; every host must list it first")
     return Finding(
         True,
         what + "; it is this host's own slapd",
-        "if twostepd on other hosts uses these providers, list one of them first by a "
-        "name every host reaches, the same on all (docs/security.md)",
+        "if twostepd on other hosts uses this directory or its replicas, list one "
+        "provider first by a name every host reaches, the same on all (docs/security.md)",
     )
 
 
+_LOCAL_NAMES = ("", "localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
 def _local(uri: str) -> bool:
+    """Whether ``uri`` names this host whichever host reads it (no name resolution:
+    Debian maps the host's own name to 127.0.1.1, which would flag a sound provider)."""
     parsed = urllib.parse.urlsplit(uri)
     if parsed.scheme == "ldapi":
         return True
-    host = (parsed.hostname or "").rstrip(".").lower()
-    if host in ("", "localhost") or host.endswith(".localhost"):
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        host = (parsed.hostname or "").rstrip(".").lower()
     except ValueError:
         return False
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # 127.1, 2130706433, 0x7f000001: libldap's resolver takes these too
+            address = ipaddress.IPv4Address(sockets.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
 
 
 def _replication_finding(uri: str, directory: Directory) -> Finding:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 import time
@@ -153,6 +154,17 @@ _REMOTE = "ldaps://ldap2.example.org"
         ("ldap://127.8.9.10", True),
         ("ldap://[::1]:389", True),
         ("ldap:///", True),
+        ("LDAP://Localhost.LocalDomain", True),
+        ("ldap://ip6-localhost", True),
+        ("ldap://127.1", True),
+        ("ldap://2130706433", True),
+        ("ldap://0x7f000001", True),
+        ("ldap://0.0.0.0", True),
+        ("ldap://[::]", True),
+        ("ldap://[::ffff:127.0.0.1]", True),
+        ("ldap://[0:0:0:0:0:0:0:1]", True),
+        ("ldap://ldap1", False),
+        ("ldap://[::ffff:192.0.2.7]", False),
         ("ldaps://ldap1.example.org", False),
         ("ldap://192.0.2.7", False),
         ("ldap://[2001:db8::1]", False),
@@ -166,13 +178,14 @@ def test_check_says_which_server_consumes_codes(first: str, local: bool) -> None
     finding = _single_use_finding(ldap)
     assert finding is not None and finding.ok
     assert finding.what.startswith(f"{first}: consumes every code (ldap.single_use strict)")
+    alone = _single_use_finding(dataclasses.replace(ldap, uris=(first,)))
+    assert alone is not None and alone.what.startswith(f"{first}: consumes every code;")
+    assert ("this host's own slapd" in alone.what) is local
     assert ("this host's own slapd" in finding.what) is local
     assert ("every host reaches" in finding.advice) is local
 
 
-def test_check_says_nothing_of_single_use_with_one_uri_or_available() -> None:
-    one = LdapConfig(uris=("ldapi:///",), bind_dn="cn=x", bind_password_file=Path("/x"))
-    assert _single_use_finding(one) is None
+def test_check_says_nothing_of_single_use_under_available() -> None:
     available = LdapConfig(
         uris=("ldapi:///", _REMOTE),
         bind_dn="cn=x",

@@ -366,6 +366,7 @@ class Directory:
             raise DirectoryUnavailable(f"bind: {describe(exc)}") from None
         try:
             conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=list(attributes))
+            require_success(conn)  # a referral read as "sees nothing" would pass the check
             entries = [
                 raw_entry(item)
                 for item in conn.response or ()
