@@ -96,16 +96,20 @@ def _build(config: Config, choice: ProviderChoice) -> _Runtime:
     secrets = load_secrets(config)
     rules = resolve(config.daemon)
     directory = Directory(config.ldap, config.users, secrets.bind_password, choice=choice)
-    sink = build_sink(config.audit)
-    engine = Engine(
-        config,
-        directory,
-        secrets.keyring,
-        sink,
-        sessions=mail_sessions(config, secrets, sink),
-        notices=stale_notices(config, sink),
-        later=Background("bookkeeping"),
-    )
+    try:
+        sink = build_sink(config.audit)
+        engine = Engine(
+            config,
+            directory,
+            secrets.keyring,
+            sink,
+            sessions=mail_sessions(config, secrets, sink),
+            notices=stale_notices(config, sink),
+            later=Background("bookkeeping"),
+        )
+    except BaseException:
+        directory.close()  # a reload refused: this one holds nothing in the shared record
+        raise
     return _Runtime(config, engine, directory, rules)
 
 

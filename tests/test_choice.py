@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 
-from pam_twostep.directory._choice import ProviderChoice, Record
+from pam_twostep.directory._choice import Holder, ProviderChoice, Record, started
 
 
 def _in_child(run: object) -> int:
@@ -110,9 +111,13 @@ def test_new_settings_start_on_the_first_provider() -> None:
     choice.move(0, 1, 1.0)
     choice.adopt(7, 2.0)
     assert choice.read().index == 1  # the same settings: nothing changes
-    choice.adopt(9, 3.0)
-    assert choice.read() == Record(index=0, moved_at=3.0, settings=9)
+    assert choice.adopt(9, 3.0) == 2  # a reload that changed them: a new generation
+    assert choice.read() == Record(index=0, moved_at=3.0, settings=9, generation=2)
     assert choice.settings() == 9
+
+
+def _holder(pid: int, settings: int, serial: int = 1) -> Holder:
+    return Holder(pid, serial, 1000 + pid, settings)
 
 
 def test_only_a_reload_replaces_the_settings_while_their_holders_live() -> None:
@@ -120,26 +125,88 @@ def test_only_a_reload_replaces_the_settings_while_their_holders_live() -> None:
     daemon over, and the processes on the running configuration refused to serve; yet
     once none of those is left, the replacements must serve, not all refuse."""
     choice = ProviderChoice()
-    alive = {100, 101}
-    assert choice.adopt(7, 0.0, (100, 1), replace=False, alive=alive.__contains__)
-    assert choice.adopt(7, 0.5, (101, 1), replace=False, alive=alive.__contains__)
+    live = {100, 101}
+
+    def alive(holder: Holder) -> bool:
+        return holder.pid in live
+
+    a, b = _holder(100, 7), _holder(101, 7)
+    for first in (a, b):
+        assert choice.join(first, alive) == 0
+        assert choice.take_over(first, 0, 0.0, alive)  # the first to start sets them
     choice.move(0, 1, 1.0)
-    alive = {101, 102}  # 100 died; its replacement read an edited file
-    assert not choice.adopt(9, 2.0, (102, 1), replace=False, alive=alive.__contains__)
+    live = {101, 102}  # a died; its replacement read a file edited to 9
+    r1 = _holder(102, 9)
+    assert choice.join(r1, alive) == 0
+    assert not choice.take_over(r1, 0, 2.0, alive)
     assert choice.read() == Record(index=1, moved_at=1.0, settings=7)
-    alive = {102, 103}  # 101 died too: nobody on 7 is left
-    assert choice.adopt(9, 3.0, (102, 1), replace=False, alive=alive.__contains__)
+    live = {102, 103}  # b died too: nobody on 7 is left
+    r2 = _holder(103, 9)
+    assert choice.join(r2, alive) == 0
+    assert choice.take_over(r2, 0, 3.0, alive)
     assert choice.read() == Record(index=0, moved_at=3.0, settings=9)
-    assert choice.adopt(9, 3.5, (103, 1), replace=False, alive=alive.__contains__)
-    assert not choice.adopt(7, 3.6, (104, 1), replace=False, alive=lambda pid: True)
-    # a reload replaces them whoever holds them
-    assert choice.adopt(11, 4.0, (103, 2), alive=alive.__contains__)
-    assert choice.read() == Record(index=0, moved_at=4.0, settings=11)
-    assert not choice.adopt(9, 4.5, (102, 2), replace=False, alive=alive.__contains__)
-    # a holder that closed no longer counts, though its process lives
-    choice.release((103, 2))
-    assert choice.adopt(9, 5.0, (102, 2), replace=False, alive=lambda pid: True)
-    assert choice.settings() == 9
+    assert choice.take_over(r1, 0, 3.5, alive)  # r1 serves now: it runs on 9
+    # the file is edited to 11; r2 dies: r1, on 9, lives and serves, so the replacement
+    # must not take over (a holder counts whether it took over or followed)
+    live = {102, 104}
+    r3 = _holder(104, 11)
+    assert choice.join(r3, alive) == 0
+    assert not choice.take_over(r3, 0, 4.0, alive)
+    # a closed holder no longer counts, though its process lives
+    choice.leave(r1)
+    assert choice.take_over(r3, 0, 5.0, alive)
+    assert choice.settings() == 11
+
+
+def test_a_process_whose_reload_was_refused_never_takes_the_daemon_back() -> None:
+    """Review of issue 22: the others reloaded onto new settings and died; the one
+    whose reload had been refused, still on the old, took the daemon back to them."""
+    choice = ProviderChoice()
+    live = {100, 101}
+
+    def alive(holder: Holder) -> bool:
+        return holder.pid in live
+
+    stale, reloaded = _holder(100, 7), _holder(101, 9)
+    assert choice.join(stale, alive) == 0 and choice.take_over(stale, 0, 0.0, alive)
+    assert choice.join(reloaded, alive) == 0
+    assert choice.adopt(9, 1.0) == 1  # its reload: generation 1
+    live = {100}  # the reloaded one died
+    assert not choice.take_over(stale, 0, 2.0, alive)
+    assert choice.read() == Record(index=0, moved_at=1.0, settings=9, generation=1)
+    live = {100, 102}
+    replacement = _holder(102, 9)
+    assert choice.join(replacement, alive) == 1
+    assert choice.take_over(replacement, 1, 3.0, alive)
+
+
+def test_a_holder_is_its_process_not_a_later_one_with_its_id() -> None:
+    """Process IDs are reused: a holder counts only while its process, by ID and start
+    time, lives (a zombie does not)."""
+    pid = os.getpid()
+    me = started(pid)
+    assert me is not None
+    choice = ProviderChoice()
+    running = Holder(pid, 1, me, 7)
+    assert choice.join(running) == 0 and choice.take_over(running, 0, 0.0)
+    newcomer = Holder(pid, 2, me, 9)
+    assert not choice.take_over(newcomer, 0, 1.0)  # this very process holds 7
+    choice.leave(running)
+    choice.join(Holder(pid, 1, me + 1, 7))  # "this ID, started later": someone else
+    assert choice.take_over(newcomer, 0, 2.0)
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    time.sleep(0.2)  # a zombie until reaped
+    assert started(child) is None
+    os.waitpid(child, 0)
+    assert started(child) is None
+
+
+def test_there_is_room_for_every_holder_the_daemon_can_have() -> None:
+    choice = ProviderChoice()
+    holders = [_holder(1000 + n, 7) for n in range(128)]  # 64 processes mid-reload
+    assert all(choice.join(h, lambda h: True) == 0 for h in holders)
 
 
 def test_one_writer_retries_a_write_provider_that_was_down() -> None:

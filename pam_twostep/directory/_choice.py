@@ -20,8 +20,13 @@ So the record lives in memory mapped before the processes are forked, and says:
   URI" may be another server. A replacement process forked from an edited file must
   not take the daemon over from the processes that run; but once none of those is left,
   it must, or the daemon would refuse every login until a reload;
-- ``holders``: who runs on those settings (process ID and a serial per ``Providers``),
-  so that "none is left" can be told: a holder whose process is gone does not count.
+- ``generation``: counts the reloads that changed the settings. A ``Providers`` built
+  before the last of them (its process's reload was refused) never takes over: the
+  administrator reloaded away from its settings;
+- ``holders``: every ``Providers`` alive in the daemon's processes, with the settings
+  it runs on, so that "none on the record's settings is left" can be told. A holder
+  whose process is gone (or whose process ID now names another process: its start
+  time differs) does not count.
 
 A process whose provider fails moves the record by compare-and-set from the index it
 saw: of two processes that notice one outage, the second finds the record moved and
@@ -43,30 +48,46 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
-__all__ = ["ProviderChoice", "Record"]
+__all__ = ["Holder", "ProviderChoice", "Record", "started"]
 
-_LAYOUT = struct.Struct("<Q d d d Q")
-"""index, moved_at, probe_until, writes_down_until, settings."""
+_LAYOUT = struct.Struct("<Q d d d Q Q")
+"""index, moved_at, probe_until, writes_down_until, settings, generation."""
 _INDEX = struct.Struct("<Q")
 _SETTINGS_AT = 32
 _HOLDERS_AT = 64
-_HOLDER = struct.Struct("<iI")
-_SLOTS = 256
-"""Holders kept: 64 serving processes at most, each with a ``Providers`` or two."""
-
-Holder = tuple[int, int]
-"""A process ID and a serial of the ``Providers`` in it."""
+_HOLDER = struct.Struct("<i I Q Q")
+_SLOTS = 512
+"""64 serving processes at most, each with a ``Providers`` or two: room to spare."""
+_SIZE = _HOLDERS_AT + _SLOTS * _HOLDER.size
 
 
-def _alive(pid: int) -> bool:
+class Holder(NamedTuple):
+    """One ``Providers``: its process (ID and start time) and the settings it runs on."""
+
+    pid: int
+    serial: int
+    started: int
+    settings: int
+
+
+def started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None if it is gone
+    (a zombie is gone): with the ID, it tells a process from a later one that reused
+    the ID."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[:1] in ([b"Z"], [b"X"]) or len(fields) < 20:
+        return None
+    return int(fields[19])
+
+
+def _alive(holder: Holder) -> bool:
+    return started(holder.pid) == holder.started
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,7 @@ class Record:
     probe_until: float = 0.0
     writes_down_until: float = 0.0
     settings: int = 0
+    generation: int = 0
 
 
 class ProviderChoice:
@@ -83,8 +105,9 @@ class ProviderChoice:
 
     def __init__(self) -> None:
         self._fd = os.memfd_create("twostep-provider-choice", os.MFD_CLOEXEC)
-        os.ftruncate(self._fd, mmap.PAGESIZE)
-        self._map = mmap.mmap(self._fd, mmap.PAGESIZE)
+        size = -(-_SIZE // mmap.PAGESIZE) * mmap.PAGESIZE
+        os.ftruncate(self._fd, size)
+        self._map = mmap.mmap(self._fd, size)
         self._threads = threading.Lock()
 
     @contextmanager
@@ -108,6 +131,7 @@ class ProviderChoice:
             record.probe_until,
             record.writes_down_until,
             record.settings,
+            record.generation,
         )
 
     def read(self) -> Record:
@@ -127,47 +151,68 @@ class ProviderChoice:
     def _holders(self) -> list[Holder]:
         found = []
         for slot in range(_SLOTS):
-            holder = _HOLDER.unpack_from(self._map, _HOLDERS_AT + slot * _HOLDER.size)
-            if holder[0]:
-                found.append((int(holder[0]), int(holder[1])))
+            holder = Holder(*_HOLDER.unpack_from(self._map, _HOLDERS_AT + slot * _HOLDER.size))
+            if holder.pid:
+                found.append(holder)
         return found
 
     def _set_holders(self, holders: list[Holder]) -> None:
+        empty = Holder(0, 0, 0, 0)
         for slot in range(_SLOTS):
-            pid, serial = holders[slot] if slot < len(holders) else (0, 0)
-            _HOLDER.pack_into(self._map, _HOLDERS_AT + slot * _HOLDER.size, pid, serial)
+            holder = holders[slot] if slot < len(holders) else empty
+            _HOLDER.pack_into(self._map, _HOLDERS_AT + slot * _HOLDER.size, *holder)
 
-    def adopt(
-        self,
-        settings: int,
-        now: float,
-        holder: Holder = (0, 0),
-        *,
-        replace: bool = True,
-        alive: Callable[[int], bool] = _alive,
-    ) -> bool:
-        """Make ``settings`` the daemon's (``replace``: a reload), or without it only if
-        the record has none yet (the first process to start) or no holder of the
-        record's settings is alive; new settings start again on the first URI. Returns
-        whether ``settings`` are the daemon's now, with ``holder`` among their holders."""
+    def join(self, holder: Holder, alive: Callable[[Holder], bool] = _alive) -> int | None:
+        """Count ``holder`` among the living; returns the generation it is built in, or
+        None if there is no room (it must then serve nothing: uncounted, it could be
+        taken over from)."""
         with self._locked():
-            record = self._read()
-            living = [h for h in self._holders() if h != holder and alive(h[0])]
-            if record.settings != settings:
-                if not replace and record.settings != 0 and living:
-                    self._set_holders(living)
-                    return False
-                self._write(Record(moved_at=now, settings=settings))
-                living = []
-            if holder[0]:
-                living.append(holder)
-            self._set_holders(living[-_SLOTS:])
-            return True
+            living = [h for h in self._holders() if h != holder and alive(h)]
+            if len(living) >= _SLOTS:
+                return None
+            self._set_holders([*living, holder])
+            return self._read().generation
 
-    def release(self, holder: Holder) -> None:
-        """``holder`` no longer runs on the record's settings (it was closed)."""
+    def leave(self, holder: Holder) -> None:
+        """``holder`` was closed: it no longer counts."""
         with self._locked():
             self._set_holders([h for h in self._holders() if h != holder])
+
+    def adopt(self, settings: int, now: float) -> int:
+        """Make ``settings`` the daemon's (a reload that succeeded); new settings start
+        again on the first URI, in a new generation, which this returns."""
+
+        def change(record: Record) -> Record:
+            if record.settings == settings:
+                return record
+            return Record(moved_at=now, settings=settings, generation=record.generation + 1)
+
+        return self.update(change).generation
+
+    def take_over(
+        self,
+        holder: Holder,
+        generation: int,
+        now: float,
+        alive: Callable[[Holder], bool] = _alive,
+    ) -> bool:
+        """Whether ``holder``'s settings are the daemon's, made so if need be: the record
+        has none yet (the first process to start), or no living holder runs on the
+        record's and no reload changed them since ``holder`` was built (``generation``)."""
+        with self._locked():
+            record = self._read()
+            if record.settings == holder.settings:
+                return True
+            if record.settings != 0:
+                if generation != record.generation:
+                    return False
+                others = (h for h in self._holders() if h != holder)
+                if any(h.settings == record.settings and alive(h) for h in others):
+                    return False
+            self._write(
+                Record(moved_at=now, settings=holder.settings, generation=record.generation)
+            )
+            return True
 
     def update(self, change: Callable[[Record], Record]) -> Record:
         """Apply ``change`` to the record atomically; returns the record as it is after."""

@@ -35,7 +35,7 @@ from ldap3.core import exceptions as ldap_errors
 from ..config import LdapConfig
 from ..core.errors import DirectoryUnavailable
 from ._answers import BROKEN, UNREACHABLE, quietly_close, require_success
-from ._choice import ProviderChoice
+from ._choice import Holder, ProviderChoice, started
 from ._csn import caught_up, context_csns, suffix_of
 from ._tls import VerifyingTls, start_tls
 
@@ -90,8 +90,13 @@ class Providers:
         self._strict = ldap.single_use == "strict" and len(ldap.uris) > 1
         self._clock = clock
         self._settings = _fingerprint(ldap)
-        self._holder = (os.getpid(), next(_SERIALS))
+        pid = os.getpid()
+        self._holder = Holder(pid, next(_SERIALS), started(pid) or 0, self._settings)
         self._closed = False
+        joined = self._choice.join(self._holder)
+        if joined is None:
+            log.error("ldap: no room in the shared provider record: this process serves nothing")
+        self._generation = joined
         self._take_over()
         self._disowned = False
         self._seen = self.current
@@ -104,7 +109,8 @@ class Providers:
 
     def adopt(self) -> None:
         """Make this process's ``ldap`` settings the daemon's (a reload that succeeded)."""
-        self._choice.adopt(self._settings, self._clock(), self._holder)
+        if self._generation is not None:
+            self._generation = self._choice.adopt(self._settings, self._clock())
 
     @property
     def current(self) -> int:
@@ -125,6 +131,8 @@ class Providers:
 
         A process whose ``ldap`` settings are not the daemon's (another process reloaded
         newer ones) serves nothing: its index would name another server."""
+        if self._generation is None:
+            raise DirectoryUnavailable("this process is not counted in the shared record")
         if (
             self._choice.settings() != self._settings
             and self._choice.read().settings != self._settings  # not a torn read
@@ -156,8 +164,10 @@ class Providers:
         none, or no process on the record's is left (all were replaced since the file
         was edited without a reload)."""
         before = self._choice.settings()
-        if self._closed or not self._choice.adopt(
-            self._settings, self._clock(), self._holder, replace=False
+        if (
+            self._closed
+            or self._generation is None
+            or not self._choice.take_over(self._holder, self._generation, self._clock())
         ):
             return False
         if before not in (0, self._settings):
@@ -550,7 +560,7 @@ class Providers:
         for _, conn in idle + binders:
             quietly_close(conn)
         if not self._owns_choice:
-            self._choice.release(self._holder)
+            self._choice.leave(self._holder)
         if self._owns_choice:
             self.wait_for_probes()
             self._choice.close()
