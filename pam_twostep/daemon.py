@@ -52,7 +52,7 @@ from .audit import build_sink
 from .background import Background
 from .config import Config, DaemonConfig, config_path, load_config, load_secrets
 from .continuation import Continuations
-from .core.errors import ConfigError
+from .core.errors import ConfigError, TemporaryFailure
 from .directory import Directory, ProviderChoice
 from .engine import Engine
 from .handlers import error, handle
@@ -275,7 +275,7 @@ class Daemon:
     def _reload(self) -> None:
         try:
             runtime = _build(load_config(self._path), self._choice)
-        except ConfigError as exc:
+        except (ConfigError, TemporaryFailure, OSError) as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
         new, running = runtime.config.daemon, self.config.daemon

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import replace
@@ -201,6 +202,32 @@ def test_a_holder_is_its_process_not_a_later_one_with_its_id() -> None:
     assert started(child) is None
     os.waitpid(child, 0)
     assert started(child) is None
+
+
+def test_a_holder_that_cannot_be_looked_at_counts_as_alive() -> None:
+    """Review of issue 22: a process out of descriptors took every holder for dead
+    (it could not open their /proc entries), and dropped them all from the record."""
+    choice = ProviderChoice()
+    me = started(os.getpid())
+    assert me is not None
+    running = Holder(os.getpid(), 1, me, 7)
+    assert choice.join(running) == 0 and choice.take_over(running, 0, 0.0)
+
+    def out_of_descriptors() -> int:
+        with contextlib.suppress(OSError):
+            while True:
+                os.open("/dev/null", os.O_RDONLY)
+        try:
+            started(os.getpid())
+        except OSError:
+            pass
+        else:
+            return 2
+        choice.join(Holder(os.getpid(), 1, 1, 7))
+        return 0 if choice.take_over(Holder(os.getpid(), 2, 1, 9), 0, 1.0) is False else 3
+
+    assert _in_child(out_of_descriptors) == 0
+    assert not choice.take_over(Holder(2**22 + 1, 1, 1, 9), 0, 2.0)  # still counted
 
 
 def test_there_is_room_for_every_holder_the_daemon_can_have() -> None:

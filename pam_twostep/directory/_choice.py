@@ -75,19 +75,27 @@ class Holder(NamedTuple):
 def started(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot), or None if it is gone
     (a zombie is gone): with the ID, it tells a process from a later one that reused
-    the ID."""
+    the ID. Raises ``OSError`` when it cannot tell (no /proc, no descriptor left)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
+            data = stat.read()
+    except (FileNotFoundError, ProcessLookupError):
         return None
-    if fields[:1] in ([b"Z"], [b"X"]) or len(fields) < 20:
-        return None
+    fields = data.rsplit(b")", 1)[-1].split()
+    if b")" not in data or fields[:1] in ([b"Z"], [b"X"]):
+        return None  # gone while being read, or a zombie
+    if len(fields) < 20 or not fields[19].isdigit():
+        raise OSError(f"/proc/{pid}/stat: unexpected contents")
     return int(fields[19])
 
 
 def _alive(holder: Holder) -> bool:
-    return started(holder.pid) == holder.started
+    """Gone only when known to be: a holder wrongly taken for dead could be taken
+    over from while it serves."""
+    try:
+        return started(holder.pid) == holder.started
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -140,12 +148,14 @@ class ProviderChoice:
 
     def index(self) -> int:
         """The index alone, without the lock: read before every operation, so it must
-        cost nothing (an aligned 8-byte field, written whole; a stale value only means
-        the move is followed at the next operation)."""
+        cost nothing. A write may be seen half done, but indexes (below 16) differ in
+        their first byte only, so a read gets the old value or the new; a stale one
+        only means the move is followed at the next operation."""
         return int(_INDEX.unpack_from(self._map, 0)[0])
 
     def settings(self) -> int:
-        """The settings fingerprint, likewise unlocked."""
+        """The settings fingerprint, likewise unlocked: a half-written one is told from
+        a real difference by reading again under the lock."""
         return int(_INDEX.unpack_from(self._map, _SETTINGS_AT)[0])
 
     def _holders(self) -> list[Holder]:

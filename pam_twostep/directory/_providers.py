@@ -91,7 +91,14 @@ class Providers:
         self._clock = clock
         self._settings = _fingerprint(ldap)
         pid = os.getpid()
-        self._holder = Holder(pid, next(_SERIALS), started(pid) or 0, self._settings)
+        try:
+            since = started(pid)
+        except OSError as exc:
+            since = None
+            log.error("ldap: cannot read this process's start time: %s", exc)
+        if since is None:  # uncounted, it could be taken over from while it serves
+            raise DirectoryUnavailable("cannot tell this process apart in the shared record")
+        self._holder = Holder(pid, next(_SERIALS), since, self._settings)
         self._closed = False
         joined = self._choice.join(self._holder)
         if joined is None:
