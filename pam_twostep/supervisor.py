@@ -4,11 +4,14 @@ Python runs one thread at a time per process, so with ``daemon.processes`` above
 the daemon binds its socket once and this forks that many serving processes, which
 accept on it side by side. It forwards SIGHUP and SIGTERM to them and replaces one that
 dies; if they keep dying at start-up (a broken configuration, say) it gives up with the
-last one's exit code (78 for bad configuration) rather than spin.
+last one's exit code (78 for bad configuration) rather than spin. Later, the wait
+before a replacement grows with the deaths of the last minute, up to 5 s: processes
+that cannot start are not replaced in a tight loop, while those still serving go on.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -26,12 +29,16 @@ log = logging.getLogger("twostepd")
 class Supervisor:
     """Forks the serving processes, forwards signals to them, replaces one that dies."""
 
-    def __init__(self, serve: Callable[[], int], count: int) -> None:
+    def __init__(self, serve: Callable[[], int], count: int, settle: float = 10.0) -> None:
         self._serve = serve
         self._count = count
+        self._settle = settle
+        """Seconds after start in which deaths count towards giving up."""
         self._children: set[int] = set()
         self._stopping = False
         self._quick_deaths = 0
+        self._deaths: collections.deque[float] = collections.deque()
+        """When serving processes died, over the last minute."""
 
     def _spawn(self) -> None:
         pid = os.fork()
@@ -79,13 +86,18 @@ class Supervisor:
                 continue
             exit_code = os.waitstatus_to_exitcode(status)
             log.error("serving process %d exited (%d); starting another", pid, exit_code)
-            self._quick_deaths = self._quick_deaths + 1 if time.monotonic() - started < 10 else 0
+            now = time.monotonic()
+            self._quick_deaths = self._quick_deaths + 1 if now - started < self._settle else 0
+            self._deaths.append(now)
+            while self._deaths[0] < now - 60:
+                self._deaths.popleft()
             if self._quick_deaths > 3 * self._count:
                 log.error("serving processes keep dying; giving up")
                 self._stopping = True
                 self._forward(signal.SIGTERM)
                 code = 78 if exit_code == 78 else 70
                 continue
-            time.sleep(min(1.0, 0.1 * self._quick_deaths))
-            self._spawn()
+            time.sleep(min(5.0, 0.1 * len(self._deaths)))
+            if not self._stopping:  # SIGTERM while waiting: start nothing new
+                self._spawn()
         return code

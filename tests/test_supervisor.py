@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def serve():
         raise RuntimeError("a bug")
     return int(kind)
 
-sys.exit(Supervisor(serve, 2).run())
+sys.exit(Supervisor(serve, 2, settle=float(sys.argv[2]) if len(sys.argv) > 2 else 10.0).run())
 """
 
 
@@ -52,3 +53,23 @@ def test_processes_that_keep_dying_end_the_supervisor(kind: str, code: int) -> N
     )
     assert done.returncode == code, done.stderr[-2000:]
     assert "keep dying; giving up" in done.stderr
+
+
+def test_processes_that_keep_dying_later_are_replaced_slower_and_slower() -> None:
+    """Review of issue 22: past the start-up window the wait went back to nothing, and a
+    replacement that could not start was replaced in a tight loop, a traceback each."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, "exception", "0.3"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(4)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+    assert "giving up" not in stderr  # not at start-up: the others may be serving
+    # 0.1 + 0.2 + ... s: about 8 deaths in 4 s (a tight loop gave hundreds)
+    assert 3 <= stderr.count("starting another") <= 15, stderr[-2000:]
+    assert process.returncode is not None
