@@ -567,6 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 78
+    except TemporaryFailure as exc:  # one serving process, and it cannot start
+        log.error("%s", exc)
+        return 70
     finally:
         with contextlib.suppress(FileNotFoundError):
             config.daemon.socket.unlink()

@@ -80,11 +80,13 @@ def started(pid: int) -> int | None:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
     except (FileNotFoundError, ProcessLookupError):
+        if not os.path.exists("/proc/self/stat"):
+            raise OSError("no /proc here") from None
         return None
     fields = data.rsplit(b")", 1)[-1].split()
-    if b")" not in data or fields[:1] in ([b"Z"], [b"X"]):
-        return None  # gone while being read, or a zombie
-    if len(fields) < 20 or not fields[19].isdigit():
+    if b")" in data and fields[:1] in ([b"Z"], [b"X"]):
+        return None  # a zombie
+    if b")" not in data or len(fields) < 20 or not fields[19].isdigit():
         raise OSError(f"/proc/{pid}/stat: unexpected contents")
     return int(fields[19])
 

@@ -94,10 +94,14 @@ class Providers:
         try:
             since = started(pid)
         except OSError as exc:
-            since = None
-            log.error("ldap: cannot read this process's start time: %s", exc)
-        if since is None:  # uncounted, it could be taken over from while it serves
+            since, why = None, str(exc)
+        else:
+            why = "it is gone"
+        if since is None and not self._owns_choice:
+            # uncounted, it could be taken over from while it serves
+            log.error("ldap: cannot read this process's start time: %s", why)
             raise DirectoryUnavailable("cannot tell this process apart in the shared record")
+        since = since or 0  # a record of its own: nobody else to tell it from
         self._holder = Holder(pid, next(_SERIALS), since, self._settings)
         self._closed = False
         joined = self._choice.join(self._holder)
