@@ -517,7 +517,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0 after a clean stop, 78 (EX_CONFIG) on bad configuration."""
+    """Exit 0 after a clean stop, 78 (EX_CONFIG) on bad configuration, 70 when the
+    serving processes cannot start."""
     arguments = _arguments(argv)
     logging.basicConfig(
         stream=sys.stderr, format="twostepd[%(process)d]: %(levelname)s: %(message)s"

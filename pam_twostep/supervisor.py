@@ -57,6 +57,9 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         self._children.add(pid)
+        if self._stopping:  # SIGTERM came while forking: this one was not told
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def _forward(self, number: int) -> None:
         for pid in list(self._children):
@@ -75,6 +78,7 @@ class Supervisor:
             self._spawn()
         log.info("%d serving processes started", self._count)
         started = time.monotonic()
+        waited = 0.0  # the start-up window counts the processes' time, not these waits
         code = 0
         while self._children:
             try:
@@ -87,7 +91,8 @@ class Supervisor:
             exit_code = os.waitstatus_to_exitcode(status)
             log.error("serving process %d exited (%d); starting another", pid, exit_code)
             now = time.monotonic()
-            self._quick_deaths = self._quick_deaths + 1 if now - started < self._settle else 0
+            early = now - started - waited < self._settle
+            self._quick_deaths = self._quick_deaths + 1 if early else 0
             self._deaths.append(now)
             while self._deaths[0] < now - 60:
                 self._deaths.popleft()
@@ -97,7 +102,11 @@ class Supervisor:
                 self._forward(signal.SIGTERM)
                 code = 78 if exit_code == 78 else 70
                 continue
-            time.sleep(min(5.0, 0.1 * len(self._deaths)))
-            if not self._stopping:  # SIGTERM while waiting: start nothing new
+            wait = min(5.0, 0.1 * len(self._deaths))
+            waited += wait
+            deadline = now + wait
+            while not self._stopping and time.monotonic() < deadline:
+                time.sleep(min(0.1, wait))  # a SIGTERM ends the wait
+            if not self._stopping:
                 self._spawn()
         return code
